@@ -1,0 +1,127 @@
+"""The sample contract shared by every reader, the collate function and the transforms.
+
+A *sample* is a dict:
+
+========== ====================== ==========================================================
+key        type                   content
+========== ====================== ==========================================================
+``s1``     float32 [2, H, W]      Sentinel-1 VV, VH backscatter in dB, in that order
+``s2``     float32 [C, H, W]      Sentinel-2 raw values (reflectance x 10000) in the band
+                                  order of :mod:`rsfuse.bands`
+``label``  float32 [K]            multi-hot scene labels (classification datasets)
+``mask``   int64 [H, W]           per-pixel classes, 255 = unlabelled (segmentation datasets)
+``present`` dict[str, bool]       per-modality presence flags ``{"s1": ..., "s2": ...}``
+``season`` int64 scalar           optional acquisition season index (0–3)
+``meta``   dict                   ``id``, source ids, ``crs`` (WKT or EPSG string),
+                                  ``transform`` (6 affine coefficients)
+========== ====================== ==========================================================
+
+A modality that was not read is absent from the dict and its presence flag is ``False``.
+After :func:`collate` every tensor gains a leading batch dimension, ``present`` holds bool
+tensors [B] and ``meta`` is a list of per-sample dicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from rsfuse.bands import MODALITIES
+from rsfuse.errors import DataError
+
+Sample = dict[str, Any]
+Batch = dict[str, Any]
+
+IGNORE_INDEX = 255
+
+
+def check_sample(sample: Sample, source: str | None = None) -> Sample:
+    """Check a sample against the contract and raise on violations.
+
+    Checks dtypes and ranks, finite pixel values, matching spatial size across modalities
+    and mask, and S1 having exactly two channels.
+
+    Args:
+        sample: the sample to check.
+        source: file or id named in the error message.
+
+    Returns:
+        The same sample, for chaining.
+
+    Raises:
+        DataError: a violation, naming ``source`` and the key.
+    """
+    sid = source or str(sample.get("meta", {}).get("id", "?"))
+    sizes = {}
+    for key in MODALITIES:
+        if key not in sample:
+            continue
+        x = sample[key]
+        if not isinstance(x, Tensor) or x.dtype != torch.float32 or x.ndim != 3:
+            raise DataError(f"{key} must be a float32 tensor [C, H, W], got "
+                            f"{getattr(x, 'dtype', type(x))} {tuple(getattr(x, 'shape', ()))}",
+                            sample=sid)
+        if key == "s1" and x.shape[0] != 2:
+            raise DataError(f"s1 must have 2 channels (VV, VH), got {x.shape[0]}", sample=sid)
+        if not torch.isfinite(x).all():
+            n = int((~torch.isfinite(x)).sum())
+            raise DataError(f"{key} has {n} NaN/inf pixel values", sample=sid)
+        sizes[key] = tuple(x.shape[-2:])
+    if "mask" in sample:
+        m = sample["mask"]
+        if m.dtype != torch.int64 or m.ndim != 2:
+            raise DataError(f"mask must be int64 [H, W], got {m.dtype} {tuple(m.shape)}",
+                            sample=sid)
+        sizes["mask"] = tuple(m.shape)
+    if len(set(sizes.values())) > 1:
+        raise DataError(f"spatial sizes differ between keys: {sizes}", sample=sid)
+    if "label" in sample:
+        lab = sample["label"]
+        if lab.dtype != torch.float32 or lab.ndim != 1:
+            raise DataError(f"label must be float32 [K], got {lab.dtype} {tuple(lab.shape)}",
+                            sample=sid)
+    return sample
+
+
+def collate(samples: Sequence[Sample]) -> Batch:
+    """Stack a list of samples into a batch.
+
+    Tensors are stacked along a new first dimension, ``present`` flags become bool tensors
+    [B], ``meta`` stays a list of dicts. Every sample must have the same keys.
+
+    Raises:
+        DataError: samples with different keys or shapes.
+    """
+    if not samples:
+        raise DataError("cannot collate an empty list of samples")
+    keys = set(samples[0])
+    for s in samples[1:]:
+        if set(s) != keys:
+            raise DataError(f"samples in one batch have different keys: {sorted(keys)} vs "
+                            f"{sorted(set(s))}", sample=str(s.get("meta", {}).get("id")))
+    batch: Batch = {}
+    for key in keys:
+        values = [s[key] for s in samples]
+        if key == "meta":
+            batch[key] = list(values)
+        elif key == "present":
+            batch[key] = {m: torch.tensor([bool(v[m]) for v in values]) for m in values[0]}
+        elif isinstance(values[0], Tensor):
+            shapes = {tuple(v.shape) for v in values}
+            if len(shapes) > 1:
+                raise DataError(f"{key} has different shapes within a batch: {sorted(shapes)}")
+            batch[key] = torch.stack(values)
+        else:
+            batch[key] = torch.as_tensor(values)
+    return batch
+
+
+def batch_size_of(batch: Batch) -> int:
+    """Number of samples in a collated batch."""
+    for key in ("s2", "s1", "label", "mask"):
+        if key in batch:
+            return int(batch[key].shape[0])
+    raise DataError(f"batch has no image or label key: {sorted(batch)}")

@@ -1,0 +1,154 @@
+"""GeoTIFF reading and writing with rasterio, with the project's errors and atomic writes.
+
+Reading names the file in every error (missing, truncated/corrupt, wrong size, NaN/inf).
+Writing goes to a temporary name in the same folder and is renamed into place, so an
+interrupted run never leaves a half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
+from rasterio.transform import Affine
+
+from rsfuse.errors import ConfigError, DataError
+
+# Opening thousands of small files: never list the folder on open (GDAL would, per file).
+os.environ.setdefault("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR")
+
+RESAMPLING: dict[str, Resampling] = {
+    "nearest": Resampling.nearest,
+    "bilinear": Resampling.bilinear,
+    "cubic": Resampling.cubic,
+    "average": Resampling.average,
+}
+
+
+def resampling(name: str) -> Resampling:
+    """The rasterio resampling method called ``name``.
+
+    Raises:
+        ConfigError: unknown name.
+    """
+    if name not in RESAMPLING:
+        raise ConfigError(f"unknown resampling {name!r}; expected one of {list(RESAMPLING)}",
+                          key="resampling")
+    return RESAMPLING[name]
+
+
+def read_band(
+    path: str | Path,
+    *,
+    expected_shape: tuple[int, int] | None = None,
+    out_shape: tuple[int, int] | None = None,
+    resample: str = "bilinear",
+    check_finite: bool = True,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Read band 1 of a single-band GeoTIFF as float32.
+
+    Args:
+        path: the file.
+        expected_shape: native (height, width) the file must have.
+        out_shape: (height, width) to resample to while reading (GDAL overview/warp-free
+            decimated read, the same as TorchGeo's ``out_shape`` read).
+        resample: resampling method name when ``out_shape`` differs from the native size.
+        check_finite: raise on NaN or inf values.
+
+    Returns:
+        ``(array [H, W] float32, profile)`` where profile holds ``crs`` (str or None),
+        ``transform`` (6 floats of the file's native grid) and ``dtype`` (the stored dtype).
+
+    Raises:
+        DataError: the file is missing, unreadable, of the wrong size or has NaN/inf.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataError("file not found", path=p)
+    try:
+        with rasterio.open(p) as src:
+            if expected_shape is not None and (src.height, src.width) != tuple(expected_shape):
+                raise DataError(
+                    f"raster is {src.height}x{src.width}, expected "
+                    f"{expected_shape[0]}x{expected_shape[1]}",
+                    path=p,
+                )
+            if out_shape is not None and tuple(out_shape) != (src.height, src.width):
+                arr = src.read(1, out_shape=tuple(out_shape), resampling=resampling(resample),
+                               out_dtype="float32")
+            else:
+                arr = src.read(1, out_dtype="float32")
+            profile = {
+                "crs": src.crs.to_string() if src.crs else None,
+                "transform": tuple(src.transform)[:6],
+                "dtype": src.dtypes[0],
+            }
+    except DataError:
+        raise
+    except (RasterioError, OSError, ValueError) as e:
+        raise DataError(f"cannot read GeoTIFF (corrupt or truncated?): {e}", path=p) from e
+    if check_finite and not np.isfinite(arr).all():
+        n = int((~np.isfinite(arr)).sum())
+        raise DataError(f"{n} NaN/inf pixel values", path=p)
+    return arr, profile
+
+
+def write_geotiff(
+    path: str | Path,
+    array: np.ndarray,
+    *,
+    crs: str | None,
+    transform: Affine | Sequence[float],
+    nodata: float | None = None,
+    compress: str | None = "deflate",
+    extra_tags: dict[str, str] | None = None,
+) -> Path:
+    """Write a [H, W] or [C, H, W] array as a GeoTIFF, atomically.
+
+    Args:
+        path: destination.
+        array: pixel values; dtype is kept.
+        crs: CRS as a rasterio-understood string (``EPSG:32633``) or None.
+        transform: affine transform of the pixel grid.
+        nodata: nodata value to record.
+        compress: GDAL compression or None.
+        extra_tags: dataset-level metadata tags.
+
+    Returns:
+        The final path.
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    arr = array[None] if array.ndim == 2 else array
+    if not isinstance(transform, Affine):
+        transform = Affine(*transform)
+    profile: dict[str, Any] = {
+        "driver": "GTiff",
+        "height": arr.shape[1],
+        "width": arr.shape[2],
+        "count": arr.shape[0],
+        "dtype": arr.dtype.name,
+        "crs": crs,
+        "transform": transform,
+    }
+    if compress:
+        profile["compress"] = compress
+    if nodata is not None:
+        profile["nodata"] = nodata
+    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
+    try:
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(arr)
+            if extra_tags:
+                dst.update_tags(**extra_tags)
+        os.replace(tmp, p)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return p
