@@ -6,6 +6,32 @@ import os
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
-import torch  # noqa: E402
+import torch
 
 torch.set_num_threads(2)
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def ben_v2_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic BigEarthNet v2 dataset written by the synthetic writer."""
+    from rsfuse.data.synthetic import synthesize
+
+    root = tmp_path_factory.mktemp("ben_v2")
+    synthesize("bigearthnet-v2", root, n=48, seed=3, workers=1, progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def ben_v1_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic BigEarthNet v1 dataset written by the synthetic writer."""
+    from rsfuse.data.synthetic import synthesize
+
+    root = tmp_path_factory.mktemp("ben_v1")
+    synthesize("bigearthnet-v1", root, n=48, seed=4, workers=1, progress=False)
+    return root

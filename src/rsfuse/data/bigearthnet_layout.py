@@ -83,10 +83,10 @@ def v2_s2_band(root: Path, patch_id: str, band: str) -> Path:
 
 
 def v2_s1_band(root: Path, s1_name: str, band: str) -> Path:
-    return (Path(root) / V2_S1_DIR / v2_s1_product(s1_name) / s1_name
-            / f"{s1_name}_{band}.tif")
+    return Path(root) / V2_S1_DIR / v2_s1_product(s1_name) / s1_name / f"{s1_name}_{band}.tif"
 
 
 def v2_reference_map(root: Path, patch_id: str) -> Path:
-    return (Path(root) / V2_MAPS_DIR / v2_s2_tile(patch_id) / patch_id
-            / f"{patch_id}_reference_map.tif")
+    return (
+        Path(root) / V2_MAPS_DIR / v2_s2_tile(patch_id) / patch_id / f"{patch_id}_reference_map.tif"
+    )

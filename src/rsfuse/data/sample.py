@@ -38,7 +38,7 @@ Batch = dict[str, Any]
 IGNORE_INDEX = 255
 
 
-def check_sample(sample: Sample, source: str | None = None) -> Sample:
+def check_sample(sample: Sample, source: str | None = None, check_finite: bool = True) -> Sample:
     """Check a sample against the contract and raise on violations.
 
     Checks dtypes and ranks, finite pixel values, matching spatial size across modalities
@@ -47,6 +47,7 @@ def check_sample(sample: Sample, source: str | None = None) -> Sample:
     Args:
         sample: the sample to check.
         source: file or id named in the error message.
+        check_finite: also reject NaN/inf pixel values.
 
     Returns:
         The same sample, for chaining.
@@ -61,28 +62,32 @@ def check_sample(sample: Sample, source: str | None = None) -> Sample:
             continue
         x = sample[key]
         if not isinstance(x, Tensor) or x.dtype != torch.float32 or x.ndim != 3:
-            raise DataError(f"{key} must be a float32 tensor [C, H, W], got "
-                            f"{getattr(x, 'dtype', type(x))} {tuple(getattr(x, 'shape', ()))}",
-                            sample=sid)
+            raise DataError(
+                f"{key} must be a float32 tensor [C, H, W], got "
+                f"{getattr(x, 'dtype', type(x))} {tuple(getattr(x, 'shape', ()))}",
+                sample=sid,
+            )
         if key == "s1" and x.shape[0] != 2:
             raise DataError(f"s1 must have 2 channels (VV, VH), got {x.shape[0]}", sample=sid)
-        if not torch.isfinite(x).all():
+        if check_finite and not torch.isfinite(x).all():
             n = int((~torch.isfinite(x)).sum())
             raise DataError(f"{key} has {n} NaN/inf pixel values", sample=sid)
         sizes[key] = tuple(x.shape[-2:])
     if "mask" in sample:
         m = sample["mask"]
         if m.dtype != torch.int64 or m.ndim != 2:
-            raise DataError(f"mask must be int64 [H, W], got {m.dtype} {tuple(m.shape)}",
-                            sample=sid)
+            raise DataError(
+                f"mask must be int64 [H, W], got {m.dtype} {tuple(m.shape)}", sample=sid
+            )
         sizes["mask"] = tuple(m.shape)
     if len(set(sizes.values())) > 1:
         raise DataError(f"spatial sizes differ between keys: {sizes}", sample=sid)
     if "label" in sample:
         lab = sample["label"]
         if lab.dtype != torch.float32 or lab.ndim != 1:
-            raise DataError(f"label must be float32 [K], got {lab.dtype} {tuple(lab.shape)}",
-                            sample=sid)
+            raise DataError(
+                f"label must be float32 [K], got {lab.dtype} {tuple(lab.shape)}", sample=sid
+            )
     return sample
 
 
@@ -100,8 +105,10 @@ def collate(samples: Sequence[Sample]) -> Batch:
     keys = set(samples[0])
     for s in samples[1:]:
         if set(s) != keys:
-            raise DataError(f"samples in one batch have different keys: {sorted(keys)} vs "
-                            f"{sorted(set(s))}", sample=str(s.get("meta", {}).get("id")))
+            raise DataError(
+                f"samples in one batch have different keys: {sorted(keys)} vs {sorted(set(s))}",
+                sample=str(s.get("meta", {}).get("id")),
+            )
     batch: Batch = {}
     for key in keys:
         values = [s[key] for s in samples]

@@ -7,6 +7,7 @@ interrupted run never leaves a half-written file under the final name.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,8 +39,9 @@ def resampling(name: str) -> Resampling:
         ConfigError: unknown name.
     """
     if name not in RESAMPLING:
-        raise ConfigError(f"unknown resampling {name!r}; expected one of {list(RESAMPLING)}",
-                          key="resampling")
+        raise ConfigError(
+            f"unknown resampling {name!r}; expected one of {list(RESAMPLING)}", key="resampling"
+        )
     return RESAMPLING[name]
 
 
@@ -80,8 +82,12 @@ def read_band(
                     path=p,
                 )
             if out_shape is not None and tuple(out_shape) != (src.height, src.width):
-                arr = src.read(1, out_shape=tuple(out_shape), resampling=resampling(resample),
-                               out_dtype="float32")
+                arr = src.read(
+                    1,
+                    out_shape=tuple(out_shape),
+                    resampling=resampling(resample),
+                    out_dtype="float32",
+                )
             else:
                 arr = src.read(1, out_dtype="float32")
             profile = {
@@ -97,6 +103,45 @@ def read_band(
         n = int((~np.isfinite(arr)).sum())
         raise DataError(f"{n} NaN/inf pixel values", path=p)
     return arr, profile
+
+
+def probe_header(path: Path, expected_shape: tuple[int, int]) -> str | None:
+    """Cheaply check a single-band GeoTIFF without decoding pixels.
+
+    Opens the file (header and IFD only), checks its raster size, and checks that every
+    pixel block listed in the TIFF directory lies inside the file, which catches
+    truncated files whose header is intact.
+
+    Args:
+        path: the GeoTIFF.
+        expected_shape: the (height, width) it must have.
+
+    Returns:
+        None when the file looks fine, else a message that names the file.
+    """
+    if not path.is_file():
+        return f"[file {path}] file not found"
+    try:
+        size = path.stat().st_size
+        with rasterio.open(path) as src:
+            if (src.height, src.width) != tuple(expected_shape):
+                return (
+                    f"[file {path}] raster is {src.height}x{src.width}, expected "
+                    f"{expected_shape[0]}x{expected_shape[1]}"
+                )
+            bh, bw = src.block_shapes[0]
+            for y in range(math.ceil(src.height / bh)):
+                for x in range(math.ceil(src.width / bw)):
+                    off = src.get_tag_item(f"BLOCK_OFFSET_{x}_{y}", "TIFF", bidx=1)
+                    n = src.get_tag_item(f"BLOCK_SIZE_{x}_{y}", "TIFF", bidx=1)
+                    if off is not None and n is not None and int(off) + int(n) > size:
+                        return (
+                            f"[file {path}] truncated: pixel block ({x}, {y}) ends at byte "
+                            f"{int(off) + int(n)} but the file has {size} bytes"
+                        )
+    except (RasterioError, OSError, ValueError) as e:
+        return f"[file {path}] cannot read GeoTIFF header (corrupt or truncated?): {e}"
+    return None
 
 
 def write_geotiff(

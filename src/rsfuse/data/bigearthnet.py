@@ -1,0 +1,611 @@
+"""BigEarthNet v1 (BigEarthNet-MM) and v2 (reBEN) readers: Sentinel-1, Sentinel-2 or both.
+
+Both datasets read the published on-disk layouts (paths from
+:mod:`rsfuse.data.bigearthnet_layout`, described in ``shared/REFERENCE.md``) and return
+samples in the contract of :mod:`rsfuse.data.sample`:
+
+========== ======================= ========================================================
+key        type                    content
+========== ======================= ========================================================
+``s1``     float32 [2, 120, 120]   VV then VH backscatter in dB
+``s2``     float32 [C, 120, 120]   L2A bands in the order of the resolved ``s2_bands``;
+                                   20 m and 60 m bands resampled to the 10 m grid
+``label``  float32 [19]            multi-hot, BigEarthNet 19-class nomenclature
+``present`` dict[str, bool]        ``{"s1": ..., "s2": ...}``
+``meta``   dict                    ``id``, ``s1_id``, ``s2_id``, ``crs``, ``transform``
+                                   (of the 10 m grid)
+========== ======================= ========================================================
+
+Per-sample work is cheap: paths are built directly (no directory listing), one small file
+opened per band, plus one JSON file per v1 sample for its labels. The sample index is held
+in NumPy byte-string arrays, so DataLoader workers forked from the main process do not
+copy it page by page through Python reference counting.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import torch
+from matplotlib.figure import Figure
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from rsfuse.bands import BANDS, S1_ORDER, check_modalities
+from rsfuse.bands import s2_bands as resolve_s2_bands
+from rsfuse.data import bigearthnet_layout as layout
+from rsfuse.data.classes import BEN19, ben19_indices, ben43_to_19, multi_hot
+from rsfuse.data.sample import Sample, check_sample
+from rsfuse.errors import ConfigError, DataError
+from rsfuse.io.geotiff import probe_header, read_band
+
+log = logging.getLogger(__name__)
+
+RESAMPLINGS: tuple[str, ...] = ("nearest", "bilinear", "cubic")
+ON_ERROR: tuple[str, ...] = ("raise", "skip")
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+
+
+def _as_bytes_array(names: Sequence[str]) -> np.ndarray:
+    """Names as a fixed-width byte-string array (fork-friendly: no per-item refcounts)."""
+    return np.array([n.encode() for n in names], dtype=np.bytes_)
+
+
+def _grid_10m(profile: dict[str, Any], native: int, size: int) -> tuple[str | None, tuple]:
+    """CRS and the 6 affine coefficients of the ``size`` x ``size`` grid covering a band."""
+    s = native / size
+    a, b, c, d, e, f = profile["transform"]
+    return profile["crs"], (a * s, b * s, c, d * s, e * s, f)
+
+
+def _with_sample(err: DataError, sample_id: str) -> DataError:
+    """A copy of ``err`` whose message also names ``sample_id`` (keeps ``err.path``)."""
+    if err.sample is not None:
+        return err
+    new = DataError(str(err), sample=sample_id)
+    new.path = err.path
+    return new
+
+
+class BigEarthNetBase(Dataset[Sample]):
+    """Shared reader logic of BigEarthNet v1 and v2; use a subclass.
+
+    Args:
+        root: dataset root folder in the published layout.
+        split: ``train``, ``val`` or ``test``.
+        modalities: non-empty subset of ``("s1", "s2")``.
+        s2_bands: S2 band subset name (``all``, ``hr9``, ``10m``, ``10m20m``, ``rgb``) or a
+            list of L2A band names; sets the channel order of ``s2``.
+        resampling: how 20 m and 60 m bands reach the 10 m grid: ``nearest``, ``bilinear``
+            or ``cubic``.
+        include_snow: keep patches flagged with seasonal snow.
+        include_cloudy: keep patches flagged with cloud or shadow.
+        on_error: ``raise`` a :class:`~rsfuse.errors.DataError` on a bad sample, or
+            ``skip`` it: log a warning, record ``(sample_id, message)`` in :attr:`skipped`
+            and return the next good sample (wrapping around). With DataLoader workers each
+            worker keeps its own :attr:`skipped` list; call :meth:`scan` up front to find
+            bad samples once.
+        check_finite: check every band file for NaN/inf while reading, so the error names
+            the file. When False, samples may carry NaN/inf values and only the structure
+            of the sample (dtypes, shapes) is checked.
+
+    Raises:
+        ConfigError: bad split, modalities, band subset, resampling or on_error.
+        DataError: missing root, index or metadata file; a split without samples.
+    """
+
+    classes: ClassVar[tuple[str, ...]] = BEN19
+    num_classes: ClassVar[int] = len(BEN19)
+    image_size: ClassVar[int] = layout.PATCH_SIZE_10M
+    stats_name: ClassVar[str] = ""
+
+    #: attributes that hold one entry per sample (filtered together)
+    _index_fields: ClassVar[tuple[str, ...]] = ("_ids", "_s1_names", "_s2_names")
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        modalities: Sequence[str] = ("s1", "s2"),
+        s2_bands: str | Sequence[str] = "all",
+        resampling: str = "bilinear",
+        include_snow: bool = False,
+        include_cloudy: bool = False,
+        on_error: str = "raise",
+        check_finite: bool = True,
+    ) -> None:
+        if split not in SPLITS:
+            raise ConfigError(
+                f"unknown split {split!r}; expected one of {list(SPLITS)}", key="split"
+            )
+        if isinstance(modalities, str):
+            modalities = (modalities,)
+        self.modalities: tuple[str, ...] = check_modalities(modalities)
+        self.s2_band_names: tuple[str, ...] = resolve_s2_bands(s2_bands, "L2A")
+        if resampling not in RESAMPLINGS:
+            raise ConfigError(
+                f"unknown resampling {resampling!r}; expected one of {list(RESAMPLINGS)}",
+                key="resampling",
+            )
+        if on_error not in ON_ERROR:
+            raise ConfigError(
+                f"on_error must be one of {list(ON_ERROR)}, got {on_error!r}", key="on_error"
+            )
+        self.root = Path(root)
+        self.split = split
+        self.resampling = resampling
+        self.include_snow = bool(include_snow)
+        self.include_cloudy = bool(include_cloudy)
+        self.on_error = on_error
+        self.check_finite = bool(check_finite)
+        #: ``(sample_id, message)`` of every sample skipped because of bad files
+        self.skipped: list[tuple[str, str]] = []
+        self._skipped_ids: set[str] = set()
+        if not self.root.is_dir():
+            raise DataError("dataset root folder not found", path=self.root)
+        self._ids: np.ndarray
+        self._s1_names: np.ndarray
+        self._s2_names: np.ndarray
+        self.index_file: Path = self._load_index()
+        if len(self._ids) == 0:
+            raise DataError(
+                f"split {split!r} has no samples{self._filter_note()}", path=self.index_file
+            )
+
+    # ----------------------------------------------------------------- subclass hooks
+    def _load_index(self) -> Path:
+        """Fill the per-sample arrays of :attr:`_index_fields`; return the index file."""
+        raise NotImplementedError
+
+    def _s2_path(self, i: int, band: str) -> Path:
+        raise NotImplementedError
+
+    def _s1_path(self, i: int, band: str) -> Path:
+        raise NotImplementedError
+
+    def _label_indices(self, i: int, from_s2: bool) -> list[int]:
+        """19-class label indices of sample ``i`` (``from_s2``: the S2 side is read)."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- helpers
+    def _filter_note(self) -> str:
+        excluded = [
+            n
+            for n, inc in (("snow", self.include_snow), ("cloud/shadow", self.include_cloudy))
+            if not inc
+        ]
+        return f" after filtering (excluded: {', '.join(excluded)})" if excluded else ""
+
+    def _select(self, keep: np.ndarray) -> None:
+        for name in self._index_fields:
+            setattr(self, name, getattr(self, name)[keep])
+
+    def _str(self, arr: np.ndarray, i: int) -> str:
+        return arr[i].decode()
+
+    def sample_id(self, index: int) -> str:
+        """The id of sample ``index`` (v1: S2 patch name; v2: ``patch_id``)."""
+        return self._str(self._ids, index)
+
+    @property
+    def sample_ids(self) -> list[str]:
+        """All sample ids of the split, in index order."""
+        return [b.decode() for b in self._ids]
+
+    def _files(self, i: int) -> list[tuple[Path, tuple[int, int]]]:
+        """Raster files of sample ``i`` for the requested modalities with native sizes."""
+        out = []
+        if "s2" in self.modalities:
+            for band in self.s2_band_names:
+                n = layout.native_size(BANDS[band].resolution)
+                out.append((self._s2_path(i, band), (n, n)))
+        if "s1" in self.modalities:
+            self._check_s1_name(i)
+            n = layout.native_size(BANDS["VV"].resolution)
+            out.extend((self._s1_path(i, band), (n, n)) for band in S1_ORDER)
+        return out
+
+    def _check_s1_name(self, i: int) -> None:
+        if not self._s1_names[i]:
+            raise DataError(
+                "Sentinel-1 requested but no s1_name is listed for this patch",
+                path=self.index_file,
+                sample=self.sample_id(i),
+            )
+
+    # ----------------------------------------------------------------- reading
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def _read(self, i: int) -> Sample:
+        sid = self.sample_id(i)
+        size = self.image_size
+        sample: Sample = {}
+        present = {"s1": False, "s2": False}
+        grid: tuple[str | None, tuple] | None = None
+        try:
+            if "s2" in self.modalities:
+                s2 = np.empty((len(self.s2_band_names), size, size), dtype=np.float32)
+                for c, band in enumerate(self.s2_band_names):
+                    n = layout.native_size(BANDS[band].resolution)
+                    s2[c], profile = read_band(
+                        self._s2_path(i, band),
+                        expected_shape=(n, n),
+                        out_shape=(size, size),
+                        resample=self.resampling,
+                        check_finite=self.check_finite,
+                    )
+                    if grid is None:
+                        grid = _grid_10m(profile, n, size)
+                sample["s2"] = torch.from_numpy(s2)
+                present["s2"] = True
+            if "s1" in self.modalities:
+                self._check_s1_name(i)
+                s1 = np.empty((len(S1_ORDER), size, size), dtype=np.float32)
+                n = layout.native_size(BANDS["VV"].resolution)
+                for c, band in enumerate(S1_ORDER):
+                    s1[c], profile = read_band(
+                        self._s1_path(i, band),
+                        expected_shape=(n, n),
+                        out_shape=(size, size),
+                        resample=self.resampling,
+                        check_finite=self.check_finite,
+                    )
+                    if grid is None:
+                        grid = _grid_10m(profile, n, size)
+                sample["s1"] = torch.from_numpy(s1)
+                present["s1"] = True
+            labels = self._label_indices(i, from_s2="s2" in self.modalities)
+        except DataError as e:
+            raise _with_sample(e, sid) from e
+        assert grid is not None
+        sample["label"] = torch.from_numpy(multi_hot(labels, self.num_classes))
+        sample["present"] = present
+        sample["meta"] = {
+            "id": sid,
+            "s1_id": self._str(self._s1_names, i) or None,
+            "s2_id": self._str(self._s2_names, i),
+            "crs": grid[0],
+            "transform": grid[1],
+        }
+        check_sample(sample, source=sid, check_finite=self.check_finite)
+        return sample
+
+    def _record_skip(self, sid: str, message: str) -> None:
+        if sid in self._skipped_ids:
+            return
+        self._skipped_ids.add(sid)
+        self.skipped.append((sid, message))
+        log.warning("skipping BigEarthNet sample %s: %s", sid, message)
+
+    def __getitem__(self, index: int) -> Sample:
+        """Read sample ``index``.
+
+        With ``on_error="skip"`` a sample whose files are bad is skipped and the next good
+        one (``index + 1``, wrapping around) is returned instead.
+
+        Raises:
+            IndexError: index out of range.
+            DataError: a bad sample (``on_error="raise"``), or every sample is bad.
+        """
+        n = len(self)
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError(f"index {index} out of range for {n} samples")
+        if self.on_error == "raise":
+            return self._read(index)
+        for k in range(n):
+            j = (index + k) % n
+            try:
+                return self._read(j)
+            except DataError as e:
+                self._record_skip(self.sample_id(j), str(e))
+        raise DataError(
+            f"every one of the {n} samples of split {self.split!r} is bad "
+            f"(on_error='skip'); first: {self.skipped[0][1] if self.skipped else ''}",
+            path=self.index_file,
+        )
+
+    def scan(self) -> list[tuple[str, str]]:
+        """Check every sample's files without decoding pixels.
+
+        Checks existence, raster size (from the header) and truncation of every band file
+        of the requested modalities, and the label source of each sample. With
+        ``on_error="skip"`` the bad samples are dropped from the index and recorded in
+        :attr:`skipped`.
+
+        Returns:
+            ``(sample_id, message)`` per bad sample; the message names the file(s).
+
+        Raises:
+            DataError: with ``on_error="skip"``, when every sample is bad.
+        """
+        bad: list[tuple[str, str]] = []
+        keep = np.ones(len(self), dtype=bool)
+        for i in range(len(self)):
+            problems: list[str] = []
+            try:
+                problems += [
+                    m
+                    for path, shape in self._files(i)
+                    if (m := probe_header(path, shape)) is not None
+                ]
+            except DataError as e:
+                problems.append(str(e))
+            try:
+                self._label_indices(i, from_s2="s2" in self.modalities)
+            except DataError as e:
+                problems.append(str(e))
+            if problems:
+                keep[i] = False
+                bad.append((self.sample_id(i), "; ".join(problems)))
+        if self.on_error == "skip" and bad:
+            if not keep.any():
+                raise DataError(
+                    f"every one of the {len(self)} samples of split "
+                    f"{self.split!r} is bad; first: {bad[0][1]}",
+                    path=self.index_file,
+                )
+            for sid, msg in bad:
+                self._record_skip(sid, msg)
+            self._select(keep)
+        return bad
+
+    # ----------------------------------------------------------------- plotting
+    def plot(
+        self,
+        sample: Sample,
+        prediction: Tensor | np.ndarray | Sequence[float] | None = None,
+        show_titles: bool = True,
+    ) -> Figure:
+        """Plot a sample: S2 true colour and S1 false colour, titled with its labels.
+
+        S2 is shown as true colour (B04, B03, B02) when those bands are in the sample,
+        else its first band in grey; S1 as R = VV, G = VH, B = VV - VH (dB). Every
+        channel is stretched between its 2nd and 98th percentiles.
+
+        Args:
+            sample: a sample of this dataset (not a batch).
+            prediction: multi-hot vector, probabilities or logits [19]; values outside
+                [0, 1] are taken as logits (sigmoid), then thresholded at 0.5.
+            show_titles: add panel titles and the label names.
+
+        Returns:
+            The figure, one axis per modality in the sample.
+        """
+        panels: list[tuple[str, np.ndarray]] = []
+        if "s2" in sample:
+            s2 = np.asarray(sample["s2"], dtype=np.float32)
+            names = list(self.s2_band_names)
+            if len(names) == s2.shape[0] and all(b in names for b in ("B04", "B03", "B02")):
+                rgb = np.stack([s2[names.index(b)] for b in ("B04", "B03", "B02")])
+                panels.append(("Sentinel-2 (B04, B03, B02)", _stretch(rgb)))
+            else:
+                title = f"Sentinel-2 ({names[0] if names else 'band 0'})"
+                panels.append((title, _stretch(s2[:1])[..., 0]))
+        if "s1" in sample:
+            s1 = np.asarray(sample["s1"], dtype=np.float32)
+            false = np.stack([s1[0], s1[1], s1[0] - s1[1]])
+            panels.append(("Sentinel-1 (VV, VH, VV-VH)", _stretch(false)))
+        fig = Figure(figsize=(4 * max(1, len(panels)), 4.6))
+        axes = fig.subplots(1, max(1, len(panels)), squeeze=False)[0]
+        for ax, (title, img) in zip(axes, panels):
+            ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
+            ax.set_axis_off()
+            if show_titles:
+                ax.set_title(title)
+        if show_titles and "label" in sample:
+            text = "labels: " + _names(np.asarray(sample["label"], dtype=np.float32) >= 0.5)
+            if prediction is not None:
+                p = np.asarray(prediction, dtype=np.float32).reshape(-1)
+                if p.size and (p.min() < 0 or p.max() > 1):
+                    p = 1.0 / (1.0 + np.exp(-p))
+                text += "\npredicted: " + _names(p >= 0.5)
+            fig.suptitle(text, fontsize=8, wrap=True)
+        return fig
+
+
+def _stretch(x: np.ndarray) -> np.ndarray:
+    """[C, H, W] → [H, W, C] in [0, 1], each channel stretched between its 2nd/98th pct."""
+    out = np.empty(x.shape[1:] + x.shape[:1], dtype=np.float32)
+    for c in range(x.shape[0]):
+        finite = x[c][np.isfinite(x[c])]
+        lo, hi = np.percentile(finite, (2, 98)) if finite.size else (0.0, 1.0)
+        out[..., c] = np.clip((x[c] - lo) / max(hi - lo, 1e-6), 0, 1)
+    return np.nan_to_num(out)
+
+
+def _names(active: np.ndarray) -> str:
+    names = [BEN19[i] for i in np.flatnonzero(active) if i < len(BEN19)]
+    return ", ".join(names) if names else "(none)"
+
+
+class BigEarthNetV1(BigEarthNetBase):
+    """BigEarthNet v1.0 / BigEarthNet-MM (Sumbul et al.), 43 labels mapped to 19.
+
+    Layout (see :mod:`rsfuse.data.bigearthnet_layout`): ``BigEarthNet-v1.0/<s2>/`` and
+    ``BigEarthNet-S1-v1.0/<s1>/`` patch folders, split CSVs ``s2_name,s1_name`` without a
+    header (``train.csv`` or TorchGeo's ``bigearthnet-train.csv``), and the optional
+    ``patches_with_seasonal_snow.csv`` / ``patches_with_cloud_and_shadow.csv`` lists.
+
+    Labels come from ``<s2>_labels_metadata.json`` when S2 is read, else from the S1
+    patch's JSON; the 43 CLC names are mapped with
+    :func:`rsfuse.data.classes.ben43_to_19`. The sample id is the S2 patch name.
+
+    See :class:`BigEarthNetBase` for the arguments.
+    """
+
+    stats_name: ClassVar[str] = "bigearthnet-v1"
+
+    def _load_index(self) -> Path:
+        candidates = [self.root / name for name in layout.V1_SPLIT_FILES[self.split]]
+        path = next((p for p in candidates if p.is_file()), None)
+        if path is None:
+            raise DataError(
+                f"split file for {self.split!r} not found (looked for "
+                f"{', '.join(p.name for p in candidates)})",
+                path=candidates[0],
+            )
+        s2_names: list[str] = []
+        s1_names: list[str] = []
+        try:
+            lines = path.read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise DataError(f"cannot read split file: {e}", path=path) from e
+        for lineno, line in enumerate(lines, 1):
+            fields = [f.strip() for f in line.split(",")]
+            if not fields[0] or fields[0] in ("s2_name", "patch_id"):
+                continue  # blank line or a header
+            if len(fields) > 2:
+                raise DataError(
+                    f"line {lineno}: expected 's2_name,s1_name', got {line!r}", path=path
+                )
+            s2_names.append(fields[0])
+            s1_names.append(fields[1] if len(fields) == 2 else "")
+        if "s1" in self.modalities and any(not n for n in s1_names):
+            raise DataError(
+                "Sentinel-1 requested but the split file has no s1_name column "
+                "(expected 's2_name,s1_name' per line)",
+                path=path,
+            )
+        self._s2_names = _as_bytes_array(s2_names)
+        self._s1_names = _as_bytes_array(s1_names)
+        self._ids = self._s2_names
+        excluded: set[str] = set()
+        for include, name in (
+            (self.include_snow, layout.V1_SNOW_FILE),
+            (self.include_cloudy, layout.V1_CLOUD_FILE),
+        ):
+            if not include:
+                excluded |= self._read_patch_list(self.root / name)
+        if excluded:
+            keep = np.array([n not in excluded for n in s2_names], dtype=bool)
+            self._select(keep)
+        return path
+
+    @staticmethod
+    def _read_patch_list(path: Path) -> set[str]:
+        """S2 patch names listed one per line (first column); empty if the file is absent."""
+        if not path.is_file():
+            log.debug("optional patch list %s not found; nothing excluded", path)
+            return set()
+        try:
+            lines = path.read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise DataError(f"cannot read patch list: {e}", path=path) from e
+        return {s for line in lines if (s := line.split(",")[0].strip())}
+
+    def _s2_path(self, i: int, band: str) -> Path:
+        return layout.v1_s2_band(self.root, self._str(self._s2_names, i), band)
+
+    def _s1_path(self, i: int, band: str) -> Path:
+        return layout.v1_s1_band(self.root, self._str(self._s1_names, i), band)
+
+    def _label_file(self, i: int, from_s2: bool) -> Path:
+        if from_s2:
+            return layout.v1_s2_metadata(self.root, self._str(self._s2_names, i))
+        return layout.v1_s1_metadata(self.root, self._str(self._s1_names, i))
+
+    def _label_indices(self, i: int, from_s2: bool) -> list[int]:
+        path = self._label_file(i, from_s2)
+        try:
+            with open(path, encoding="utf-8") as f:
+                meta = json.load(f)
+        except FileNotFoundError as e:
+            raise DataError("label metadata file not found", path=path) from e
+        except (OSError, ValueError) as e:
+            raise DataError(f"cannot parse label metadata JSON: {e}", path=path) from e
+        labels = meta.get("labels") if isinstance(meta, dict) else None
+        if not isinstance(labels, list):
+            raise DataError("label metadata has no 'labels' list", path=path)
+        return ben43_to_19(labels, source=str(path))
+
+
+class BigEarthNetV2(BigEarthNetBase):
+    """BigEarthNet v2.0 / reBEN (Clasen et al. 2024), 19 classes.
+
+    Layout (see :mod:`rsfuse.data.bigearthnet_layout`): ``metadata.parquet`` (one row per
+    patch: ``patch_id``, ``labels`` as 19-class names, ``split`` in
+    train/validation/test, ``s1_name``, ``contains_seasonal_snow``,
+    ``contains_cloud_or_shadow``, …), ``BigEarthNet-S2/<tile>/<patch_id>/`` and
+    ``BigEarthNet-S1/<product>/<s1_name>/`` patch folders. The split ``val`` selects the
+    rows whose ``split`` is ``validation``. Labels of the selected rows are checked when
+    the dataset is built. The sample id is ``patch_id``.
+
+    See :class:`BigEarthNetBase` for the arguments.
+    """
+
+    stats_name: ClassVar[str] = "bigearthnet-v2"
+    _index_fields: ClassVar[tuple[str, ...]] = (*BigEarthNetBase._index_fields, "_labels")
+
+    def _load_index(self) -> Path:
+        path = self.root / layout.V2_METADATA
+        if not path.is_file():
+            raise DataError("metadata file not found", path=path)
+        required = ["patch_id", "labels", "split", "s1_name"]
+        if not self.include_snow:
+            required.append("contains_seasonal_snow")
+        if not self.include_cloudy:
+            required.append("contains_cloud_or_shadow")
+        try:
+            columns = pq.read_schema(path).names
+            missing = [c for c in required if c not in columns]
+            if missing:
+                raise DataError(f"metadata lacks column(s) {missing}", path=path)
+            df = pd.read_parquet(path, columns=required)
+        except DataError:
+            raise
+        except Exception as e:  # pyarrow raises many types for a corrupt file
+            raise DataError(f"cannot read metadata parquet: {e}", path=path) from e
+        df = df[df["split"] == layout.V2_SPLIT_VALUES[self.split]]
+        if not self.include_snow:
+            df = df[~df["contains_seasonal_snow"].fillna(False).astype(bool)]
+        if not self.include_cloudy:
+            df = df[~df["contains_cloud_or_shadow"].fillna(False).astype(bool)]
+        df = df.reset_index(drop=True)
+        self._ids = _as_bytes_array(df["patch_id"].astype(str).tolist())
+        self._s2_names = self._ids
+        self._s1_names = _as_bytes_array(df["s1_name"].fillna("").astype(str).tolist())
+        self._labels = self._multi_hot(df, path)
+        return path
+
+    @staticmethod
+    def _multi_hot(df: pd.DataFrame, path: Path) -> np.ndarray:
+        """[N, 19] uint8 multi-hot labels of the rows of ``df`` (vectorised)."""
+        index = {n: i for i, n in enumerate(BEN19)}
+        out = np.zeros((len(df), len(BEN19)), dtype=np.uint8)
+        exploded = df["labels"].explode()
+        exploded = exploded[exploded.notna()]
+        cols = exploded.map(index)
+        unknown = cols.isna()
+        if unknown.any():
+            row = int(exploded.index[np.flatnonzero(unknown.to_numpy())[0]])
+            pid = str(df["patch_id"].iloc[row])
+            try:
+                ben19_indices(list(df["labels"].iloc[row]), source=str(path))
+            except DataError as e:
+                e2 = DataError(str(e), sample=pid)
+                e2.path = path
+                raise e2 from e
+        out[exploded.index.to_numpy(dtype=np.int64), cols.to_numpy(dtype=np.int64)] = 1
+        return out
+
+    def _s2_path(self, i: int, band: str) -> Path:
+        return layout.v2_s2_band(self.root, self._str(self._s2_names, i), band)
+
+    def _s1_path(self, i: int, band: str) -> Path:
+        return layout.v2_s1_band(self.root, self._str(self._s1_names, i), band)
+
+    def _label_indices(self, i: int, from_s2: bool) -> list[int]:
+        return np.flatnonzero(self._labels[i]).tolist()
+
+
+__all__ = ["BigEarthNetBase", "BigEarthNetV1", "BigEarthNetV2"]

@@ -1,0 +1,98 @@
+"""Optimiser and learning-rate schedule factory shared by every task and method.
+
+AdamW (or SGD) with weight decay applied to weights only — never to norms, biases, position
+embeddings or tokens — and a per-step linear warm-up followed by cosine decay, as MAE,
+MoCo v3 and DINO train their ViTs. The learning rate may be scaled by batch size:
+``lr = base_lr * total_batch / 256``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from rsfuse.errors import ConfigError
+
+_NO_DECAY_NAMES = ("pos_embed", "cls_token", "mask_token", "dist_token", "reg_token")
+
+
+def param_groups(
+    modules: nn.Module | Iterable[tuple[str, nn.Parameter]], weight_decay: float
+) -> list[dict]:
+    """Split trainable parameters into a decayed and a non-decayed group.
+
+    Parameters with fewer than 2 dimensions (biases, norm scales) and embedding tokens are
+    not decayed.
+    """
+    named = modules.named_parameters() if isinstance(modules, nn.Module) else modules
+    decay, no_decay = [], []
+    for name, p in named:
+        if not p.requires_grad:
+            continue
+        if p.ndim < 2 or any(k in name for k in _NO_DECAY_NAMES):
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return groups
+
+
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: float = 0.0) -> float:
+    """Multiplier of the base lr at ``step``: linear warm-up, then cosine to ``min_ratio``."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if total_steps <= warmup_steps:
+        return 1.0
+    t = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def build_optimizer(
+    module: nn.Module,
+    *,
+    name: str = "adamw",
+    lr: float = 1e-3,
+    weight_decay: float = 0.05,
+    betas: tuple[float, float] = (0.9, 0.999),
+    momentum: float = 0.9,
+    fused: bool | None = None,
+) -> torch.optim.Optimizer:
+    """Build AdamW or SGD over :func:`param_groups` of ``module``.
+
+    Args:
+        fused: use the fused CUDA kernel (default: on when every parameter is on a GPU).
+
+    Raises:
+        ConfigError: unknown optimiser name.
+    """
+    groups = param_groups(module, weight_decay)
+    params = [p for g in groups for p in g["params"]]
+    on_cuda = bool(params) and all(p.is_cuda for p in params)
+    use_fused = on_cuda if fused is None else fused and on_cuda
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=use_fused or None)
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum)
+    raise ConfigError(f"unknown optimizer {name!r}; expected 'adamw' or 'sgd'", key="optimizer")
+
+
+def warmup_cosine_scheduler(
+    optimizer: torch.optim.Optimizer,
+    warmup_steps: int,
+    total_steps: int,
+    min_ratio: float = 0.0,
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """A per-step LambdaLR implementing :func:`warmup_cosine`."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: warmup_cosine(s, warmup_steps, total_steps, min_ratio)
+    )
+
+
+def scaled_lr(base_lr: float, total_batch: int) -> float:
+    """Linear scaling rule of Goyal et al.: ``base_lr * total_batch / 256``."""
+    return base_lr * total_batch / 256
