@@ -1,0 +1,96 @@
+"""The synthetic Sentinel world and writers that put it in the real datasets' on-disk layouts.
+
+>>> from rsfuse.data.synthetic import synthesize
+>>> synthesize("bigearthnet-v2", "data/ben-v2", n=1000, seed=0, workers=2)  # doctest: +SKIP
+
+See :mod:`rsfuse.data.synthetic.world` for what the world holds (and which classes only SAR
+or only optical data can tell apart) and :mod:`rsfuse.data.synthetic.bigearthnet` for the
+BigEarthNet v1 / v2 writers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from rsfuse.data.synthetic.bigearthnet import (
+    CLC_CODES,
+    assign_splits,
+    s1_name,
+    v1_s2_name,
+    v2_patch_id,
+    write_bigearthnet_v1,
+    write_bigearthnet_v2,
+)
+from rsfuse.data.synthetic.world import (
+    CLOUDY_PROBABILITY,
+    LABEL_MIN_FRACTION,
+    OPTICAL_ONLY_PAIRS,
+    SAR_ONLY_PAIRS,
+    SEASONS,
+    GeoInfo,
+    Location,
+    SyntheticWorld,
+    smooth_fields,
+)
+from rsfuse.errors import ConfigError
+
+#: Layout name → writer ``(root, n, seed, workers=, progress=) -> Path``.
+LAYOUTS: dict[str, Callable[..., Path]] = {
+    "bigearthnet-v1": write_bigearthnet_v1,
+    "bigearthnet-v2": write_bigearthnet_v2,
+}
+
+
+def synthesize(
+    layout: str,
+    root: str | Path,
+    n: int,
+    seed: int,
+    workers: int = 1,
+    progress: bool = True,
+) -> Path:
+    """Write ``n`` locations of the synthetic world with ``seed`` in a dataset layout.
+
+    Args:
+        layout: one of :data:`LAYOUTS` (``bigearthnet-v1``, ``bigearthnet-v2``).
+        root: output folder.
+        n: number of locations.
+        seed: world seed.
+        workers: parallel processes.
+        progress: show a progress bar.
+
+    Returns:
+        ``root`` as a Path.
+
+    Raises:
+        ConfigError: unknown layout (key ``layout``) or bad ``n``/``seed``/``workers``.
+    """
+    if layout not in LAYOUTS:
+        raise ConfigError(
+            f"unknown synthetic layout {layout!r}; expected one of {sorted(LAYOUTS)}",
+            key="layout",
+        )
+    return LAYOUTS[layout](root, n, seed, workers=workers, progress=progress)
+
+
+__all__ = [
+    "CLC_CODES",
+    "CLOUDY_PROBABILITY",
+    "LABEL_MIN_FRACTION",
+    "LAYOUTS",
+    "OPTICAL_ONLY_PAIRS",
+    "SAR_ONLY_PAIRS",
+    "SEASONS",
+    "GeoInfo",
+    "Location",
+    "SyntheticWorld",
+    "assign_splits",
+    "s1_name",
+    "smooth_fields",
+    "synthesize",
+    "v1_s2_name",
+    "v2_patch_id",
+    "write_bigearthnet_v1",
+    "write_bigearthnet_v2",
+]
