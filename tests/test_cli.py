@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from rsfuse.cli import main, run
@@ -88,9 +89,16 @@ def test_unknown_config_key_is_a_config_error(tmp_path: Path, ben_v2_root: Path)
         )
 
 
-def test_synth_command_writes_a_readable_dataset(tmp_path: Path) -> None:
-    from rsfuse.data.bigearthnet import BigEarthNetV1
+def test_synth_v1_is_read_back_with_channel_order_and_labels(tmp_path: Path) -> None:
+    """`rsfuse synth --layout bigearthnet-v1` output, read by the v1 reader, equals the world."""
+    import numpy as np
 
+    from rsfuse.bands import S2_L2A_ORDER
+    from rsfuse.data.bigearthnet import BigEarthNetV1
+    from rsfuse.data.synthetic import SyntheticWorld, v1_s2_name
+    from rsfuse.data.synthetic.bigearthnet import s2_native
+
+    n, seed = 20, 1
     run(
         [
             "synth",
@@ -99,17 +107,54 @@ def test_synth_command_writes_a_readable_dataset(tmp_path: Path) -> None:
             "--root",
             str(tmp_path),
             "--n",
-            "20",
+            str(n),
             "--seed",
-            "1",
+            str(seed),
             "--workers",
             "1",
             "--no-progress",
         ]
     )
+    world = SyntheticWorld(seed)
+    locations = {v1_s2_name(loc.geo): loc for loc in (world.location(i) for i in range(n))}
     ds = BigEarthNetV1(tmp_path, split="train", include_cloudy=True, include_snow=True)
-    sample = ds[0]
-    assert sample["s1"].shape == (2, 120, 120)
-    assert sample["s2"].shape == (12, 120, 120)
-    assert sample["label"].sum() >= 1
-    assert json.dumps(sample["meta"]["id"])  # meta is JSON-friendly
+    assert len(ds) == 12  # 60 % of 20
+    for i in range(len(ds)):
+        sample = ds[i]
+        loc = locations[sample["meta"]["id"]]
+        # S1: VV then VH, float32 dB written and read without change
+        assert torch.equal(sample["s1"], torch.from_numpy(loc.s1))
+        # S2: the 10 m bands are stored natively, so they come back exactly, in registry order
+        native = s2_native(loc.s2)
+        for c, band in enumerate(S2_L2A_ORDER):
+            if band in ("B02", "B03", "B04", "B08"):
+                assert np.array_equal(sample["s2"][c].numpy(), native[band].astype(np.float32))
+        # labels: the JSON's 43-class names map back to the world's 19-class labels
+        assert torch.nonzero(sample["label"]).flatten().tolist() == list(loc.labels)
+        assert json.dumps(sample["meta"]["id"])
+
+
+@pytest.mark.parametrize("cmd", ["validate", "test", "predict"])
+def test_evaluation_subcommands_run(cmd: str, ben_v2_root: Path, tmp_path: Path) -> None:
+    cfg = REPO / "configs" / "classification" / "ben_v2_s1s2_early_fusion.yaml"
+    run(
+        [
+            cmd,
+            "--config",
+            str(cfg),
+            "--config",
+            str(TINY),
+            f"--data.init_args.root={ben_v2_root}",
+            "--trainer.fast_dev_run=true",
+            f"--trainer.default_root_dir={tmp_path}",
+        ]
+    )
+
+
+def test_experiment_and_benchmark_list_themselves(capsys: pytest.CaptureFixture) -> None:
+    run(["experiment", "--help"])
+    run(["benchmark", "--help"])
+    out = capsys.readouterr().out
+    assert "mgsvit-ablation" in out and "data" in out
+    with pytest.raises(ConfigError, match="no-such"):
+        run(["experiment", "no-such"])

@@ -18,6 +18,16 @@ from rsfuse.errors import ConfigError, RsfuseError
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
+EXPERIMENTS_HELP = """\
+experiments (each writes its tables and plots into --out; see `rsfuse experiment NAME --help`):
+  mgsvit-ablation   MGSViT shortcut / GMU ablations over seeds (seed 000, Tables 1-3, Fig. 8-9)
+"""
+
+BENCHMARKS_HELP = """\
+benchmarks (print a table and save JSON; see `rsfuse benchmark NAME --help`):
+  data   samples/s of the GeoTIFF reader, TorchGeo, the converted store and LMDB+safetensors
+"""
+
 OVERVIEW = f"""\
 usage: rsfuse <command> [options]
 
@@ -57,7 +67,8 @@ def _lightning(argv: Sequence[str]) -> None:
             LightningDataModule,
             subclass_mode_model=True,
             subclass_mode_data=True,
-            args=list(argv),
+            # from the shell, let LightningCLI read sys.argv itself (no "args and argv" warning)
+            args=None if list(argv) == sys.argv[1:] else list(argv),
             save_config_kwargs={"overwrite": True},
             parser_kwargs={"exit_on_error": False, "description": OVERVIEW.splitlines()[2]},
         )
@@ -111,6 +122,35 @@ def _demo(argv: Sequence[str]) -> None:
     run_demo(**vars(p.parse_args(list(argv))))
 
 
+def _module_main(module: str, argv: Sequence[str], what: str) -> None:
+    """Call ``main(argv)`` of an rsfuse module, or fail with a clear error if it is absent."""
+    import importlib
+
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name and e.name.startswith(module.rsplit(".", 1)[0]):
+            raise ConfigError(f"unknown {what}; run `rsfuse --help` for the list") from e
+        raise
+    mod.main(list(argv))
+
+
+def _experiment(argv: Sequence[str]) -> None:
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: rsfuse experiment NAME [options]\n\n" + EXPERIMENTS_HELP)
+        return
+    name = argv[0].replace("-", "_")
+    _module_main(f"rsfuse.experiments.{name}", argv[1:], f"experiment {argv[0]!r}")
+
+
+def _benchmark(argv: Sequence[str]) -> None:
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: rsfuse benchmark NAME [options]\n\n" + BENCHMARKS_HELP)
+        return
+    name = argv[0].replace("-", "_")
+    _module_main(f"rsfuse.benchmarks.{name}_throughput", argv[1:], f"benchmark {argv[0]!r}")
+
+
 def run(argv: Sequence[str] | None = None) -> None:
     """Dispatch ``argv`` to a subcommand; raises :class:`RsfuseError` on bad input."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -127,6 +167,12 @@ def run(argv: Sequence[str] | None = None) -> None:
         _synth(rest)
     elif cmd == "demo":
         _demo(rest)
+    elif cmd == "experiment":
+        _experiment(rest)
+    elif cmd == "benchmark":
+        _benchmark(rest)
+    elif cmd == "convert":
+        _module_main("rsfuse.data.convert", rest, "command 'convert'")
     else:
         raise ConfigError(f"unknown command {cmd!r}; run `rsfuse --help` for the list")
 
