@@ -502,3 +502,15 @@ def test_batch_augmentation_errors_and_config_style_construction() -> None:
     assert out["s2"].shape == (3, 12, 16, 16)
     # kornia's sampler ranges stay out of checkpoints
     assert aug.state_dict() == {} and mgsvit_ssl_augmentation(8).state_dict() == {}
+
+
+@pytest.mark.parametrize("shape", [(5, 3, 7, 7), (4, 2, 6, 10)])
+def test_rot90_per_sample_matches_torch_rot90(shape: tuple[int, int, int, int]) -> None:
+    from rsfuse.data.transforms import rot90_per_sample
+
+    x = torch.randn(*shape)
+    square = shape[-1] == shape[-2]
+    k = torch.tensor([0, 1, 2, 3, 1][: shape[0]]) if square else torch.tensor([0, 2, 2, 0])
+    out = rot90_per_sample(x, k)
+    for i in range(shape[0]):
+        assert torch.equal(out[i], torch.rot90(x[i], int(k[i]), dims=(-2, -1)))
