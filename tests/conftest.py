@@ -35,3 +35,12 @@ def ben_v1_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("ben_v1")
     synthesize("bigearthnet-v1", root, n=48, seed=4, workers=1, progress=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def ben_v2_store(ben_v2_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ``ben_v2_root`` dataset converted by ``rsfuse convert`` into the fast store."""
+    from rsfuse.data.convert import convert
+
+    out = tmp_path_factory.mktemp("stores") / "ben_v2.store"
+    return convert("bigearthnet-v2", ben_v2_root, out, workers=1)

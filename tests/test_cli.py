@@ -54,20 +54,17 @@ def _root_for(cfg: Path, v1: Path, v2: Path) -> Path:
 
 @pytest.mark.parametrize("cfg", CLASSIFICATION_CONFIGS, ids=lambda p: p.stem)
 def test_config_runs_with_fast_dev_run(
-    cfg: Path, ben_v1_root: Path, ben_v2_root: Path, tmp_path: Path
+    cfg: Path, ben_v1_root: Path, ben_v2_root: Path, tmp_path: Path, request
 ) -> None:
-    run(
-        [
-            "fit",
-            "--config",
-            str(cfg),
-            "--config",
-            str(TINY),
-            f"--data.init_args.root={_root_for(cfg, ben_v1_root, ben_v2_root)}",
-            "--trainer.fast_dev_run=true",
-            f"--trainer.default_root_dir={tmp_path}",
-        ]
-    )
+    data = yaml.safe_load(cfg.read_text())["data"]["init_args"]
+    args = [
+        "fit", "--config", str(cfg), "--config", str(TINY),
+        f"--data.init_args.root={_root_for(cfg, ben_v1_root, ben_v2_root)}",
+        "--trainer.fast_dev_run=true", f"--trainer.default_root_dir={tmp_path}",
+    ]  # fmt: skip
+    if data.get("store"):
+        args.append(f"--data.init_args.store={request.getfixturevalue('ben_v2_store')}")
+    run(args)
 
 
 def test_unknown_config_key_is_a_config_error(tmp_path: Path, ben_v2_root: Path) -> None:

@@ -42,9 +42,16 @@ Training and evaluation (LightningCLI; configure with YAML under configs/):
 Data and the main job:
   synth      write a synthetic Sentinel dataset in a real on-disk layout
              (BigEarthNet v1 / v2): rsfuse synth --layout bigearthnet-v2 --root DIR --n 500
+  convert    convert a dataset once into the fast sharded zarr store (resumable, --verify):
+             rsfuse convert --dataset bigearthnet-v2 --root DIR --out DIR.store
   demo       synthesise a small BigEarthNet-v2 dataset, train S1+S2, S1-only and S2-only
              classifiers, test them and print a metrics table with the label-frequency
              baseline (about 10 minutes on 2 CPU cores)
+
+Experiments and benchmarks:
+  experiment run a paper's experiment and write its tables and plots:
+             rsfuse experiment --help lists them (e.g. mgsvit-ablation)
+  benchmark  measure throughput and save JSON: rsfuse benchmark data --help
 
 Every command explains itself with --help, e.g. `rsfuse fit --help`,
 `rsfuse synth --help`. Override any config value on the command line, e.g.

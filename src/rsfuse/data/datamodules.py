@@ -65,6 +65,23 @@ class InMemoryCache(Dataset):
         return getattr(self.dataset, name)
 
 
+def _store_dataset(store: str, split: str, kwargs: dict[str, Any]) -> Dataset:
+    """A :class:`~rsfuse.data.store.StoreDataset` with the GeoTIFF reader's arguments."""
+    from rsfuse.data.store import StoreDataset
+
+    if kwargs.get("on_error", "raise") != "raise":
+        log.warning("on_error=%r is ignored when reading from a store", kwargs["on_error"])
+    return StoreDataset(
+        store,
+        split=split,
+        modalities=kwargs["modalities"],
+        s2_bands=kwargs["s2_bands"],
+        resampling=kwargs["resampling"],
+        include_snow=kwargs["include_snow"],
+        include_cloudy=kwargs["include_cloudy"],
+    )
+
+
 class BigEarthNetDataModule(LightningDataModule):
     """BigEarthNet v1 or v2 (reBEN) with S1, S2 or both, for multi-label classification.
 
@@ -82,6 +99,9 @@ class BigEarthNetDataModule(LightningDataModule):
         normalization: ``standardize`` or ``dino-mm`` (see :class:`Normalize`).
         augmentation: batch augmentation for training; default flips + 90° rotations.
         cache: keep decoded samples in memory (small datasets; use ``num_workers=0``).
+        store: read from a store made by ``rsfuse convert`` (local path or fsspec URL)
+            instead of the GeoTIFFs under ``root``; the one line that switches a config
+            to the store (:class:`rsfuse.data.store.StoreDataset`, same samples).
     """
 
     def __init__(
@@ -99,6 +119,7 @@ class BigEarthNetDataModule(LightningDataModule):
         normalization: str = "standardize",
         augmentation: BatchAugmentation | None = None,
         cache: bool = False,
+        store: str | None = None,
     ) -> None:
         super().__init__()
         if version not in ("v1", "v2"):
@@ -129,10 +150,15 @@ class BigEarthNetDataModule(LightningDataModule):
             augmentation if augmentation is not None else (classification_augmentation())
         )
         self.datasets: dict[str, Dataset] = {}
+        self.store = store
 
     def _dataset(self, split: str) -> Dataset:
         if split not in self.datasets:
-            ds: Dataset = self.dataset_class(self.root, split=split, **self.dataset_kwargs)
+            ds: Dataset
+            if self.store is not None:
+                ds = _store_dataset(self.store, split, self.dataset_kwargs)
+            else:
+                ds = self.dataset_class(self.root, split=split, **self.dataset_kwargs)
             if self.cache:
                 ds = InMemoryCache(ds).preload(desc=f"reading {split}")
             self.datasets[split] = ds

@@ -1,0 +1,1 @@
+"""Throughput benchmarks (``rsfuse benchmark NAME``); each module exposes ``main(argv)``."""
