@@ -23,7 +23,8 @@ def test_demo_tiny_run(tmp_path: Path, capsys) -> None:
     printed = capsys.readouterr().out
     assert "label-frequency baseline" in printed
     assert "S1+S2 (early fusion)" in printed
-    assert len(out["runs"]) == 3
+    assert [r["name"] for r in out["runs"]][-1] == "S1 GMU S2 (MGSViT)"
+    assert len(out["runs"]) == 4
     saved = json.loads((tmp_path / "results.json").read_text())
     assert set(saved["baseline"]) == {"mAP_micro", "mAP_macro", "F1_micro", "F1_macro"}
     for name in ("results.md", "per_class_ap.png", "sample.png"):

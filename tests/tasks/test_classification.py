@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning as L
 import pytest
 import torch
+import yaml
 from torchmetrics.classification import MultilabelAveragePrecision
 
 from rsfuse.data.datamodules import BigEarthNetDataModule
-from rsfuse.errors import ConfigError, DataError
+from rsfuse.errors import CheckpointError, ConfigError, DataError
+from rsfuse.experiments.mgsvit_ablation import load_config
+from rsfuse.models.checkpoints import load_encoder, save_encoder
+from rsfuse.models.fusion import drop_modalities, early_fusion_input
 from rsfuse.tasks.classification import MultiLabelClassificationTask
 
 TINY = {
@@ -37,19 +43,20 @@ def test_input_channels_follow_modalities(mods: tuple[str, ...], channels: int) 
     task = MultiLabelClassificationTask(
         modalities=mods, backbone="vit_tiny_patch16_224", backbone_kwargs=TINY
     )
-    x = task.inputs(_batch())
-    assert x.shape == (4, channels, 120, 120)
-    assert task(x).shape == (4, 19)
+    assert task(_batch()).shape == (4, 19)
+    assert len(task.channels) == channels
+    assert task.model.encoders[next(iter(task.model.encoders))].patch_embed.proj.in_channels == (
+        channels
+    )
     # early fusion puts S2 first, then VV, VH
     if mods == ("s1", "s2"):
         assert task.channels[-2:] == ("VV", "VH") and task.channels[0] == "B01"
 
 
 def test_absent_sensor_contributes_zeros() -> None:
-    task = MultiLabelClassificationTask(backbone="vit_tiny_patch16_224", backbone_kwargs=TINY)
     batch = _batch()
     batch["present"]["s1"][1] = False
-    x = task.inputs(batch)
+    x = early_fusion_input(batch, ("s1", "s2"))
     assert torch.count_nonzero(x[1, 12:]) == 0
     assert torch.count_nonzero(x[0, 12:]) > 0
 
@@ -59,7 +66,7 @@ def test_band_mismatch_is_a_config_error() -> None:
         s2_bands="rgb", backbone="vit_tiny_patch16_224", backbone_kwargs=TINY
     )
     with pytest.raises(ConfigError, match="s2_bands"):
-        task.inputs(_batch(c2=12))
+        task(_batch(c2=12))
 
 
 def test_missing_modality_in_batch_is_a_data_error() -> None:
@@ -67,7 +74,7 @@ def test_missing_modality_in_batch_is_a_data_error() -> None:
     batch = _batch()
     del batch["s1"]
     with pytest.raises(DataError, match="s1"):
-        task.inputs(batch)
+        task(batch)
 
 
 def test_unknown_backbone_is_a_config_error() -> None:
@@ -104,8 +111,155 @@ def test_validation_metrics_cover_the_whole_split(ben_v2_root) -> None:
     with torch.no_grad():
         for batch in dm.val_dataloader():
             batch = dm.on_after_batch_transfer(batch, 0)
-            scores.append(task(task.inputs(batch)).sigmoid())
+            scores.append(task(batch).sigmoid())
             targets.append(batch["label"].long())
     whole = MultilabelAveragePrecision(19, average="micro")(torch.cat(scores), torch.cat(targets))
     assert logged["val/mAP_micro"] == pytest.approx(float(whole), abs=1e-5)
     assert len(dm.datasets["val"]) > 2  # more than one batch, else the test proves nothing
+
+
+# ---------------------------------------------------------------------------- MGSViT modes
+GVIT = {"img_size": 120, "patch_size": 30, "embed_dim": 32, "depth": 4, "num_heads": 2}
+MGSVIT = Path(__file__).resolve().parents[2] / "configs" / "mgsvit"
+
+
+def _mgsvit(**kw) -> MultiLabelClassificationTask:
+    args = {"backbone": "gated_vit", "backbone_kwargs": GVIT, "shortcut_every": 2}
+    return MultiLabelClassificationTask(**{**args, **kw})
+
+
+@pytest.mark.parametrize(
+    ("fusion", "encoders", "head_in"),
+    [("early", ["early"], 32), ("concat", ["s1", "s2"], 64), ("gmu", ["s1", "s2"], 32)],
+)
+def test_gated_vit_fusions(fusion: str, encoders: list[str], head_in: int) -> None:
+    task = _mgsvit(fusion=fusion)
+    assert list(task.model.encoders) == encoders
+    assert task.model.head.in_features == head_in
+    assert task(_batch(2)).shape == (2, 19)
+
+
+def test_shortcuts_need_a_gated_vit() -> None:
+    with pytest.raises(ConfigError, match="shortcut_every"):
+        MultiLabelClassificationTask(
+            backbone="vit_tiny_patch16_224", backbone_kwargs=TINY, shortcut_every=4
+        )
+
+
+def test_test_drop_scores_one_sensor_only() -> None:
+    torch.manual_seed(0)
+    task = _mgsvit(fusion="gmu").eval()
+    batch = _batch(2)
+    both = task(batch)
+    task.test_drop = ["s2"]
+    task.test_step(batch, 0)  # must run with S2 marked absent
+    s1_only = task(drop_modalities(batch, ["s2"]))
+    assert not torch.allclose(both, s1_only)
+
+
+def test_encoder_checkpoint_round_trip(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    src = _mgsvit(fusion="gmu")
+    paths = {}
+    for m in ("s1", "s2"):
+        paths[m] = str(save_encoder(src.model.encoders[m], tmp_path / f"{m}.safetensors"))
+    dst = _mgsvit(fusion="gmu", mode="finetune", encoder_checkpoints=paths)
+    for m in ("s1", "s2"):
+        for (k, a), b in zip(
+            src.model.encoders[m].state_dict().items(),
+            dst.model.encoders[m].state_dict().values(),
+        ):
+            torch.testing.assert_close(a, b, msg=k)
+    assert all(p.requires_grad for p in dst.parameters())
+    # a Lightning-style checkpoint with a prefix works too
+    torch.save(
+        {"state_dict": {f"enc.{k}": v for k, v in src.model.encoders["s1"].state_dict().items()}},
+        tmp_path / "s1.ckpt",
+    )
+    load_encoder(dst.model.encoders["s1"], tmp_path / "s1.ckpt", prefix="enc.")
+
+
+def test_checkpoint_key_errors_name_the_keys(tmp_path: Path) -> None:
+    enc = _mgsvit().model.encoders["early"]
+    sd = enc.state_dict()
+    sd["extra.weight"] = torch.zeros(1)
+    del sd["norm.bias"]
+    torch.save(sd, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match=r"missing keys: norm\.bias.*unexpected keys: extra"):
+        load_encoder(enc, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match="not found"):
+        _mgsvit(
+            fusion="gmu",
+            mode="finetune",
+            encoder_checkpoints={"s1": str(tmp_path / "no.pt"), "s2": str(tmp_path / "no.pt")},
+        )
+    with pytest.raises(ConfigError, match="encoder_checkpoints"):
+        _mgsvit(fusion="gmu", mode="finetune", encoder_checkpoints={"s1": "x.pt"})
+
+
+@pytest.mark.parametrize(("features", "head_in"), [("mean", 32), ("last4", 128)])
+def test_linear_probe_freezes_the_encoder(tmp_path: Path, features: str, head_in: int) -> None:
+    src = _mgsvit(modalities=["s2"])
+    path = save_encoder(src.model.encoders["s2"], tmp_path / "s2.pt")
+    task = _mgsvit(
+        modalities=["s2"],
+        mode="linear_probe",
+        probe_features=features,
+        encoder_checkpoints={"s2": str(path)},
+    )
+    assert task.model.head.in_features == head_in
+    trainable = {n for n, p in task.named_parameters() if p.requires_grad}
+    assert trainable == {"model.head.weight", "model.head.bias"}
+    task.train()
+    assert task.model.head.training and not task.model.encoders.training
+    loss, _, _ = task._shared_step(_batch(2))
+    loss.backward()
+
+
+def _mgsvit_config(path: Path) -> dict:
+    return load_config(path, MGSVIT / "overrides" / "tiny_cpu.yaml")
+
+
+SWEEP = sorted((MGSVIT / "shortcut_sweep").glob("*.yaml"))
+
+
+def test_sweep_configs_cover_figures_8_and_9() -> None:
+    got = {(p.stem.split("_")[0], p.stem.split("_")[1]) for p in SWEEP}
+    want = {("d12", f"n{n}") for n in (0, 2, 3, 4, 6)} | {("d18", f"n{n}") for n in (0, 2, 3, 6, 9)}
+    assert got == want and len(SWEEP) == 20
+    full = yaml.safe_load((MGSVIT / "shortcut_sweep" / "d18_n3_s1.yaml").read_text())
+    args = full["model"]["init_args"]
+    assert args["backbone_kwargs"]["depth"] == 18 and args["shortcut_every"] == 3
+
+
+def test_sweep_configs_build_with_the_tiny_override() -> None:
+    for cfg in SWEEP:
+        args = _mgsvit_config(cfg)["model"]["init_args"]
+        task = MultiLabelClassificationTask(**args)
+        n = int(cfg.stem.split("_")[1][1:])
+        assert task.hparams.shortcut_every == n, cfg.name
+        assert task.model.encoders[cfg.stem.split("_")[2]].shortcut_every == n
+
+
+@pytest.mark.parametrize("cfg", sorted((MGSVIT / "pending").glob("*.yaml")), ids=lambda p: p.stem)
+def test_pending_ssl_configs_fail_clearly_without_checkpoints(cfg: Path) -> None:
+    args = _mgsvit_config(cfg)["model"]["init_args"]
+    with pytest.raises(CheckpointError, match=r"pretrained/mgsvit_.*not found"):
+        MultiLabelClassificationTask(**args)
+
+
+def test_mgsvit_config_runs_with_its_tiny_override(ben_v2_root: Path, tmp_path: Path) -> None:
+    from rsfuse.cli import run
+
+    run(
+        [
+            "fit",
+            "--config",
+            str(MGSVIT / "shortcut_sweep" / "d12_n4_s2.yaml"),
+            "--config",
+            str(MGSVIT / "overrides" / "tiny_cpu.yaml"),
+            f"--data.init_args.root={ben_v2_root}",
+            "--trainer.fast_dev_run=true",
+            f"--trainer.default_root_dir={tmp_path}",
+        ]
+    )

@@ -1,14 +1,27 @@
 """Multi-label scene classification (BigEarthNet-MM, 19 classes).
 
-One LightningModule: a timm backbone on early-fused S1+S2 channels (or one sensor), trained
-with ``MultiLabelSoftMarginLoss`` and scored with torchmetrics micro/macro average precision
-and micro/macro F1 accumulated over the whole split (never averaged per batch).
+One LightningModule for every classifier of the project: a model that maps a batch to logits
+(:class:`~rsfuse.models.fusion.MultiModalClassifier`), built from
+
+* ``fusion="early"``: one encoder on early-fused S1+S2 channels (or one sensor);
+* ``fusion="concat"`` / ``"gmu"``: one encoder per sensor, pooled features concatenated or
+  fused by the gated multimodal unit (MGSViT, seed 000, Eq. 2–5);
+
+with a timm backbone or ``backbone="gated_vit"`` (:class:`~rsfuse.models.vit.GatedViT`,
+transformer shortcuts of Eq. 1 every ``shortcut_every`` blocks). Three training modes:
+``scratch`` (supervised from random weights), ``finetune`` (encoders loaded from
+``encoder_checkpoints``, all weights trained) and ``linear_probe`` (encoders loaded and frozen;
+features: mean-pooled tokens, or the pooled outputs of the last 4 blocks concatenated).
+
+Trained with ``MultiLabelSoftMarginLoss`` and scored with torchmetrics micro/macro average
+precision and micro/macro F1 accumulated over the whole split (never averaged per batch),
+plus per-class AP on the test split.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from lightning import LightningModule
@@ -20,8 +33,13 @@ from rsfuse import bands
 from rsfuse.data.classes import BEN19
 from rsfuse.errors import ConfigError
 from rsfuse.models.backbones import build_backbone
-from rsfuse.models.fusion import early_fusion_input
+from rsfuse.models.checkpoints import load_encoder
+from rsfuse.models.fusion import MultiModalClassifier, drop_modalities
+from rsfuse.models.vit import GatedViT
 from rsfuse.optim import build_optimizer, warmup_cosine_scheduler
+
+#: ``backbone`` value that selects rsfuse's own :class:`~rsfuse.models.vit.GatedViT`.
+GATED_VIT = "gated_vit"
 
 
 def multilabel_metrics(num_classes: int, prefix: str, threshold: float = 0.5) -> MetricCollection:
@@ -37,8 +55,40 @@ def multilabel_metrics(num_classes: int, prefix: str, threshold: float = 0.5) ->
     )
 
 
+def encoder_key(modalities: Sequence[str]) -> str:
+    """Name of an early-fusion encoder in ``encoder_checkpoints``: ``s1``, ``s2`` or ``s1s2``."""
+    return "".join(sorted(modalities))
+
+
+def build_encoder(
+    backbone: str,
+    in_chans: int,
+    backbone_kwargs: dict[str, Any] | None,
+    shortcut_every: int = 0,
+    gate: str = "token",
+) -> tuple[nn.Module, int]:
+    """An encoder mapping [B, C, H, W] to pooled features, and its feature width.
+
+    Raises:
+        ConfigError: bad arguments, or shortcuts asked of a timm backbone.
+    """
+    kwargs = dict(backbone_kwargs or {})
+    if backbone == GATED_VIT:
+        try:
+            enc = GatedViT(in_chans, shortcut_every=shortcut_every, gate=gate, **kwargs)
+        except TypeError as e:
+            raise ConfigError(f"bad GatedViT arguments: {e}", key="backbone_kwargs") from e
+        return enc, enc.num_features
+    if shortcut_every:
+        raise ConfigError(
+            f"shortcut_every needs backbone={GATED_VIT!r}, not {backbone!r}", key="shortcut_every"
+        )
+    enc = build_backbone(backbone, in_chans, 0, kwargs)
+    return enc, int(enc.num_features)
+
+
 class MultiLabelClassificationTask(LightningModule):
-    """Multi-label classifier on early-fused Sentinel-1 + Sentinel-2 input.
+    """Multi-label classifier on Sentinel-1 and/or Sentinel-2 (early, concat or GMU fusion).
 
     Args:
         modalities: sensors the model sees (``["s1"]``, ``["s2"]`` or both). The datamodule
@@ -48,9 +98,30 @@ class MultiLabelClassificationTask(LightningModule):
         s2_product: ``L2A`` (BigEarthNet) or ``L1C``.
         num_classes: number of labels.
         class_names: label names for reports (default: BigEarthNet 19 classes).
-        backbone: timm model name.
-        backbone_kwargs: timm constructor arguments (``img_size``, ``patch_size``,
-            ``embed_dim``, ``depth``, ``num_heads``, ``global_pool`` …).
+        backbone: timm model name, or ``gated_vit`` for :class:`~rsfuse.models.vit.GatedViT`.
+        backbone_kwargs: constructor arguments of each encoder (``img_size``, ``patch_size``,
+            ``embed_dim``, ``depth``, ``num_heads``, ``class_token``, ``global_pool`` …; the
+            same names for timm ViTs and GatedViT).
+        fusion: ``early`` (one encoder on stacked channels), ``concat`` (pooled features of
+            one encoder per sensor, concatenated) or ``gmu`` (gated multimodal unit, Eq. 2–5).
+            With one modality all three are the same single encoder.
+        shortcut_every: N of Eq. 1 (GatedViT only); 0 = plain ViT.
+        gate: TS gate, ``token`` (authors' code) or ``channel`` (Eq. 1 as printed).
+        gmu_gate: GMU gate z, ``scalar`` (authors' code) or ``vector`` (Arevalo et al.).
+        gmu_hidden_dim: GMU width H (default: the encoder width).
+        gmu_input_norm: BatchNorm on the GMU inputs (Arevalo et al.).
+        gmu_bias: biases in the GMU's Linear layers (authors' code: yes).
+        mode: ``scratch``, ``finetune`` or ``linear_probe`` (see the module docstring).
+        encoder_checkpoints: encoder name → weight file, for ``finetune`` / ``linear_probe``.
+            Names: ``s1`` and ``s2`` for concat/GMU; ``s1``, ``s2`` or ``s1s2`` for early
+            fusion. Loaded with key checks (:func:`rsfuse.models.checkpoints.load_encoder`).
+        checkpoint_prefix: key prefix of the encoder inside those files (e.g. ``encoder.``);
+            ``{name}`` stands for the encoder's name, so ``model.model.encoders.{name}.``
+            reads encoders out of a checkpoint of this task.
+        probe_features: linear-probe features: ``mean`` (mean-pooled last tokens) or
+            ``last4`` (pooled outputs of the last 4 blocks, concatenated; GatedViT only).
+        test_drop: modalities to mark absent at test time (score a fused model on S1 or S2
+            only); may also be changed on the instance between ``trainer.test`` calls.
         lr: peak learning rate (AdamW).
         weight_decay: AdamW weight decay (not applied to norms, biases, tokens).
         warmup_epochs: linear warm-up length in epochs (fractional allowed).
@@ -67,6 +138,18 @@ class MultiLabelClassificationTask(LightningModule):
         class_names: list[str] | None = None,
         backbone: str = "vit_small_patch16_224",
         backbone_kwargs: dict[str, Any] | None = None,
+        fusion: Literal["early", "concat", "gmu"] = "early",
+        shortcut_every: int = 0,
+        gate: Literal["token", "channel"] = "token",
+        gmu_gate: Literal["scalar", "vector"] = "scalar",
+        gmu_hidden_dim: int | None = None,
+        gmu_input_norm: bool = False,
+        gmu_bias: bool = True,
+        mode: Literal["scratch", "finetune", "linear_probe"] = "scratch",
+        encoder_checkpoints: dict[str, str] | None = None,
+        checkpoint_prefix: str = "",
+        probe_features: Literal["mean", "last4"] = "mean",
+        test_drop: list[str] | None = None,
         lr: float = 1e-3,
         weight_decay: float = 0.05,
         warmup_epochs: float = 1.0,
@@ -86,31 +169,102 @@ class MultiLabelClassificationTask(LightningModule):
             class_names
             or (BEN19 if num_classes == 19 else [f"class_{i}" for i in range(num_classes)])
         )
-        self.model = build_backbone(backbone, len(self.channels), num_classes, backbone_kwargs)
+        if mode not in ("scratch", "finetune", "linear_probe"):
+            raise ConfigError(f"unknown mode {mode!r}", key="mode")
+        if probe_features not in ("mean", "last4"):
+            raise ConfigError(f"unknown probe_features {probe_features!r}", key="probe_features")
+        self.test_drop = [m for m in (test_drop or [])]
+        self.model = self._build_model()
+        if mode != "scratch":
+            self._load_encoders(encoder_checkpoints or {}, checkpoint_prefix)
+        elif encoder_checkpoints:
+            raise ConfigError(
+                "encoder_checkpoints given with mode='scratch'; use finetune or linear_probe",
+                key="mode",
+            )
+        if mode == "linear_probe":
+            for p in self.model.encoders.parameters():
+                p.requires_grad_(False)
         self.loss_fn = nn.MultiLabelSoftMarginLoss()
         self.val_metrics = multilabel_metrics(num_classes, "val/", threshold)
         self.test_metrics = multilabel_metrics(num_classes, "test/", threshold)
         self.test_per_class_ap = MultilabelAveragePrecision(num_classes, average=None)
         self.last_test_per_class_ap: list[float] | None = None
 
-    # ------------------------------------------------------------------ forward
-    def inputs(self, batch: dict) -> Tensor:
-        """Early-fused input [B, C, H, W] for this model's modalities."""
-        x = early_fusion_input(batch, self.modalities)
-        if x.shape[1] != len(self.channels):
-            raise ConfigError(
-                f"the model expects {len(self.channels)} channels {list(self.channels)} but the "
-                f"data gives {x.shape[1]}; set model s2_bands to the datamodule's s2_bands",
-                key="model.s2_bands",
-            )
-        return x
+    def _build_model(self) -> MultiModalClassifier:
+        hp = self.hparams
+        last_k = 4 if hp.mode == "linear_probe" and hp.probe_features == "last4" else 1
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Logits [B, K] for an early-fused input [B, C, H, W]."""
-        return self.model(x)
+        def make(in_chans: int) -> tuple[nn.Module, int]:
+            enc, dim = build_encoder(
+                hp.backbone, in_chans, hp.backbone_kwargs, hp.shortcut_every, hp.gate
+            )
+            return enc, dim * last_k
+
+        if hp.fusion == "early" or len(self.modalities) == 1:
+            enc, dim = make(len(self.channels))
+            key = "early" if len(self.modalities) > 1 else self.modalities[0]
+            return MultiModalClassifier(
+                {key: enc}, {key: dim}, hp.num_classes, modalities=self.modalities, last_k=last_k
+            )
+        if hp.fusion not in ("concat", "gmu"):
+            raise ConfigError(f"unknown fusion {hp.fusion!r}", key="fusion")
+        encoders, dims = {}, {}
+        for m in self.modalities:
+            c = 2 if m == "s1" else len(self.s2_band_names)
+            encoders[m], dims[m] = make(c)
+        gmu = {
+            "hidden_dim": hp.gmu_hidden_dim,
+            "gate": hp.gmu_gate,
+            "bias": hp.gmu_bias,
+            "input_norm": hp.gmu_input_norm,
+        }
+        return MultiModalClassifier(
+            encoders, dims, hp.num_classes, fusion=hp.fusion, last_k=last_k, gmu_kwargs=gmu
+        )
+
+    def _load_encoders(self, paths: dict[str, str], prefix: str) -> None:
+        names = {
+            k: encoder_key(self.modalities) if k == "early" else k for k in self.model.encoders
+        }
+        wanted = sorted(names.values())
+        if sorted(paths) != wanted:
+            raise ConfigError(
+                f"mode={self.hparams.mode!r} needs one encoder checkpoint per encoder, keys "
+                f"{wanted}; got {sorted(paths)}",
+                key="encoder_checkpoints",
+            )
+        for k, name in names.items():
+            load_encoder(self.model.encoders[k], paths[name], prefix.replace("{name}", k))
+
+    # ------------------------------------------------------------------ modes
+    def train(self, mode: bool = True) -> MultiLabelClassificationTask:
+        """As ``nn.Module.train``; frozen encoders of a linear probe stay in eval mode."""
+        super().train(mode)
+        if self.hparams.mode == "linear_probe":
+            self.model.encoders.eval()
+        return self
+
+    # ------------------------------------------------------------------ forward
+    def check_batch(self, batch: dict) -> None:
+        """Raise :class:`ConfigError` when the batch's S2 bands differ from the model's."""
+        if "s2" in self.modalities and "s2" in batch:
+            c = batch["s2"].shape[1]
+            if c != len(self.s2_band_names):
+                raise ConfigError(
+                    f"the model expects {len(self.s2_band_names)} S2 bands "
+                    f"{list(self.s2_band_names)} but the data gives {c}; set model s2_bands "
+                    "to the datamodule's s2_bands",
+                    key="model.s2_bands",
+                )
+
+    def forward(self, batch: dict) -> Tensor:
+        """Logits [B, K] of a batch (``s1`` [B, 2, H, W], ``s2`` [B, C, H, W], ``present``)."""
+        self.check_batch(batch)
+        return self.model(batch)
 
     def _shared_step(self, batch: dict) -> tuple[Tensor, Tensor, Tensor]:
-        logits = self(self.inputs(batch))
+        logits = self(batch)
         target = batch["label"]
         return self.loss_fn(logits, target), logits, target
 
@@ -131,6 +285,8 @@ class MultiLabelClassificationTask(LightningModule):
         self.val_metrics.reset()
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
+        if self.test_drop:
+            batch = drop_modalities(batch, self.test_drop)
         loss, logits, target = self._shared_step(batch)
         self.log("test/loss", loss, batch_size=target.shape[0], sync_dist=True)
         scores = logits.sigmoid()
@@ -145,7 +301,7 @@ class MultiLabelClassificationTask(LightningModule):
         self.test_per_class_ap.reset()
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict[str, Any]:
-        scores = self(self.inputs(batch)).sigmoid()
+        scores = self(batch).sigmoid()
         return {"ids": [m.get("id") for m in batch.get("meta", [])], "scores": scores.cpu()}
 
     # ------------------------------------------------------------------ optim

@@ -1,0 +1,1 @@
+"""Paper experiments run by ``rsfuse experiment NAME`` (each module exposes ``main(argv)``)."""

@@ -1,0 +1,293 @@
+"""GatedViT: the MGSViT encoder, a ViT with gated transformer shortcuts (seed 000, §3.1).
+
+The encoder follows SatViT as the authors' code does: a *linear* patch embedding (each
+``p × p × C`` patch flattened in ``(p1, p2, c)`` order, then one Linear to the width), fixed
+2-D sin-cos position embeddings, no CLS token by default, and timm transformer blocks. Every
+``N`` blocks a transformer-shortcut unit (TS, Eq. 1) adds the unit's input back, scaled by a
+learned sigmoid gate::
+
+    H_out = H_{n+N} + σ(F(H_n)) · H_n                                              (1)
+
+``gate="token"`` (default, the authors' code): ``F`` is ``Linear(D → 1)`` without bias, one
+scalar per token. ``gate="channel"`` (Eq. 1 as printed, one gate per feature): ``F`` is
+``Linear(D → D)`` without bias. ``N = 0`` gives a plain ViT. When ``depth`` is not a
+multiple of ``N``, the last ``depth mod N`` blocks run without a shortcut.
+
+Paper sizes: depth 12, width 768, 12 heads, patch 16 on inputs resized to 224 × 224 (the
+120 px BigEarthNet patches are resized inside the model when ``img_size`` is set).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from timm.layers import trunc_normal_
+from timm.models.vision_transformer import Block
+from torch import Tensor, nn
+
+from rsfuse.errors import ConfigError, DataError
+
+GateKind = Literal["token", "channel"]
+
+
+def sincos_pos_embed_2d(grid_h: int, grid_w: int, dim: int) -> Tensor:
+    """Fixed 2-D sin-cos position embedding (MAE / SatViT).
+
+    Half of the features encode the row, half the column; each half is
+    ``[sin(p·ω_k), cos(p·ω_k)]`` with ``ω_k = 10000^(−k / (dim/4))``, ``k = 0 … dim/4 − 1``.
+
+    Args:
+        grid_h: rows of patches.
+        grid_w: columns of patches.
+        dim: embedding width, a multiple of 4.
+
+    Returns:
+        [grid_h · grid_w, dim] float32, row-major over the patch grid.
+    """
+    if dim % 4:
+        raise ConfigError(f"embed_dim must be a multiple of 4 for 2-D sin-cos, got {dim}")
+    omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim / 4))
+
+    def embed_1d(pos: Tensor) -> Tensor:  # [L] -> [L, dim/2]
+        out = pos[:, None] * omega[None, :]
+        return torch.cat([out.sin(), out.cos()], dim=1)
+
+    rows = torch.arange(grid_h, dtype=torch.float64).repeat_interleave(grid_w)
+    cols = torch.arange(grid_w, dtype=torch.float64).repeat(grid_h)
+    return torch.cat([embed_1d(rows), embed_1d(cols)], dim=1).float()
+
+
+def patchify(x: Tensor, patch_size: int) -> Tensor:
+    """``b c (h p1) (w p2) -> b (h w) (p1 p2 c)``: [B, C, H, W] → [B, L, p·p·C].
+
+    Raises:
+        DataError: H or W is not a multiple of ``patch_size``.
+    """
+    b, c, h, w = x.shape
+    p = patch_size
+    if h % p or w % p:
+        raise DataError(f"input of {h}×{w} px is not a multiple of the patch size {p}")
+    x = x.reshape(b, c, h // p, p, w // p, p)
+    return x.permute(0, 2, 4, 3, 5, 1).reshape(b, (h // p) * (w // p), p * p * c)
+
+
+class TransformerShortcut(nn.Module):
+    """Transformer-shortcut (TS) unit, Eq. 1: ``H_out = Blocks(H_n) + σ(F(H_n)) · H_n``.
+
+    Args:
+        blocks: the ``N`` transformer blocks of the unit.
+        dim: token width ``D``.
+        gate: ``token`` (``F: D → 1``, one scalar per token; authors' code) or ``channel``
+            (``F: D → D``, one gate per feature; Eq. 1 as printed). ``F`` has no bias.
+    """
+
+    def __init__(self, blocks: list[nn.Module], dim: int, gate: GateKind = "token") -> None:
+        super().__init__()
+        if gate not in ("token", "channel"):
+            raise ConfigError(f"gate must be 'token' or 'channel', got {gate!r}", key="gate")
+        self.blocks = nn.ModuleList(blocks)
+        self.gate_kind = gate
+        self.gate = nn.Linear(dim, 1 if gate == "token" else dim, bias=False)
+
+    def gate_values(self, h: Tensor) -> Tensor:
+        """σ(F(H_n)): [B, L, 1] (token) or [B, L, D] (channel) for H_n [B, L, D]."""
+        return torch.sigmoid(self.gate(h))
+
+    def forward(self, h: Tensor, hidden: list[Tensor] | None = None) -> Tensor:
+        """[B, L, D] → [B, L, D]; appends each block's output to ``hidden`` if given.
+
+        The last entry appended is the unit's gated output, not the last block's raw output.
+        """
+        out = h
+        for blk in self.blocks:
+            out = blk(out)
+            if hidden is not None:
+                hidden.append(out)
+        out = out + self.gate_values(h) * h  # Eq. 1
+        if hidden is not None:
+            hidden[-1] = out
+        return out
+
+
+class GatedViT(nn.Module):
+    """ViT encoder with gated transformer shortcuts for any number of input channels.
+
+    Args:
+        in_chans: input channels (S1: 2, S2: 12, early fusion: 14).
+        img_size: if set, inputs of another size are resized (bilinear) to
+            ``img_size × img_size`` first (the paper resizes 120 → 224). ``None`` keeps the
+            input size; any size that is a multiple of ``patch_size`` works, because the
+            sin-cos positions are computed for the actual grid.
+        patch_size: patch side in pixels (paper: 16).
+        embed_dim: width ``D`` (paper: 768); a multiple of 4.
+        depth: number of transformer blocks (paper: 12).
+        num_heads: attention heads (paper: 12).
+        mlp_ratio: MLP hidden width / ``D``.
+        shortcut_every: ``N`` of Eq. 1, blocks per TS unit; 0 = plain ViT (paper best: 4 at
+            depth 12, 3 at depth 18).
+        gate: ``token`` (default, authors' code) or ``channel`` (Eq. 1 as printed).
+        class_token: prepend a learned CLS token (off by default, as in the authors' code).
+        global_pool: ``avg`` (mean over patch tokens) or ``token`` (the CLS token).
+        drop_path_rate: stochastic-depth rate, linearly increasing over the blocks.
+        qkv_bias: bias in the attention projections.
+        num_classes: if > 0, a Linear head on the pooled features (``forward`` then returns
+            logits); 0 (default) makes ``forward`` return pooled features.
+    """
+
+    def __init__(
+        self,
+        in_chans: int,
+        img_size: int | None = None,
+        patch_size: int = 16,
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        shortcut_every: int = 0,
+        gate: GateKind = "token",
+        class_token: bool = False,
+        global_pool: Literal["avg", "token"] = "avg",
+        drop_path_rate: float = 0.0,
+        qkv_bias: bool = True,
+        num_classes: int = 0,
+    ) -> None:
+        super().__init__()
+        if shortcut_every < 0:
+            raise ConfigError(f"shortcut_every must be >= 0, got {shortcut_every}")
+        if global_pool not in ("avg", "token"):
+            raise ConfigError(f"global_pool must be 'avg' or 'token', got {global_pool!r}")
+        if global_pool == "token" and not class_token:
+            raise ConfigError("global_pool='token' needs class_token=True")
+        if embed_dim % num_heads:
+            raise ConfigError(f"embed_dim {embed_dim} is not a multiple of num_heads {num_heads}")
+        if img_size is not None and img_size % patch_size:
+            raise ConfigError(f"img_size {img_size} is not a multiple of patch_size {patch_size}")
+        self.in_chans = in_chans
+        self.img_size = img_size
+        self.patch_size = patch_size
+        self.embed_dim = self.num_features = embed_dim
+        self.depth = depth
+        self.shortcut_every = shortcut_every
+        self.global_pool = global_pool
+        self.num_prefix_tokens = 1 if class_token else 0
+
+        self.patch_embed = nn.Linear(patch_size * patch_size * in_chans, embed_dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if class_token else None
+        self._pos_cache: dict[tuple[int, int], Tensor] = {}
+        dpr = torch.linspace(0, drop_path_rate, depth).tolist() if depth else []
+        blocks = [
+            Block(
+                embed_dim,
+                num_heads,
+                mlp_ratio=mlp_ratio,
+                qkv_bias=qkv_bias,
+                drop_path=dpr[i],
+                norm_layer=partial(nn.LayerNorm, eps=1e-6),
+            )
+            for i in range(depth)
+        ]
+        # Group the blocks into TS units of N blocks; the remainder runs plain.
+        units: list[nn.Module] = []
+        n = shortcut_every
+        n_units = depth // n if n > 0 else 0
+        for u in range(n_units):
+            units.append(TransformerShortcut(blocks[u * n : (u + 1) * n], embed_dim, gate))
+        units.extend(blocks[n_units * n :])
+        self.blocks = nn.ModuleList(units)
+        self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        w = self.patch_embed.weight.data  # MAE: xavier as if it were a flat Linear
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        nn.init.zeros_(self.patch_embed.bias)
+        if self.cls_token is not None:
+            nn.init.normal_(self.cls_token, std=0.02)
+        for name, m in self.named_modules():
+            if name == "patch_embed":
+                continue
+            if isinstance(m, nn.Linear):
+                trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    # ------------------------------------------------------------------ pieces
+    def pos_embed(self, grid_h: int, grid_w: int, device: torch.device) -> Tensor:
+        """[1, grid_h · grid_w, D] fixed sin-cos positions (cached per grid and device)."""
+        key = (grid_h, grid_w)
+        pe = self._pos_cache.get(key)
+        if pe is None or pe.device != device:
+            pe = sincos_pos_embed_2d(grid_h, grid_w, self.embed_dim).to(device)[None]
+            self._pos_cache[key] = pe
+        return pe
+
+    def embed(self, x: Tensor) -> Tensor:
+        """Pixels [B, C, H, W] → tokens with positions [B, P + L, D] (P = 0 or 1 CLS)."""
+        if x.shape[1] != self.in_chans:
+            raise DataError(f"GatedViT expects {self.in_chans} channels, got {x.shape[1]}")
+        if self.img_size is not None and tuple(x.shape[-2:]) != (self.img_size,) * 2:
+            x = F.interpolate(x, size=(self.img_size,) * 2, mode="bilinear", align_corners=False)
+        p = self.patch_size
+        tokens = self.patch_embed(patchify(x, p))  # [B, L, D]
+        tokens = tokens + self.pos_embed(x.shape[-2] // p, x.shape[-1] // p, x.device).to(
+            tokens.dtype
+        )
+        if self.cls_token is not None:
+            tokens = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), tokens], dim=1)
+        return tokens
+
+    def forward_features(
+        self, x: Tensor, return_blocks: int = 0
+    ) -> Tensor | tuple[Tensor, list[Tensor]]:
+        """Encode pixels into normalised tokens.
+
+        Args:
+            x: [B, C, H, W].
+            return_blocks: also return the outputs of the last ``k`` blocks (each passed
+                through the final LayerNorm, as DINO's linear evaluation does); the output of
+                a TS unit's last block is the unit's gated output (Eq. 1).
+
+        Returns:
+            tokens [B, P + L, D], or (tokens, list of k tensors [B, P + L, D], oldest first).
+        """
+        h = self.embed(x)
+        hidden: list[Tensor] | None = [] if return_blocks > 0 else None
+        for unit in self.blocks:
+            if isinstance(unit, TransformerShortcut):
+                h = unit(h, hidden)
+            else:
+                h = unit(h)
+                if hidden is not None:
+                    hidden.append(h)
+        tokens = self.norm(h)
+        if hidden is None:
+            return tokens
+        if return_blocks > len(hidden):
+            raise ConfigError(f"asked for the last {return_blocks} blocks of {len(hidden)}")
+        last = [self.norm(t) for t in hidden[-return_blocks:]]
+        last[-1] = tokens
+        return tokens, last
+
+    def pool(self, tokens: Tensor) -> Tensor:
+        """[B, P + L, D] → [B, D]: mean over patch tokens (``avg``) or the CLS token."""
+        if self.global_pool == "token":
+            return tokens[:, 0]
+        return tokens[:, self.num_prefix_tokens :].mean(dim=1)
+
+    def pooled_features(self, x: Tensor, last_k: int = 1) -> Tensor:
+        """Pooled features [B, k·D]: the last ``k`` blocks' pooled outputs, concatenated."""
+        if last_k <= 1:
+            return self.pool(self.forward_features(x))
+        _, last = self.forward_features(x, return_blocks=last_k)
+        return torch.cat([self.pool(t) for t in last], dim=-1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """[B, C, H, W] → pooled features [B, D] (or logits [B, K] with a head)."""
+        return self.head(self.pool(self.forward_features(x)))
