@@ -32,21 +32,57 @@ def _args(source: Path, out: Path, *extra: str) -> list[str]:
     return ["--dataset", "bigearthnet-v2", "--root", str(source), "--out", str(out), *extra]
 
 
+def _descendants(pid: int) -> set[int]:
+    """Pids of all live descendants of ``pid`` (from /proc)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            parents[int(stat.parent.name)] = int(fields[1])
+    out, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        kids = {c for c, pp in parents.items() if pp == p}
+        out |= kids
+        todo += kids
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def test_kill_and_resume(source: Path, tmp_path: Path) -> None:
+    """SIGKILL a 2-worker conversion: its workers exit, a re-run completes and verifies."""
     out = tmp_path / "ben.store"
-    cmd = [sys.executable, "-m", "rsfuse.data.convert", *_args(source, out, "--shard-size", "1")]
+    args = _args(source, out, "--shard-size", "1")
+    cmd = [sys.executable, "-m", "rsfuse.data.convert", *args, "--workers", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 90
     while time.monotonic() < deadline and len(st.done_shards(out)) < 2:
         time.sleep(0.01)
+    helpers = _descendants(proc.pid)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     done = st.done_shards(out)
     assert done and not (out / st.MANIFEST).exists(), "killed before the end, not complete"
+    # the pool's processes do not outlive the killed conversion (no orphans, no stall)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(_alive(p) for p in helpers):
+        time.sleep(0.1)
+    assert not [p for p in helpers if _alive(p)], "worker processes outlived the conversion"
     with pytest.raises(DataError, match="manifest"):
         StoreDataset(out, "train")
+    done = st.done_shards(out)
     stamps = {k: (out / st.DONE_DIR / str(k)).stat().st_mtime_ns for k in done}
-    cv.main(_args(source, out, "--shard-size", "1"))
+    cv.main(args)  # resume (1 worker: the pool path is covered by the killed run)
     assert (out / st.MANIFEST).is_file()
     # finished shards were not redone
     assert all((out / st.DONE_DIR / str(k)).stat().st_mtime_ns == t for k, t in stamps.items())

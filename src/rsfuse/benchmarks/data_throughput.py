@@ -220,6 +220,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     src, store, lmdb_path = prepare(Path(args.data), args.n, args.prepare_workers)
+    load_before = os.getloadavg()
     cores = os.cpu_count() or 1
     worker_counts = sorted({1, cores} if args.workers is None else set(args.workers))
     readers: dict[str, Any] = {
@@ -265,6 +266,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "processor": platform.processor() or platform.machine(),
         "python": platform.python_version(),
         "torch": torch.__version__,
+        "loadavg_1min_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
     }
     results["ratios"] = ratios(results, worker_counts, cores)
     return results
@@ -301,7 +303,15 @@ def table(results: dict[str, Any]) -> str:
     """The results as a text table."""
     r = results["readers"]
     ws = sorted({int(w) for v in r.values() for w in v})
-    lines = [f"{'reader':10s}" + "".join(f"{f'{w} worker(s)':>16s}" for w in ws)]
+    m = results.get("machine", {})
+    lines = []
+    if m:
+        lines.append(
+            f"machine: {m['cpu_count']}-core CPU ({m['processor']}), Python {m['python']}, "
+            f"torch {m['torch']}, load average (1 min) before/after "
+            f"{m['loadavg_1min_before_after'][0]}/{m['loadavg_1min_before_after'][1]}"
+        )
+    lines.append(f"{'reader':10s}" + "".join(f"{f'{w} worker(s)':>16s}" for w in ws))
     for name in READERS:
         if name in r:
             lines.append(

@@ -19,9 +19,14 @@ import argparse
 import json
 import logging
 import multiprocessing as mp
+import os
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -172,25 +177,93 @@ def _verify_chunk(task: tuple[str, str, str, str, str, list[int]]) -> list[str]:
     return bad
 
 
+def _watch_parent(parent: int, interval: float = 1.0) -> None:
+    """Worker initializer: exit when the converting process is gone.
+
+    A worker blocked on its task queue never notices that the main process died (killed,
+    out of memory, session closed); without this it would linger, and with
+    ``multiprocessing.Pool`` each would crash with ``BrokenPipeError`` on returning its
+    result. The shard it was writing has no completion marker, so a re-run redoes it.
+    """
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            try:
+                os.kill(parent, 0)
+            except ProcessLookupError:
+                os._exit(3)
+            except PermissionError:  # pid reused by another user's process
+                os._exit(3)
+
+    threading.Thread(target=watch, name="rsfuse-parent-watch", daemon=True).start()
+
+
+class _TerminatedError(Exception):
+    """SIGTERM / SIGHUP received by the converting process."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise _TerminatedError(signal.Signals(signum).name)
+
+
 def _pool_map(
     fn: Any, tasks: list[Any], workers: int, total: int, desc: str, weight: Any
 ) -> list[Any]:
-    """Run ``fn`` over ``tasks`` in ``workers`` processes with a progress bar."""
-    results = []
+    """Run ``fn`` over ``tasks`` in ``workers`` processes with a progress bar.
+
+    Uses :class:`concurrent.futures.ProcessPoolExecutor` on a ``forkserver`` context
+    (``fork`` after zarr's event-loop thread started deadlocks). Unlike
+    ``multiprocessing.Pool``, which waits forever for the result of a worker that died
+    (killed by the OOM killer, a signal …), a dead worker raises here, the other workers
+    are stopped and the error says to re-run (the conversion resumes). SIGTERM and SIGHUP
+    stop the workers cleanly instead of orphaning them.
+
+    Raises:
+        DataError: a worker died, or the run was terminated by a signal.
+    """
+    results: list[Any] = [None] * len(tasks)
     bar = tqdm(total=total, desc=desc, unit="sample", smoothing=0.05)
     try:
         if workers <= 1 or len(tasks) <= 1:
-            for t in tasks:
-                results.append(fn(t))
+            for i, t in enumerate(tasks):
+                results[i] = fn(t)
                 bar.update(weight(t))
-        else:
-            # forkserver, not fork: zarr's event-loop thread does not survive a fork
-            ctx = mp.get_context("forkserver")
-            ctx.set_forkserver_preload(["rsfuse.data.convert"])
-            with ctx.Pool(min(workers, len(tasks))) as pool:
-                for t, r in zip(tasks, pool.imap(fn, tasks)):
-                    results.append(r)
-                    bar.update(weight(t))
+            return results
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["rsfuse.data.convert"])
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGHUP):
+                previous[sig] = signal.signal(sig, _raise_terminated)
+        pool = ProcessPoolExecutor(
+            max_workers=min(workers, len(tasks)),
+            mp_context=ctx,
+            initializer=_watch_parent,
+            initargs=(os.getpid(),),
+        )
+        try:
+            futures = {pool.submit(fn, t): i for i, t in enumerate(tasks)}
+            for fut in as_completed(futures):
+                i = futures[fut]
+                results[i] = fut.result()
+                bar.update(weight(tasks[i]))
+        except BrokenProcessPool as e:
+            raise DataError(
+                f"a worker process died during {desc} ({e}); the finished shards are kept: "
+                "run the same command again to resume"
+            ) from e
+        except _TerminatedError as e:
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.terminate()  # their unfinished shards have no marker: redone on resume
+            raise DataError(
+                f"{desc} interrupted by {e}; the finished shards are kept: run the same "
+                "command again to resume"
+            ) from e
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     finally:
         bar.close()
     return results

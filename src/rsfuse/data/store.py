@@ -38,12 +38,15 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import fsspec
+import google_crc32c
+import numcodecs.blosc
 import numpy as np
 import pandas as pd
 import torch
@@ -267,8 +270,6 @@ class ShardedArray:
         self.nbytes = int(np.prod(self.sample_shape)) * self.dtype.itemsize
         self._index: dict[int, np.ndarray] = {}
         self._index_pid = -1
-        import numcodecs.blosc
-
         numcodecs.blosc.use_threads = False  # one sample per call: threads only add overhead
 
     def _shard_rel(self, k: int) -> str:
@@ -304,46 +305,73 @@ class ShardedArray:
         self._index[k] = idx
         return idx
 
-    def read(self, i: int, sample_id: str) -> np.ndarray:
-        """Decode sample ``i`` (raises :class:`DataError` naming store file and sample)."""
-        import numcodecs.blosc as blosc
-
+    def _chunk(self, i: int) -> tuple[str, bytes]:
+        """The encoded chunk of sample ``i`` (checksum verified) and its shard's path."""
         k, j = divmod(i, self.shard_size)
         rel = self._shard_rel(k)
+        off, n = self._shard_index(k)[j].tolist()
+        if off == _EMPTY_INT:
+            raise DataError(f"{self.name}: chunk was never written", path=self.files.path(rel))
+        buf = self.files.read(rel, off, n)
+        if len(buf) != n or n < _BLOSC_HEADER + (4 if self.crc else 0):
+            raise DataError(f"{self.name}: chunk is truncated", path=self.files.path(rel))
+        # crc32c over data + its little-endian crc is a constant: no slicing copy needed
+        if self.crc and _crc32c_value(buf) != _CRC32C_RESIDUE:
+            raise DataError(
+                f"{self.name}: chunk checksum mismatch (corrupt)", path=self.files.path(rel)
+            )
+        return rel, buf
+
+    def read_into(self, i: int, sample_id: str, out: np.ndarray) -> np.ndarray:
+        """Decode sample ``i`` into ``out`` (C-contiguous, this array's dtype and shape).
+
+        No intermediate buffers: one ranged read, a checksum over the read bytes and one
+        Blosc decode straight into ``out``.
+
+        Raises:
+            DataError: a missing, truncated, corrupt or undecodable chunk, naming the
+                store file and the sample.
+        """
         try:
-            off, n = (int(v) for v in self._shard_index(k)[j])
-            if off == int(_EMPTY):
-                raise DataError(f"{self.name}: chunk was never written", path=self.files.path(rel))
-            buf = self.files.read(rel, off, n)
-            if len(buf) != n:
-                raise DataError(f"{self.name}: chunk is truncated", path=self.files.path(rel))
-            if self.crc:
-                buf, crc = buf[:-4], buf[-4:]
-                if _crc32c(buf) != crc:
-                    raise DataError(
-                        f"{self.name}: chunk checksum mismatch (corrupt)",
-                        path=self.files.path(rel),
-                    )
+            rel, buf = self._chunk(i)
+            # Blosc header: nbytes (uint32 LE) at 4, cbytes at 12; check before decoding
+            nbytes = int.from_bytes(buf[4:8], "little")
+            cbytes = int.from_bytes(buf[12:16], "little")
+            if nbytes != self.nbytes or cbytes > len(buf) - (4 if self.crc else 0):
+                raise DataError(
+                    f"{self.name}: chunk decodes to {nbytes} bytes, expected {self.nbytes}",
+                    path=self.files.path(rel),
+                )
+            src = memoryview(buf)[:-4] if self.crc else buf
             try:
-                out = blosc.decompress(buf)
+                _blosc_decompress(src, out)
             except Exception as e:  # numcodecs raises RuntimeError / ValueError
                 raise DataError(
                     f"{self.name}: cannot decode chunk: {e}", path=self.files.path(rel)
                 ) from e
-            if len(out) != self.nbytes:
-                raise DataError(
-                    f"{self.name}: chunk decodes to {len(out)} bytes, expected {self.nbytes}",
-                    path=self.files.path(rel),
-                )
         except DataError as e:
             err = DataError(str(e).split("] ", 1)[-1], path=e.path, sample=sample_id)
             raise err from e
-        return np.frombuffer(out, dtype=self.dtype).reshape(self.sample_shape)
+        return out
+
+    def read(self, i: int, sample_id: str) -> np.ndarray:
+        """Decode sample ``i`` into a new array (raises :class:`DataError` naming store file
+        and sample)."""
+        return self.read_into(i, sample_id, np.empty(self.sample_shape, dtype=self.dtype))
+
+
+_EMPTY_INT = int(_EMPTY)
+#: Blosc 1 header size (version, flags, typesize, nbytes, blocksize, cbytes).
+_BLOSC_HEADER = 16
+#: CRC-32C residue: crc32c(data + crc32c(data) as 4 little-endian bytes) for any data.
+_CRC32C_RESIDUE = 0x48674BC7
+
+
+_crc32c_value = google_crc32c.value
+_blosc_decompress = numcodecs.blosc.decompress
 
 
 def _crc32c(data: bytes) -> bytes:
-    import google_crc32c
-
     return int(google_crc32c.value(data)).to_bytes(4, "little")
 
 
@@ -447,16 +475,27 @@ class StoreDataset(Dataset[Sample]):
         if len(self._rows) == 0:
             raise DataError(f"split {split!r} has no samples", path=self.files.path(INDEX))
         self._arrays: dict[str, ShardedArray] | None = None
+        self._buffers: dict[tuple[str, int], np.ndarray] = {}
 
     def _open(self) -> dict[str, ShardedArray]:
         if self._arrays is None:
             names = [*self.modalities, "label"]
             self._arrays = {n: ShardedArray(self.files, n) for n in names}
+            self._buffers = {}
         return self._arrays
+
+    def _scratch(self, array: ShardedArray) -> np.ndarray:
+        """A decode buffer for ``array``, reused across samples (one per process and thread)."""
+        key = (array.name, threading.get_ident())
+        buf = self._buffers.get(key)
+        if buf is None:
+            buf = self._buffers[key] = np.empty(array.sample_shape, dtype=array.dtype)
+        return buf
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_arrays"] = None  # reopened lazily in each worker
+        state["_buffers"] = {}
         return state
 
     def __len__(self) -> int:
@@ -488,13 +527,19 @@ class StoreDataset(Dataset[Sample]):
         sid = self.sample_id(index)
         sample: Sample = {}
         if "s2" in self.modalities:
-            s2 = arrays["s2"].read(row, sid)
-            if not self._s2_all:
-                s2 = s2[self._s2_sel]
-            sample["s2"] = torch.from_numpy(s2.astype(np.float32))
+            s2 = torch.empty(
+                (len(self._s2_sel), *arrays["s2"].sample_shape[1:]), dtype=torch.float32
+            )
+            # decode into a reused uint16 buffer (stays in cache), cast once into the tensor
+            raw = arrays["s2"].read_into(row, sid, self._scratch(arrays["s2"]))
+            np.copyto(s2.numpy(), raw if self._s2_all else raw[self._s2_sel], casting="unsafe")
+            sample["s2"] = s2
         if "s1" in self.modalities:
-            sample["s1"] = torch.from_numpy(arrays["s1"].read(row, sid).copy())
-        sample["label"] = torch.from_numpy(arrays["label"].read(row, sid).astype(np.float32))
+            s1 = torch.empty(arrays["s1"].sample_shape, dtype=torch.float32)  # decoded in place
+            arrays["s1"].read_into(row, sid, s1.numpy())
+            sample["s1"] = s1
+        label = arrays["label"].read_into(row, sid, self._scratch(arrays["label"]))
+        sample["label"] = torch.from_numpy(label.astype(np.float32))
         sample["present"] = {m: m in self.modalities for m in ("s1", "s2")}
         crs = self._crs[index].decode()
         sample["meta"] = {
