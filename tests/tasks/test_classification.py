@@ -248,14 +248,16 @@ def test_pending_ssl_configs_fail_clearly_without_checkpoints(cfg: Path) -> None
         MultiLabelClassificationTask(**args)
 
 
-def test_mgsvit_config_runs_with_its_tiny_override(ben_v2_root: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("cfg", SWEEP, ids=lambda p: p.stem)
+def test_sweep_config_runs_with_fast_dev_run(cfg: Path, ben_v2_root: Path, tmp_path: Path) -> None:
+    """Every Figure 8-9 sweep config trains one step with the MGSViT tiny override."""
     from rsfuse.cli import run
 
     run(
         [
             "fit",
             "--config",
-            str(MGSVIT / "shortcut_sweep" / "d12_n4_s2.yaml"),
+            str(cfg),
             "--config",
             str(MGSVIT / "overrides" / "tiny_cpu.yaml"),
             f"--data.init_args.root={ben_v2_root}",
