@@ -44,9 +44,9 @@ Data and the main job:
              (BigEarthNet v1 / v2): rsfuse synth --layout bigearthnet-v2 --root DIR --n 500
   convert    convert a dataset once into the fast sharded zarr store (resumable, --verify):
              rsfuse convert --dataset bigearthnet-v2 --root DIR --out DIR.store
-  demo       synthesise a small BigEarthNet-v2 dataset, train S1+S2, S1-only and S2-only
-             classifiers, test them and print a metrics table with the label-frequency
-             baseline (about 10 minutes on 2 CPU cores)
+  demo       synthesise a small BigEarthNet-v2 dataset, train S1+S2 (early fusion), S1-only,
+             S2-only and S1 GMU S2 (MGSViT) classifiers, test them and print a metrics
+             table with the label-frequency baseline (about 8 minutes on 2 CPU cores)
 
 Experiments and benchmarks:
   experiment run a paper's experiment and write its tables and plots:
@@ -120,7 +120,8 @@ def _demo(argv: Sequence[str]) -> None:
         description=(
             "The main job end to end on the synthetic Sentinel world: synthesise a "
             "BigEarthNet-v2-layout dataset, train multi-label classifiers on S1+S2 (early "
-            "fusion), S1 only and S2 only, test them on the whole test split and print "
+            "fusion), S1 only, S2 only and S1 GMU S2 (MGSViT), test them on the whole "
+            "test split and print "
             "micro/macro mAP and F1 beside the label-frequency baseline. Writes the table "
             "(markdown + JSON) and plots into the work folder."
         ),
