@@ -181,3 +181,25 @@ def test_check_sample_errors(change, message):
     assert "patch_7" in str(e.value)
     with pytest.raises(DataError, match=r"some/file\.tif"):
         check_sample(s, source="some/file.tif")
+
+
+def test_check_sample_accepts_uint16_s2_and_collate_keeps_it():
+    s = make_sample("u")
+    s["s2"] = torch.full((12, 8, 8), 65535, dtype=torch.uint16)
+    assert check_sample(s) is s
+    batch = collate([s, make_sample("v") | {"s2": torch.zeros(12, 8, 8, dtype=torch.uint16)}])
+    assert batch["s2"].dtype == torch.uint16 and batch["s2"].shape == (2, 12, 8, 8)
+    assert int(batch["s2"][0, 0, 0, 0]) == 65535
+    assert batch["s1"].dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    ("key", "dtype"),
+    [("s1", torch.uint16), ("s2", torch.int32), ("s2", torch.uint8), ("s2", torch.float16)],
+)
+def test_check_sample_rejects_other_dtypes(key, dtype):
+    s = make_sample("w")
+    s[key] = torch.zeros(2 if key == "s1" else 12, 8, 8, dtype=dtype)
+    with pytest.raises(DataError, match=key) as e:
+        check_sample(s)
+    assert "w" in str(e.value)

@@ -15,7 +15,7 @@ from torch.utils.data.distributed import DistributedSampler
 from rsfuse.data.bigearthnet import BigEarthNetV2
 from rsfuse.data.convert import convert
 from rsfuse.data.datamodules import BigEarthNetDataModule
-from rsfuse.data.sample import collate
+from rsfuse.data.sample import check_sample, collate
 from rsfuse.data.store import MANIFEST, StoreDataset
 from rsfuse.data.synthetic import synthesize
 from rsfuse.errors import ConfigError, DataError
@@ -109,7 +109,126 @@ def test_datamodule_one_line_switch(source: Path, store: Path) -> None:
     assert isinstance(b.datasets["train"], StoreDataset)
     ba = next(iter(a.val_dataloader()))
     bb = next(iter(b.val_dataloader()))
-    assert torch.equal(ba["s2"], bb["s2"]) and torch.equal(ba["label"], bb["label"])
+    assert bb["s2"].dtype == torch.uint16  # the store path ships raw digital numbers
+    assert torch.equal(ba["s2"], bb["s2"].float()) and torch.equal(ba["label"], bb["label"])
+
+
+@pytest.mark.parametrize("normalization", ["standardize", "dino-mm"])
+def test_datamodule_uint16_store_normalises_like_geotiff(
+    source: Path, store: Path, normalization: str
+) -> None:
+    kw = {
+        "root": str(source),
+        "batch_size": 4,
+        "include_snow": True,
+        "include_cloudy": True,
+        "normalization": normalization,
+    }
+    a = BigEarthNetDataModule(**kw)
+    b = BigEarthNetDataModule(**kw, store=str(store))
+    assert b.store_s2_dtype == "uint16"
+    a.setup("fit")
+    b.setup("fit")
+    ba = next(iter(a.val_dataloader()))
+    bb = next(iter(b.val_dataloader()))
+    assert ba["s2"].dtype == torch.float32 and bb["s2"].dtype == torch.uint16
+    na = a.on_after_batch_transfer(ba, 0)
+    nb = b.on_after_batch_transfer(bb, 0)
+    for key in ("s1", "s2"):
+        assert nb[key].dtype == torch.float32
+        torch.testing.assert_close(nb[key], na[key], rtol=0, atol=1e-6)
+    assert torch.equal(na["s2"], nb["s2"])  # same float32 input after the cast: bit for bit
+    assert bb["s2"].dtype == torch.uint16  # Normalize does not modify its input batch
+
+
+def test_datamodule_uint16_store_augmentation_sees_normalised_floats(
+    source: Path, store: Path
+) -> None:
+    from rsfuse.data.transforms import RandomSensorDrop
+
+    seen: list[torch.dtype] = []
+
+    def spy(batch: dict) -> dict:
+        seen.extend(batch[k].dtype for k in ("s1", "s2"))
+        return RandomSensorDrop(p=1.0)(batch)
+
+    dm = BigEarthNetDataModule(
+        str(source), batch_size=4, include_snow=True, include_cloudy=True, store=str(store)
+    )
+    dm.augmentation = spy  # type: ignore[assignment]
+    dm.setup("fit")
+
+    class _Trainer:
+        training = True
+
+    dm.trainer = _Trainer()  # type: ignore[assignment]
+    batch = next(iter(dm.train_dataloader()))
+    out = dm.on_after_batch_transfer(batch, 0)
+    assert seen == [torch.float32, torch.float32]
+    assert out["s2"].dtype == torch.float32
+
+
+def test_datamodule_cache_with_uint16_store(source: Path, store: Path) -> None:
+    kw = {"root": str(source), "batch_size": 4, "include_snow": True, "include_cloudy": True}
+    a = BigEarthNetDataModule(**kw)
+    b = BigEarthNetDataModule(**kw, store=str(store), cache=True)
+    a.setup("validate")
+    b.setup("validate")
+    na = a.on_after_batch_transfer(next(iter(a.val_dataloader())), 0)
+    nb = b.on_after_batch_transfer(next(iter(b.val_dataloader())), 0)
+    assert torch.equal(na["s2"], nb["s2"]) and torch.equal(na["s1"], nb["s1"])
+
+
+def test_datamodule_bad_store_s2_dtype(source: Path, store: Path) -> None:
+    with pytest.raises(ConfigError) as e:
+        BigEarthNetDataModule(str(source), store=str(store), store_s2_dtype="int32")
+    assert e.value.key == "s2_dtype"
+
+
+def test_uint16_store_equals_geotiff_reader(source: Path, store: Path) -> None:
+    ref = BigEarthNetV2(source, "train", include_snow=True, include_cloudy=True)
+    ds = StoreDataset(store, "train", include_snow=True, include_cloudy=True, s2_dtype="uint16")
+    f32 = StoreDataset(store, "train", include_snow=True, include_cloudy=True)
+    ours = [ds[i] for i in range(len(ds))]  # read all first: no aliasing of buffers
+    for i in range(len(ref)):
+        a, b = ref[i], ours[i]
+        assert b["s2"].dtype == torch.uint16 and b["s2"].shape == (12, 120, 120)
+        assert torch.equal(b["s2"].float(), a["s2"]) and torch.equal(b["s2"].float(), f32[i]["s2"])
+        assert torch.equal(a["s1"], b["s1"]) and torch.equal(a["label"], b["label"])
+        assert a["meta"] == b["meta"]
+        check_sample(b)
+    # band subsets go through the scratch buffer: still uint16, still exact
+    rgb = StoreDataset(store, "train", modalities=["s2"], s2_bands="rgb", s2_dtype="uint16")
+    ref_rgb = BigEarthNetV2(source, "train", modalities=["s2"], s2_bands="rgb")
+    x = rgb[0]["s2"]
+    assert x.dtype == torch.uint16 and torch.equal(x.float(), ref_rgb[0]["s2"])
+
+
+def test_uint16_store_matches_zarr_values(store: Path) -> None:
+    import zarr
+
+    g = zarr.open_group(str(store), mode="r")
+    ds = StoreDataset(store, "train", include_snow=True, include_cloudy=True, s2_dtype="uint16")
+    row = int(ds._rows[2])
+    assert np.array_equal(g["s2"][row], ds[2]["s2"].numpy())  # the stored values, exactly
+
+
+def test_uint16_collate_and_workers_keep_uint16(store: Path) -> None:
+    ds = StoreDataset(store, "train", include_snow=True, include_cloudy=True, s2_dtype="uint16")
+    batch = collate([ds[0], ds[1]])
+    assert batch["s2"].dtype == torch.uint16 and batch["s2"].shape == (2, 12, 120, 120)
+    assert torch.equal(batch["s2"][1], ds[1]["s2"])
+    loader = DataLoader(ds, batch_size=3, num_workers=2, collate_fn=collate)
+    batches = list(loader)
+    assert all(b["s2"].dtype == torch.uint16 for b in batches)
+    assert sum(len(b["meta"]) for b in batches) == len(ds)
+
+
+@pytest.mark.parametrize("bad", ["float16", "uint8", "", None])
+def test_bad_s2_dtype_is_config_error(store: Path, bad: object) -> None:
+    with pytest.raises(ConfigError) as e:
+        StoreDataset(store, "train", s2_dtype=bad)  # type: ignore[arg-type]
+    assert e.value.key == "s2_dtype"
 
 
 def test_missing_manifest_raises(store: Path, tmp_path: Path) -> None:

@@ -6,9 +6,16 @@ patches included so every reader sees the same samples):
 (a) ``geotiff``   rsfuse's :class:`~rsfuse.data.bigearthnet.BigEarthNetV2` (14 GeoTIFFs)
 (b) ``torchgeo``  TorchGeo's ``BigEarthNetV2(bands="all")`` (benchmark-only dependency;
                   reported as not measured when TorchGeo is not installed)
-(c) ``store``     :class:`~rsfuse.data.store.StoreDataset` on the converted store
+(c) ``store``     :class:`~rsfuse.data.store.StoreDataset` on the converted store with
+                  ``s2_dtype="uint16"``: the path training uses (``BigEarthNetDataModule``
+                  ships S2 as uint16 and ``Normalize`` casts it on the device)
+    ``store-f32`` the same store read with ``s2_dtype="float32"`` (cast in the worker;
+                  extra row, for information)
 (d) ``lmdb``      plain LMDB + safetensors baseline (reBEN / rico-hdl style): one
-                  uncompressed safetensors record per sample, same dtypes as the store
+                  uncompressed safetensors record per sample, same dtypes as the store;
+                  like the store, it hands S2 over in its native uint16 (as reBEN /
+                  rico-hdl keep native dtypes in safetensors), so the comparison is fair
+    ``lmdb-f32``  the same LMDB with S2 cast to float32 in the worker (extra row)
 
 Each is read through a DataLoader (batch 32, shuffled: random access, rsfuse's
 ``collate``) with 1 worker and with one worker per core (``--workers 0`` adds a read in
@@ -41,7 +48,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from rsfuse.data.sample import Sample, collate
 
-READERS = ("geotiff", "torchgeo", "store", "lmdb")
+READERS = ("geotiff", "torchgeo", "store", "store-f32", "lmdb", "lmdb-f32")
 TARGETS = {
     "store_vs_torchgeo_1worker": 20.0,
     "store_per_core": 1000.0,
@@ -55,10 +62,12 @@ class LmdbSafetensors(Dataset[Sample]):
 
     Args:
         path: LMDB folder written by :func:`write_lmdb`.
+        s2_dtype: ``uint16`` (native, as stored; default) or ``float32`` (cast per sample).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, s2_dtype: str = "uint16") -> None:
         self.path = str(path)
+        self.s2_dtype = s2_dtype
         self._env: Any = None
         self._pid = -1
         env = self._open()
@@ -99,8 +108,9 @@ class LmdbSafetensors(Dataset[Sample]):
 
         with self._open().begin(buffers=True) as tx:
             d = load(bytes(tx.get(f"{index:09d}".encode())))
+        s2 = d["s2"] if self.s2_dtype == "uint16" else d["s2"].astype(np.float32)
         return {
-            "s2": torch.from_numpy(d["s2"].astype(np.float32)),
+            "s2": torch.from_numpy(s2),
             "s1": torch.from_numpy(d["s1"]),
             "label": torch.from_numpy(d["label"].astype(np.float32)),
             "present": {"s1": True, "s2": True},
@@ -201,6 +211,16 @@ def measure(
     return {"samples": count, "seconds": dt, "samples_per_s": count / dt}
 
 
+def warm_file_cache(path: Path) -> None:
+    """Read every file under ``path`` once, so no reader is measured on a cold page cache
+    (otherwise whichever reader runs first pays for the disk reads)."""
+    for f in sorted(Path(path).rglob("*")):
+        if f.is_file():
+            with open(f, "rb") as fh:
+                while fh.read(1 << 23):
+                    pass
+
+
 def _du(path: Path) -> int:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
 
@@ -236,8 +256,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     readers: dict[str, Any] = {
         "geotiff": lambda: BigEarthNetV2(src, "train", include_snow=True, include_cloudy=True),
         "torchgeo": lambda: _TorchGeoAdapter(src),
-        "store": lambda: StoreDataset(store, "train", include_snow=True, include_cloudy=True),
-        "lmdb": lambda: LmdbSafetensors(lmdb_path),
+        "store": lambda: StoreDataset(
+            store, "train", include_snow=True, include_cloudy=True, s2_dtype="uint16"
+        ),
+        "store-f32": lambda: StoreDataset(
+            store, "train", include_snow=True, include_cloudy=True, s2_dtype="float32"
+        ),
+        "lmdb": lambda: LmdbSafetensors(lmdb_path, s2_dtype="uint16"),
+        "lmdb-f32": lambda: LmdbSafetensors(lmdb_path, s2_dtype="float32"),
     }
     results: dict[str, Any] = {"readers": {}, "notes": []}
     for name in args.readers:
@@ -246,18 +272,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "torchgeo: not installed, not measured (pip install torchgeo in a benchmark venv)"
             )
             continue
-        if name == "lmdb" and not lmdb_available():
+        if name.startswith("lmdb") and not lmdb_available():
             results["notes"].append("lmdb: package not installed, baseline not measured")
             continue
         ds = readers[name]()
         slow = name in ("geotiff", "torchgeo")
+        warm_file_cache(src if slow else store if name.startswith("store") else lmdb_path)
         samples = min(args.samples, args.slow_samples) if slow else args.samples
         cf = None if name == "torchgeo" else collate
         results["readers"][name] = {}
         for w in worker_counts:
             r = measure(ds, w, samples, args.batch_size, args.seed, cf)
             results["readers"][name][str(w)] = r
-            print(f"  {name:9s} workers={w}: {r['samples_per_s']:9.1f} samples/s", flush=True)
+            print(f"  {name:10s} workers={w}: {r['samples_per_s']:9.1f} samples/s", flush=True)
     n_train = len(StoreDataset(store, "train", include_snow=True, include_cloudy=True))
     n_all = json.loads((store / "rsfuse_store.json").read_text())["num_samples"]
     per_sample = 12 * 120 * 120 * 2 + 2 * 120 * 120 * 4 + 19
@@ -302,6 +329,8 @@ def ratios(results: dict[str, Any], worker_counts: Sequence[int], cores: int) ->
         out["store_per_core"] = min(sps("store", w1), sps("store", wmax) / max(wmax, 1))
     if sps("store", w1) and sps("lmdb", w1):
         out["store_vs_lmdb"] = min(sps("store", w) / sps("lmdb", w) for w in loader_counts)
+    if sps("store-f32", w1):
+        out["store_f32_per_core"] = min(sps("store-f32", w1), sps("store-f32", wmax) / max(wmax, 1))
     if 0 in worker_counts and sps("store", 0):
         out["store_in_process"] = sps("store", 0)
         if sps("lmdb", 0):
@@ -329,15 +358,15 @@ def table(results: dict[str, Any]) -> str:
             f"{m['loadavg_1min_before_after'][0]}/{m['loadavg_1min_before_after'][1]}"
         )
     lines.append(
-        f"{'reader':10s}" + "".join(f"{f'{w} worker(s)' if w else 'in-process':>16s}" for w in ws)
+        f"{'reader':11s}" + "".join(f"{f'{w} worker(s)' if w else 'in-process':>16s}" for w in ws)
     )
     for name in READERS:
         if name in r:
             lines.append(
-                f"{name:10s}" + "".join(f"{r[name][str(w)]['samples_per_s']:14.1f}/s" for w in ws)
+                f"{name:11s}" + "".join(f"{r[name][str(w)]['samples_per_s']:14.1f}/s" for w in ws)
             )
         else:
-            lines.append(f"{name:10s}  not measured")
+            lines.append(f"{name:11s}  not measured")
     lines.append("")
     q = results["ratios"]
     descr = {
@@ -345,6 +374,7 @@ def table(results: dict[str, Any]) -> str:
         "store_vs_geotiff_1worker": "store / rsfuse GeoTIFF, 1 worker",
         "store_per_core": "store samples/s per core (target >= 1000)",
         "store_in_process": "store samples/s, 0 workers (in the main process)",
+        "store_f32_per_core": "store (s2 float32 in the worker) samples/s per core",
         "store_vs_lmdb_in_process": "store / LMDB+safetensors, 0 workers",
         "store_vs_lmdb": "store / LMDB+safetensors, worst case (target >= 0.667)",
         "size_vs_raw": "store size / raw native-dtype arrays (target <= 0.7)",
@@ -420,4 +450,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"saved {args.json}")
 
 
-__all__ = ["LmdbSafetensors", "main", "measure", "run", "table", "write_lmdb"]
+__all__ = [
+    "LmdbSafetensors",
+    "main",
+    "measure",
+    "run",
+    "table",
+    "warm_file_cache",
+    "write_lmdb",
+]

@@ -65,8 +65,14 @@ class InMemoryCache(Dataset):
         return getattr(self.dataset, name)
 
 
-def _store_dataset(store: str, split: str, kwargs: dict[str, Any]) -> Dataset:
-    """A :class:`~rsfuse.data.store.StoreDataset` with the GeoTIFF reader's arguments."""
+def _store_dataset(
+    store: str, split: str, kwargs: dict[str, Any], s2_dtype: str = "uint16"
+) -> Dataset:
+    """A :class:`~rsfuse.data.store.StoreDataset` with the GeoTIFF reader's arguments.
+
+    S2 is read as ``s2_dtype`` (default uint16: the stored digital numbers travel to the
+    device at half the size and :class:`Normalize` casts them there).
+    """
     from rsfuse.data.store import StoreDataset
 
     if kwargs.get("on_error", "raise") != "raise":
@@ -79,6 +85,7 @@ def _store_dataset(store: str, split: str, kwargs: dict[str, Any]) -> Dataset:
         resampling=kwargs["resampling"],
         include_snow=kwargs["include_snow"],
         include_cloudy=kwargs["include_cloudy"],
+        s2_dtype=s2_dtype,
     )
 
 
@@ -102,6 +109,11 @@ class BigEarthNetDataModule(LightningDataModule):
         store: read from a store made by ``rsfuse convert`` (local path or fsspec URL)
             instead of the GeoTIFFs under ``root``; the one line that switches a config
             to the store (:class:`rsfuse.data.store.StoreDataset`, same samples).
+        store_s2_dtype: dtype S2 leaves the store's loader workers in: ``uint16`` (default;
+            the raw digital numbers, cast to float32 by :class:`Normalize` on the device in
+            :meth:`on_after_batch_transfer`, so normalised batches equal the GeoTIFF
+            reader's) or ``float32``. With ``cache=True`` the cache holds these raw samples;
+            normalisation and augmentation only ever see the normalised float batch.
     """
 
     def __init__(
@@ -120,8 +132,16 @@ class BigEarthNetDataModule(LightningDataModule):
         augmentation: BatchAugmentation | None = None,
         cache: bool = False,
         store: str | None = None,
+        store_s2_dtype: str = "uint16",
     ) -> None:
         super().__init__()
+        from rsfuse.data.store import S2_DTYPES
+
+        if store_s2_dtype not in S2_DTYPES:
+            raise ConfigError(
+                f"store_s2_dtype must be one of {list(S2_DTYPES)}, got {store_s2_dtype!r}",
+                key="s2_dtype",
+            )
         if version not in ("v1", "v2"):
             raise ConfigError(f"version must be 'v1' or 'v2', got {version!r}", key="version")
         if batch_size < 1:
@@ -151,12 +171,13 @@ class BigEarthNetDataModule(LightningDataModule):
         )
         self.datasets: dict[str, Dataset] = {}
         self.store = store
+        self.store_s2_dtype = store_s2_dtype
 
     def _dataset(self, split: str) -> Dataset:
         if split not in self.datasets:
             ds: Dataset
             if self.store is not None:
-                ds = _store_dataset(self.store, split, self.dataset_kwargs)
+                ds = _store_dataset(self.store, split, self.dataset_kwargs, self.store_s2_dtype)
             else:
                 ds = self.dataset_class(self.root, split=split, **self.dataset_kwargs)
             if self.cache:

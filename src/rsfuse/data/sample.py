@@ -7,7 +7,9 @@ key        type                   content
 ========== ====================== ==========================================================
 ``s1``     float32 [2, H, W]      Sentinel-1 VV, VH backscatter in dB, in that order
 ``s2``     float32 [C, H, W]      Sentinel-2 raw values (reflectance x 10000) in the band
-                                  order of :mod:`rsfuse.bands`
+                                  order of :mod:`rsfuse.bands`; float32, or uint16 raw
+                                  digital numbers when a store is read with
+                                  ``s2_dtype='uint16'``; Normalize casts on the device
 ``label``  float32 [K]            multi-hot scene labels (classification datasets)
 ``mask``   int64 [H, W]           per-pixel classes, 255 = unlabelled (segmentation datasets)
 ``present`` dict[str, bool]       per-modality presence flags ``{"s1": ..., "s2": ...}``
@@ -36,13 +38,16 @@ Sample = dict[str, Any]
 Batch = dict[str, Any]
 
 IGNORE_INDEX = 255
+#: dtypes ``s2`` may have in a sample (uint16: raw digital numbers, cast on the device).
+_S2_DTYPES = (torch.float32, torch.uint16)
 
 
 def check_sample(sample: Sample, source: str | None = None, check_finite: bool = True) -> Sample:
     """Check a sample against the contract and raise on violations.
 
     Checks dtypes and ranks, finite pixel values, matching spatial size across modalities
-    and mask, and S1 having exactly two channels.
+    and mask, and S1 having exactly two channels. ``s1`` must be float32; ``s2`` may be
+    float32 or uint16 (raw digital numbers from a store read with ``s2_dtype='uint16'``).
 
     Args:
         sample: the sample to check.
@@ -61,15 +66,17 @@ def check_sample(sample: Sample, source: str | None = None, check_finite: bool =
         if key not in sample:
             continue
         x = sample[key]
-        if not isinstance(x, Tensor) or x.dtype != torch.float32 or x.ndim != 3:
+        dtypes = _S2_DTYPES if key == "s2" else (torch.float32,)
+        if not isinstance(x, Tensor) or x.dtype not in dtypes or x.ndim != 3:
+            kind = "float32 or uint16" if key == "s2" else "float32"
             raise DataError(
-                f"{key} must be a float32 tensor [C, H, W], got "
+                f"{key} must be a {kind} tensor [C, H, W], got "
                 f"{getattr(x, 'dtype', type(x))} {tuple(getattr(x, 'shape', ()))}",
                 sample=sid,
             )
         if key == "s1" and x.shape[0] != 2:
             raise DataError(f"s1 must have 2 channels (VV, VH), got {x.shape[0]}", sample=sid)
-        if check_finite and not torch.isfinite(x).all():
+        if check_finite and x.is_floating_point() and not torch.isfinite(x).all():
             n = int((~torch.isfinite(x)).sum())
             raise DataError(f"{key} has {n} NaN/inf pixel values", sample=sid)
         sizes[key] = tuple(x.shape[-2:])

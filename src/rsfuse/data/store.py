@@ -25,8 +25,11 @@ Every chunk holds one sample of one array: ``bytes`` (little endian) → ``blosc
 byte shuffle) → ``crc32c``; a shard holds ``shard_size`` consecutive samples. The values
 are exactly what the GeoTIFF reader returns: S2 after resampling to the 10 m grid is
 integral in [0, 65535] (GDAL resamples in the file's uint16 type), so it is stored as uint16
-and checked to be lossless at conversion; S1 stays float32. Reading casts S2 back to
-float32, so ``torch.equal(store[i]["s2"], reader[i]["s2"])`` holds (``--verify`` checks it).
+and checked to be lossless at conversion; S1 stays float32. By default reading casts S2
+back to float32, so ``torch.equal(store[i]["s2"], reader[i]["s2"])`` holds (``--verify``
+checks it). With ``s2_dtype="uint16"`` S2 leaves the dataset in its stored dtype (half the
+bytes through the DataLoader's shared memory) and is cast to float32 on the device by
+:class:`~rsfuse.data.transforms.Normalize`; ``BigEarthNetDataModule`` reads stores this way.
 
 The dataset (:class:`StoreDataset`) opens files lazily in each process, so it works with
 DataLoader workers (fork or spawn) and under DDP (Lightning's distributed sampler gives
@@ -69,6 +72,8 @@ DEFAULT_SHARD_SIZE = 256
 #: Full S2 band order stored (rsfuse L2A order).
 S2_STORED: tuple[str, ...] = resolve_s2_bands("all", "L2A")
 _EMPTY = np.uint64(2**64 - 1)
+#: ``StoreDataset(s2_dtype=...)`` choices: the dtype S2 leaves the dataset in.
+S2_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "uint16": torch.uint16}
 
 
 @dataclass(frozen=True)
@@ -413,11 +418,14 @@ class StoreDataset(Dataset[Sample]):
             accept it.
         include_snow: keep patches flagged with seasonal snow.
         include_cloudy: keep patches flagged with cloud or shadow.
+        s2_dtype: ``"float32"`` (the sample contract's default: S2 cast in the dataset) or
+            ``"uint16"`` (the stored digital numbers as a ``torch.uint16`` tensor, no cast in
+            the worker; :class:`~rsfuse.data.transforms.Normalize` casts on the device).
 
     Raises:
         DataError: the store is missing, incomplete (no manifest) or unreadable.
-        ConfigError: bad split, modalities, bands or a resampling the store was not
-            converted with.
+        ConfigError: bad split, modalities, bands, ``s2_dtype`` or a resampling the store
+            was not converted with.
     """
 
     classes: ClassVar[tuple[str, ...]] = BEN19
@@ -432,9 +440,16 @@ class StoreDataset(Dataset[Sample]):
         resampling: str | None = None,
         include_snow: bool = False,
         include_cloudy: bool = False,
+        s2_dtype: str = "float32",
     ) -> None:
         if split not in ("train", "val", "test"):
             raise ConfigError(f"unknown split {split!r}", key="split")
+        if s2_dtype not in S2_DTYPES:
+            raise ConfigError(
+                f"s2_dtype must be one of {list(S2_DTYPES)}, got {s2_dtype!r}", key="s2_dtype"
+            )
+        self.s2_dtype = s2_dtype
+        self._s2_torch_dtype = S2_DTYPES[s2_dtype]
         if isinstance(modalities, str):
             modalities = (modalities,)
         self.modalities = check_modalities(modalities)
@@ -528,11 +543,15 @@ class StoreDataset(Dataset[Sample]):
         sample: Sample = {}
         if "s2" in self.modalities:
             s2 = torch.empty(
-                (len(self._s2_sel), *arrays["s2"].sample_shape[1:]), dtype=torch.float32
+                (len(self._s2_sel), *arrays["s2"].sample_shape[1:]), dtype=self._s2_torch_dtype
             )
-            # decode into a reused uint16 buffer (stays in cache), cast once into the tensor
-            raw = arrays["s2"].read_into(row, sid, self._scratch(arrays["s2"]))
-            np.copyto(s2.numpy(), raw if self._s2_all else raw[self._s2_sel], casting="unsafe")
+            if self._s2_all and s2.dtype == torch.uint16:
+                arrays["s2"].read_into(row, sid, s2.numpy())  # stored dtype: decode in place
+            else:
+                # decode into a reused uint16 buffer (stays in cache), then one copy (and
+                # cast, for float32) of the selected bands into the tensor
+                raw = arrays["s2"].read_into(row, sid, self._scratch(arrays["s2"]))
+                np.copyto(s2.numpy(), raw if self._s2_all else raw[self._s2_sel], casting="unsafe")
             sample["s2"] = s2
         if "s1" in self.modalities:
             s1 = torch.empty(arrays["s1"].sample_shape, dtype=torch.float32)  # decoded in place
@@ -555,6 +574,7 @@ class StoreDataset(Dataset[Sample]):
 __all__ = [
     "DEFAULT_SHARD_SIZE",
     "MANIFEST",
+    "S2_DTYPES",
     "STORE_VERSION",
     "ArraySpec",
     "ShardedArray",
