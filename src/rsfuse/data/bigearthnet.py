@@ -224,43 +224,44 @@ class BigEarthNetBase(Dataset[Sample]):
     def __len__(self) -> int:
         return len(self._ids)
 
+    def _read_stack(
+        self, files: list[tuple[Path, int]], grid: tuple[str | None, tuple] | None
+    ) -> tuple[Tensor, tuple[str | None, tuple]]:
+        """Read single-band files (path, resolution in m) onto the 10 m grid: [C, 120, 120].
+
+        Returns the stack and the grid (CRS, transform) of the first file read, unless
+        ``grid`` was already known.
+        """
+        size = self.image_size
+        out = np.empty((len(files), size, size), dtype=np.float32)
+        for c, (path, resolution) in enumerate(files):
+            n = layout.native_size(resolution)
+            out[c], profile = read_band(
+                path,
+                expected_shape=(n, n),
+                out_shape=(size, size),
+                resample=self.resampling,
+                check_finite=self.check_finite,
+            )
+            if grid is None:
+                grid = _grid_10m(profile, n, size)
+        assert grid is not None
+        return torch.from_numpy(out), grid
+
     def _read(self, i: int) -> Sample:
         sid = self.sample_id(i)
-        size = self.image_size
         sample: Sample = {}
         present = {"s1": False, "s2": False}
         grid: tuple[str | None, tuple] | None = None
         try:
             if "s2" in self.modalities:
-                s2 = np.empty((len(self.s2_band_names), size, size), dtype=np.float32)
-                for c, band in enumerate(self.s2_band_names):
-                    n = layout.native_size(BANDS[band].resolution)
-                    s2[c], profile = read_band(
-                        self._s2_path(i, band),
-                        expected_shape=(n, n),
-                        out_shape=(size, size),
-                        resample=self.resampling,
-                        check_finite=self.check_finite,
-                    )
-                    if grid is None:
-                        grid = _grid_10m(profile, n, size)
-                sample["s2"] = torch.from_numpy(s2)
+                files = [(self._s2_path(i, b), BANDS[b].resolution) for b in self.s2_band_names]
+                sample["s2"], grid = self._read_stack(files, grid)
                 present["s2"] = True
             if "s1" in self.modalities:
                 self._check_s1_name(i)
-                s1 = np.empty((len(S1_ORDER), size, size), dtype=np.float32)
-                n = layout.native_size(BANDS["VV"].resolution)
-                for c, band in enumerate(S1_ORDER):
-                    s1[c], profile = read_band(
-                        self._s1_path(i, band),
-                        expected_shape=(n, n),
-                        out_shape=(size, size),
-                        resample=self.resampling,
-                        check_finite=self.check_finite,
-                    )
-                    if grid is None:
-                        grid = _grid_10m(profile, n, size)
-                sample["s1"] = torch.from_numpy(s1)
+                files = [(self._s1_path(i, b), BANDS[b].resolution) for b in S1_ORDER]
+                sample["s1"], grid = self._read_stack(files, grid)
                 present["s1"] = True
             labels = self._label_indices(i, from_s2="s2" in self.modalities)
         except DataError as e:
