@@ -514,3 +514,15 @@ def test_rot90_per_sample_matches_torch_rot90(shape: tuple[int, int, int, int]) 
     out = rot90_per_sample(x, k)
     for i in range(shape[0]):
         assert torch.equal(out[i], torch.rot90(x[i], int(k[i]), dims=(-2, -1)))
+
+
+@pytest.mark.parametrize("cls", ["RandomContrast", "RandomBrightnessOrContrast"])
+def test_contrast_factor_delta_above_one_is_a_config_error(cls: str) -> None:
+    import rsfuse.data.transforms as T
+    from rsfuse.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="<= 1"):
+        getattr(T, cls)(max_delta=1.5)
+    with pytest.raises(ConfigError, match=">= 0"):
+        getattr(T, cls)(max_delta=-0.1)
+    assert getattr(T, cls)(max_delta=1.0).max_delta == 1.0

@@ -354,9 +354,15 @@ def _resolve_s2(subset: str, product: str) -> tuple[str, ...]:
 # --------------------------------------------------------------------------------------------
 
 
-def _check_delta(name: str, max_delta: float) -> float:
+def _check_delta(name: str, max_delta: float, factor: bool = False) -> float:
+    """Validate a max_delta; ``factor``: it is also a factor half-width, so at most 1."""
     if not max_delta >= 0.0:  # also rejects NaN
         raise ConfigError(f"{name} max_delta must be >= 0, got {max_delta}", key="max_delta")
+    if factor and max_delta > 1.0:
+        raise ConfigError(
+            f"{name} max_delta must be <= 1 (contrast factor >= 0), got {max_delta}",
+            key="max_delta",
+        )
     return float(max_delta)
 
 
@@ -431,11 +437,7 @@ class RandomContrast(K.IntensityAugmentationBase2D):
         keepdim: bool = False,
     ) -> None:
         super().__init__(p=p, same_on_batch=same_on_batch, keepdim=keepdim)
-        d = _check_delta("contrast", max_delta)
-        if d > 1.0:
-            raise ConfigError(
-                f"contrast max_delta must be <= 1 (factor >= 0), got {d}", key="max_delta"
-            )
+        d = _check_delta("contrast", max_delta, factor=True)
         self.max_delta = d
         self._param_generator = _uniform_sampler(
             (torch.tensor([1.0 - d, 1.0 + d]), "contrast_factor", None, None)
@@ -479,11 +481,7 @@ class RandomBrightnessOrContrast(K.IntensityAugmentationBase2D):
         keepdim: bool = False,
     ) -> None:
         super().__init__(p=p, same_on_batch=same_on_batch, keepdim=keepdim)
-        d = _check_delta("brightness/contrast", max_delta)
-        if d > 1.0:
-            raise ConfigError(
-                f"max_delta must be <= 1 (contrast factor >= 0), got {d}", key="max_delta"
-            )
+        d = _check_delta("brightness/contrast", max_delta, factor=True)
         self.max_delta = d
         self._param_generator = _uniform_sampler(
             (torch.tensor([-d, d]), "brightness_delta", None, None),
