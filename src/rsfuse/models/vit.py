@@ -74,6 +74,44 @@ def patchify(x: Tensor, patch_size: int) -> Tensor:
     return x.permute(0, 2, 4, 3, 5, 1).reshape(b, (h // p) * (w // p), p * p * c)
 
 
+def random_masking(
+    tokens: Tensor, mask_ratio: float, noise: Tensor | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """MAE per-sample random masking: keep a random subset of the tokens of each sample.
+
+    Each sample draws uniform noise per token (or takes ``noise``); tokens are sorted by it
+    and the ``round(L · (1 − mask_ratio))`` smallest are kept, in that order. (MAE's code
+    truncates with ``int``; rounding avoids dropping one token to float error, e.g.
+    ``100 · (1 − 0.9) = 9.999…``.)
+
+    Args:
+        tokens: [B, L, D].
+        mask_ratio: fraction removed, in [0, 1).
+        noise: [B, L] noise deciding the order (drawn uniformly if ``None``).
+
+    Returns:
+        kept [B, L_keep, D]; mask [B, L] with 1 on removed tokens and 0 on kept ones (in the
+        original order); ids_restore [B, L], the permutation that puts the shuffled
+        sequence (kept first, then removed) back in the original order.
+    """
+    b, n, d = tokens.shape
+    if not 0.0 <= mask_ratio < 1.0:
+        raise ConfigError(f"mask_ratio must lie in [0, 1), got {mask_ratio}", key="mask_ratio")
+    n_keep = max(1, round(n * (1.0 - mask_ratio)))
+    if noise is None:
+        noise = torch.rand(b, n, device=tokens.device)
+    elif noise.shape != (b, n):
+        raise DataError(f"masking noise of shape {tuple(noise.shape)} for tokens [{b}, {n}, ·]")
+    ids_shuffle = torch.argsort(noise, dim=1)  # ascending: small noise is kept
+    ids_restore = torch.argsort(ids_shuffle, dim=1)
+    ids_keep = ids_shuffle[:, :n_keep]
+    kept = torch.gather(tokens, 1, ids_keep[..., None].expand(-1, -1, d))
+    mask = torch.ones(b, n, device=tokens.device, dtype=tokens.dtype)
+    mask[:, :n_keep] = 0
+    mask = torch.gather(mask, 1, ids_restore)
+    return kept, mask, ids_restore
+
+
 class TransformerShortcut(nn.Module):
     """Transformer-shortcut (TS) unit, Eq. 1: ``H_out = Blocks(H_n) + σ(F(H_n)) · H_n``.
 
@@ -228,20 +266,63 @@ class GatedViT(nn.Module):
             self._pos_cache[key] = pe
         return pe
 
-    def embed(self, x: Tensor) -> Tensor:
-        """Pixels [B, C, H, W] → tokens with positions [B, P + L, D] (P = 0 or 1 CLS)."""
+    def embed_patches(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        """Pixels [B, C, H, W] → patch tokens with positions [B, L, D] and the (rows, cols) grid.
+
+        No prefix (CLS) token is added here.
+        """
         if x.shape[1] != self.in_chans:
             raise DataError(f"GatedViT expects {self.in_chans} channels, got {x.shape[1]}")
         if self.img_size is not None and tuple(x.shape[-2:]) != (self.img_size,) * 2:
             x = F.interpolate(x, size=(self.img_size,) * 2, mode="bilinear", align_corners=False)
         p = self.patch_size
+        grid = (x.shape[-2] // p, x.shape[-1] // p)
         tokens = self.patch_embed(patchify(x, p))  # [B, L, D]
-        tokens = tokens + self.pos_embed(x.shape[-2] // p, x.shape[-1] // p, x.device).to(
-            tokens.dtype
-        )
-        if self.cls_token is not None:
-            tokens = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), tokens], dim=1)
-        return tokens
+        return tokens + self.pos_embed(*grid, x.device).to(tokens.dtype), grid
+
+    def prepend_prefix(self, tokens: Tensor) -> Tensor:
+        """[B, L, D] → [B, P + L, D]: the CLS token in front when the model has one."""
+        if self.cls_token is None:
+            return tokens
+        cls = self.cls_token.to(tokens.dtype).expand(tokens.shape[0], -1, -1)
+        return torch.cat([cls, tokens], dim=1)
+
+    def embed(self, x: Tensor) -> Tensor:
+        """Pixels [B, C, H, W] → tokens with positions [B, P + L, D] (P = 0 or 1 CLS)."""
+        return self.prepend_prefix(self.embed_patches(x)[0])
+
+    def run_blocks(self, h: Tensor, hidden: list[Tensor] | None = None) -> Tensor:
+        """All blocks and TS units, then the final norm: [B, N, D] → [B, N, D].
+
+        Appends each block's (or TS unit's gated) output to ``hidden`` when given.
+        """
+        for unit in self.blocks:
+            if isinstance(unit, TransformerShortcut):
+                h = unit(h, hidden)
+            else:
+                h = unit(h)
+                if hidden is not None:
+                    hidden.append(h)
+        return self.norm(h)
+
+    def forward_masked(
+        self, x: Tensor, mask_ratio: float, noise: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor, tuple[int, int]]:
+        """MAE encoder pass: only a random ``1 − mask_ratio`` of the patches is encoded.
+
+        Args:
+            x: [B, C, H, W].
+            mask_ratio: fraction of patches removed (MAE / MGSViT: 0.75).
+            noise: optional [B, L] uniform noise deciding the mask (see
+                :func:`random_masking`).
+
+        Returns:
+            tokens [B, P + L_keep, D], mask [B, L] (1 = removed), ids_restore [B, L],
+            grid (rows, cols).
+        """
+        tokens, grid = self.embed_patches(x)
+        kept, mask, ids_restore = random_masking(tokens, mask_ratio, noise)
+        return self.run_blocks(self.prepend_prefix(kept)), mask, ids_restore, grid
 
     def forward_features(
         self, x: Tensor, return_blocks: int = 0
@@ -257,16 +338,8 @@ class GatedViT(nn.Module):
         Returns:
             tokens [B, P + L, D], or (tokens, list of k tensors [B, P + L, D], oldest first).
         """
-        h = self.embed(x)
         hidden: list[Tensor] | None = [] if return_blocks > 0 else None
-        for unit in self.blocks:
-            if isinstance(unit, TransformerShortcut):
-                h = unit(h, hidden)
-            else:
-                h = unit(h)
-                if hidden is not None:
-                    hidden.append(h)
-        tokens = self.norm(h)
+        tokens = self.run_blocks(self.embed(x), hidden)
         if hidden is None:
             return tokens
         if return_blocks > len(hidden):
