@@ -241,8 +241,8 @@ def test_sweep_configs_build_with_the_tiny_override() -> None:
         assert task.model.encoders[cfg.stem.split("_")[2]].shortcut_every == n
 
 
-@pytest.mark.parametrize("cfg", sorted((MGSVIT / "pending").glob("*.yaml")), ids=lambda p: p.stem)
-def test_pending_ssl_configs_fail_clearly_without_checkpoints(cfg: Path) -> None:
+@pytest.mark.parametrize("cfg", sorted((MGSVIT / "ssl").glob("*.yaml")), ids=lambda p: p.stem)
+def test_ssl_configs_fail_clearly_without_checkpoints(cfg: Path) -> None:
     args = _mgsvit_config(cfg)["model"]["init_args"]
     with pytest.raises(CheckpointError, match=r"pretrained/mgsvit_.*not found"):
         MultiLabelClassificationTask(**args)

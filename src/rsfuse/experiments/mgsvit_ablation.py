@@ -15,8 +15,10 @@ train split (clear patches only, as in BigEarthNet practice), then scores it on
 
 Writes ``results_runs.csv`` (one row per run and test set), ``results.csv`` and
 ``results.md`` (mean ± std over seeds of micro/macro mAP) and ``ablation.png`` (bar plot)
-into ``--out``. The SSL variants need encoder checkpoints from the MGSViT pretraining; while
-those files are absent the variants are listed as pending.
+into ``--out``. The SSL variants need encoder checkpoints from the MGSViT pretraining
+(``configs/mgsvit/pretrain``, or ``rsfuse experiment mgsvit-ssl``, which writes them),
+looked up under ``--pretrained``; while those files are absent the variants are listed as
+pending.
 """
 
 from __future__ import annotations
@@ -44,8 +46,8 @@ VARIANTS: dict[str, tuple[str, str]] = {
     "C4": ("ablation_c4.yaml", "shortcut every 4, concat (Table 1 S1+S2)"),
     "C0-GMU": ("ablation_c0_gmu.yaml", "no shortcut, GMU"),
     "C4-GMU": ("ablation_c4_gmu.yaml", "shortcut every 4, GMU (Table 1 S1 GMU S2)"),
-    "SSL": ("pending/ablation_ssl.yaml", "no shortcut, concat, SSL encoders"),
-    "base": ("pending/ablation_base.yaml", "shortcut every 4, GMU, SSL encoders"),
+    "SSL": ("ssl/ablation_ssl.yaml", "no shortcut, concat, SSL encoders"),
+    "base": ("ssl/ablation_base.yaml", "shortcut every 4, GMU, SSL encoders"),
 }
 DEFAULT_VARIANTS = ("S1", "S2", "NO", "C4", "C0-GMU", "C4-GMU", "SSL", "base")
 SINGLE = ("S1", "S2")
@@ -320,8 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=(
             "variants: "
             + "; ".join(f"{k} = {d} ({c})" for k, (c, d) in VARIANTS.items())
-            + ". The SSL variants are pending until the MGSViT pretraining issue produces "
-            "encoder checkpoints (looked up under --pretrained)."
+            + ". The SSL variants need pretrained encoders under --pretrained "
+            "(configs/mgsvit/pretrain, or the pretrained/ folder `rsfuse experiment mgsvit-ssl` "
+            "writes); without them they are listed as pending."
         ),
     )
     p.add_argument("--out", type=Path, default=Path("rsfuse-mgsvit-ablation"), help="output folder")
@@ -400,7 +403,7 @@ def main(argv: Sequence[str]) -> None:
             p for p in (init.get("encoder_checkpoints") or {}).values() if not Path(p).is_file()
         ]
         if missing:
-            pending[v] = f"needs SSL encoder checkpoints {missing} (pretraining issue)"
+            pending[v] = f"needs SSL encoder checkpoints {missing} (configs/mgsvit/pretrain)"
             print(f"[ablation] {v}: pending, {pending[v]}")
             continue
         configs[v] = cfg

@@ -9,8 +9,10 @@ naming the file and the missing, unexpected or mis-shaped keys.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -36,6 +38,79 @@ def save_encoder(module: nn.Module, path: str | Path) -> Path:
         torch.save(state, tmp)
     os.replace(tmp, path)
     return path
+
+
+#: ``format`` value of the JSON that describes an exported encoder.
+ENCODER_FORMAT = "rsfuse-encoder/1"
+
+
+def encoder_config_path(path: str | Path) -> Path:
+    """The JSON beside an exported encoder: ``enc.safetensors`` → ``enc.json``."""
+    return Path(path).with_suffix(".json")
+
+
+def export_encoder(module: nn.Module, path: str | Path, config: dict[str, Any]) -> Path:
+    """Write an encoder's weights (safetensors) and a JSON of its config beside them.
+
+    The JSON holds ``format``, the encoder ``class`` and constructor ``kwargs``, the
+    ``modality`` and its ``bands`` in channel order, plus whatever else ``config`` gives
+    (method, epochs, …). Both files are written under temporary names and renamed, the
+    JSON last, so a complete JSON means complete weights.
+
+    Args:
+        module: the encoder.
+        path: weight file; ``.safetensors`` is appended if missing.
+        config: JSON-serialisable description; must contain ``bands``.
+
+    Returns:
+        The weight file's path.
+    """
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        path = path.with_name(path.name + ".safetensors")
+    if "bands" not in config:
+        raise CheckpointError(f"exporting {path}: the encoder config needs its 'bands'")
+    save_encoder(module, path)
+    meta = {"format": ENCODER_FORMAT, "weights": path.name, **config}
+    json_path = encoder_config_path(path)
+    tmp = json_path.with_name(json_path.name + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, json_path)
+    return path
+
+
+def read_encoder_config(path: str | Path) -> dict[str, Any] | None:
+    """The JSON beside an encoder file, or ``None`` when there is none.
+
+    Raises:
+        CheckpointError: the JSON exists but is not a valid rsfuse encoder description.
+    """
+    json_path = encoder_config_path(path)
+    if not json_path.is_file():
+        return None
+    try:
+        meta = json.loads(json_path.read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"cannot read encoder config {json_path}: {e}") from e
+    if not isinstance(meta, dict) or meta.get("format") != ENCODER_FORMAT:
+        raise CheckpointError(f"{json_path} is not an rsfuse encoder config ({ENCODER_FORMAT})")
+    return meta
+
+
+def check_encoder_bands(path: str | Path, expected: tuple[str, ...] | list[str]) -> None:
+    """Raise when the JSON beside ``path`` lists other bands than ``expected``.
+
+    Files without a JSON (plain state dicts, Lightning checkpoints) pass: there is nothing
+    to compare against.
+    """
+    meta = read_encoder_config(path)
+    if meta is None:
+        return
+    bands = list(meta.get("bands", []))
+    if bands != list(expected):
+        raise CheckpointError(
+            f"encoder {path} was trained on bands {bands} but the model feeds {list(expected)}"
+        )
 
 
 def read_state_dict(path: str | Path, prefix: str = "") -> dict[str, Tensor]:

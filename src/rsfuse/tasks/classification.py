@@ -33,7 +33,7 @@ from rsfuse import bands
 from rsfuse.data.classes import BEN19
 from rsfuse.errors import ConfigError
 from rsfuse.models.backbones import build_backbone
-from rsfuse.models.checkpoints import load_encoder
+from rsfuse.models.checkpoints import check_encoder_bands, load_encoder
 from rsfuse.models.fusion import MultiModalClassifier, drop_modalities
 from rsfuse.models.vit import GatedViT
 from rsfuse.optim import build_optimizer, warmup_cosine_scheduler
@@ -234,7 +234,9 @@ class MultiLabelClassificationTask(LightningModule):
                 f"{wanted}; got {sorted(paths)}",
                 key="encoder_checkpoints",
             )
+        expected = {"s1": bands.S1_ORDER, "s2": self.s2_band_names, "early": self.channels}
         for k, name in names.items():
+            check_encoder_bands(paths[name], expected[k])
             load_encoder(self.model.encoders[k], paths[name], prefix.replace("{name}", k))
 
     # ------------------------------------------------------------------ modes

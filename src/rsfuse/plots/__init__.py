@@ -1,0 +1,1 @@
+"""Figures people look at (matplotlib, Agg backend, written atomically)."""
