@@ -44,3 +44,25 @@ def ben_v2_store(ben_v2_root: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
     out = tmp_path_factory.mktemp("stores") / "ben_v2.store"
     return convert("bigearthnet-v2", ben_v2_root, out, workers=1)
+
+
+@pytest.fixture(scope="session")
+def dfc2020_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Synthetic DFC2020: 16 patches of 32 px (8 validation, 8 test); read with patch_size=32."""
+    from rsfuse.data.synthetic import synthesize
+
+    root = tmp_path_factory.mktemp("dfc2020")
+    synthesize("dfc2020", root, n=16, seed=5, workers=1, progress=False, patch_size=32)
+    return root
+
+
+@pytest.fixture(scope="session")
+def noldo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Synthetic NoLDO-S12: 8 pretraining locations of 48 px (LMDB + GeoTIFF forms, noisy and
+    clean labels) and 4 downstream tiles (3 train, 1 test); read with patch_size=48."""
+    from rsfuse.data.synthetic import synthesize
+
+    root = tmp_path_factory.mktemp("noldo")
+    synthesize("noldo-s12", root, n=8, seed=6, workers=1, progress=False, patch_size=48,
+               n_downstream=4)  # fmt: skip
+    return root

@@ -21,6 +21,9 @@ LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 EXPERIMENTS_HELP = """\
 experiments (each writes its tables and plots into --out; see `rsfuse experiment NAME --help`):
   mgsvit-ablation   MGSViT shortcut / GMU ablations over seeds (seed 000, Tables 1-3, Fig. 8-9)
+  segmentation-transfer
+                    CromSS transfer of encoders to DFC2020 / DW / OSM segmentation, frozen
+                    and fine-tuned, over seeds (seed 001, Tables II-IV): OA, AA, mIoU, mF1
 """
 
 BENCHMARKS_HELP = """\
@@ -50,7 +53,8 @@ Data and the main job:
 
 Experiments and benchmarks:
   experiment run a paper's experiment and write its tables and plots:
-             rsfuse experiment --help lists them (e.g. mgsvit-ablation)
+             rsfuse experiment --help lists them (e.g. mgsvit-ablation,
+             segmentation-transfer)
   benchmark  measure throughput and save JSON: rsfuse benchmark data --help
 
 Every command explains itself with --help, e.g. `rsfuse fit --help`,
@@ -98,10 +102,18 @@ def _synth(argv: Sequence[str]) -> None:
         ),
     )
     p.add_argument(
-        "--layout", required=True, choices=sorted(LAYOUTS), help="on-disk layout to write"
+        "--layout",
+        required=True,
+        choices=sorted(LAYOUTS),
+        help=(
+            "on-disk layout to write: bigearthnet-v1, bigearthnet-v2 (multi-label); "
+            "ssl4eo-s12 (v1.0 GeoTIFF folders, 4 seasons), ssl4eo-s12-v1.1 (zarr.zip); "
+            "noldo-s12 (SSL4EO-S12@NoL LMDBs + GeoTIFFs with noisy and clean Dynamic World "
+            "masks, plus the @DW / @OSM downstream splits); dfc2020 (SEN12MS-style masks)"
+        ),
     )
     p.add_argument("--root", required=True, type=Path, help="output folder (created)")
-    p.add_argument("--n", type=int, default=500, help="number of locations (default 500)")
+    p.add_argument("-n", "--n", type=int, default=500, help="number of locations (default 500)")
     p.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
     p.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -159,3 +159,110 @@ def multi_hot(indices: Sequence[int], num_classes: int) -> np.ndarray:
     v = np.zeros(num_classes, dtype=np.float32)
     v[list(indices)] = 1.0
     return v
+
+
+# ---------------------------------------------------------------------------------------
+# Segmentation nomenclatures (CromSS / NoLDO-S12 and DFC2020; see shared/REFERENCE.md)
+
+#: Dynamic World 9 classes, in the order of DW's ``label`` band (0 = Water … 8 = Snow & Ice).
+#: NoLDO-S12 pretraining labels store these indices (0–8) directly; the downstream
+#: SSL4EO-S12@DW files store them + 1 with 0 = unlabelled (and 10 = cloud, also unlabelled).
+DW9: tuple[str, ...] = (
+    "Water",
+    "Trees",
+    "Grass",
+    "Flooded vegetation",
+    "Crops",
+    "Shrub & Scrub",
+    "Built area",
+    "Bare ground",
+    "Snow & Ice",
+)
+
+#: OpenStreetMap land-use 13 classes of SSL4EO-S12@OSM (Schultz et al.), in the order of
+#: their label IDs 1–13 as given by the OSM → DW table (CromSS paper, Table I): 1, 2 built
+#: (urban, industrial), 3 crops, 4 trees/grass, 5 trees, 6 bare, 7 water, 8 bare/snow, 9 grass,
+#: 10 grass/shrub, 11 trees/crops, 12 flooded vegetation, 13 water/flooded vegetation.
+#: Files store the ID (1–13) with 0 = unlabelled; class index = ID - 1.
+OSM13: tuple[str, ...] = (
+    "Urban",
+    "Industrial",
+    "Arable",
+    "Artificial vegetation",
+    "Forest",
+    "Dump site",
+    "Water",
+    "Open space",
+    "Pasture",
+    "Shrub",
+    "Permanent crops",
+    "Wetland",
+    "Coastal",
+)
+
+#: DFC2020 label values 1–10 (simplified IGBP), as stored in the ``dfc_*`` files.
+DFC2020_10: tuple[str, ...] = (
+    "Forest",
+    "Shrubland",
+    "Savanna",
+    "Grassland",
+    "Wetlands",
+    "Croplands",
+    "Urban/Built-up",
+    "Snow/Ice",
+    "Barren",
+    "Water",
+)
+
+#: The 8 DFC2020 classes CromSS trains on (Savanna and Snow/Ice are ignored).
+DFC2020: tuple[str, ...] = tuple(n for n in DFC2020_10 if n not in ("Savanna", "Snow/Ice"))
+
+#: Stored DFC2020 value (0–10) → class index in :data:`DFC2020`; 0 (no data), 3 (Savanna)
+#: and 8 (Snow/Ice) → 255 (ignored).
+DFC2020_REMAP: tuple[int, ...] = (255, 0, 1, 255, 2, 3, 4, 5, 255, 6, 7)
+
+IGNORE_LABEL = 255
+
+
+def remap_labels(
+    values: np.ndarray, lut: Sequence[int], source: str | None = None, what: str = "label"
+) -> np.ndarray:
+    """Map stored label values through a look-up table; 255 stays 255 (unlabelled).
+
+    Args:
+        values: integer array of stored values.
+        lut: ``lut[v]`` is the class index (or 255) of stored value ``v``.
+        source: file or sample named in the error.
+        what: name of the label kind for the error message.
+
+    Returns:
+        int64 array of class indices with 255 = unlabelled, same shape as ``values``.
+
+    Raises:
+        DataError: a value that is neither in the table nor 255.
+    """
+    v = np.asarray(values).astype(np.int64)
+    table = np.full(256, -1, np.int64)
+    table[: len(lut)] = np.asarray(lut, np.int64)
+    table[IGNORE_LABEL] = IGNORE_LABEL
+    bad = (v < 0) | (v > 255)
+    out = table[np.clip(v, 0, 255)]
+    bad |= out < 0
+    if bad.any():
+        vals = sorted({int(x) for x in v[bad].ravel()[:1000]})[:10]
+        raise DataError(
+            f"{what} values {vals} outside 0–{len(lut) - 1} and not {IGNORE_LABEL}", path=source
+        )
+    return out
+
+
+def check_class_range(mask: np.ndarray, num_classes: int, source: str | None = None) -> np.ndarray:
+    """Check that every value of ``mask`` is a class index < ``num_classes`` or 255.
+
+    Returns:
+        The mask as int64.
+
+    Raises:
+        DataError: a value outside the class range that is not 255.
+    """
+    return remap_labels(mask, list(range(num_classes)), source, what="mask")

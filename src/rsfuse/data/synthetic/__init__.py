@@ -5,13 +5,16 @@
 
 See :mod:`rsfuse.data.synthetic.world` for what the world holds (and which classes only SAR
 or only optical data can tell apart) and :mod:`rsfuse.data.synthetic.bigearthnet` for the
-BigEarthNet v1 / v2 writers.
+BigEarthNet v1 / v2 writers, :mod:`rsfuse.data.synthetic.segmentation` for SSL4EO-S12,
+NoLDO-S12 and DFC2020, and :mod:`rsfuse.data.synthetic.noisy_labels` for the
+Dynamic-World-like label noise.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from rsfuse.data.synthetic.bigearthnet import (
     CLC_CODES,
@@ -21,6 +24,12 @@ from rsfuse.data.synthetic.bigearthnet import (
     v2_patch_id,
     write_bigearthnet_v1,
     write_bigearthnet_v2,
+)
+from rsfuse.data.synthetic.segmentation import (
+    write_dfc2020,
+    write_noldo_s12,
+    write_ssl4eo_s12,
+    write_ssl4eo_s12_zarr,
 )
 from rsfuse.data.synthetic.world import (
     CLOUDY_PROBABILITY,
@@ -39,6 +48,10 @@ from rsfuse.errors import ConfigError
 LAYOUTS: dict[str, Callable[..., Path]] = {
     "bigearthnet-v1": write_bigearthnet_v1,
     "bigearthnet-v2": write_bigearthnet_v2,
+    "ssl4eo-s12": write_ssl4eo_s12,
+    "ssl4eo-s12-v1.1": write_ssl4eo_s12_zarr,
+    "noldo-s12": write_noldo_s12,
+    "dfc2020": write_dfc2020,
 }
 
 
@@ -49,16 +62,20 @@ def synthesize(
     seed: int,
     workers: int = 1,
     progress: bool = True,
+    **kwargs: Any,
 ) -> Path:
     """Write ``n`` locations of the synthetic world with ``seed`` in a dataset layout.
 
     Args:
-        layout: one of :data:`LAYOUTS` (``bigearthnet-v1``, ``bigearthnet-v2``).
+        layout: one of :data:`LAYOUTS` (``bigearthnet-v1``, ``bigearthnet-v2``,
+            ``ssl4eo-s12``, ``ssl4eo-s12-v1.1``, ``noldo-s12``, ``dfc2020``).
         root: output folder.
         n: number of locations.
         seed: world seed.
         workers: parallel processes.
         progress: show a progress bar.
+        **kwargs: layout-specific options, e.g. ``patch_size`` for the segmentation layouts
+            (:mod:`rsfuse.data.synthetic.segmentation`).
 
     Returns:
         ``root`` as a Path.
@@ -71,7 +88,7 @@ def synthesize(
             f"unknown synthetic layout {layout!r}; expected one of {sorted(LAYOUTS)}",
             key="layout",
         )
-    return LAYOUTS[layout](root, n, seed, workers=workers, progress=progress)
+    return LAYOUTS[layout](root, n, seed, workers=workers, progress=progress, **kwargs)
 
 
 __all__ = [
@@ -93,4 +110,8 @@ __all__ = [
     "v2_patch_id",
     "write_bigearthnet_v1",
     "write_bigearthnet_v2",
+    "write_dfc2020",
+    "write_noldo_s12",
+    "write_ssl4eo_s12",
+    "write_ssl4eo_s12_zarr",
 ]

@@ -1,0 +1,144 @@
+"""A restricted unpickler for the pickled arrays in the authors' LMDBs (NoLDO-S12, CromSS).
+
+The CromSS/NoLDO-S12 LMDBs hold, per key, ``pickle.dumps((array.tobytes(), array.shape,
+id))``. Loading a pickle with :func:`pickle.loads` can run arbitrary code (any importable
+callable can be named by the stream), so rsfuse never does. :func:`safe_loads` reads the
+stream with an :class:`pickle.Unpickler` whose :meth:`~RestrictedUnpickler.find_class`
+refuses every global, with three exceptions that are replaced by the project's own small
+functions (never the named callable):
+
+* ``_codecs.encode(str, "latin1")`` — how protocol 0–2 pickles spell ``bytes``;
+* ``numpy.dtype`` and ``numpy.core.multiarray.scalar`` (also ``numpy._core``) — how a
+  *numpy integer* id (e.g. ``numpy.int64``, which the authors' label writer stores) is
+  pickled; rebuilt here as a plain Python ``int`` from its raw bytes. Any non-integer
+  dtype is refused.
+
+The result must be built only from ``bytes``, ``tuple``, ``int`` and ``str`` (``bool`` and
+``None`` aside); anything else (a list, dict, float, …) is refused too. Every refusal is a
+:class:`~rsfuse.errors.DataError` naming the file and key.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from pathlib import Path
+from typing import Any
+
+from rsfuse.errors import DataError
+
+#: Types a safely loaded value may be built from.
+ALLOWED_TYPES: tuple[type, ...] = (bytes, tuple, int, str)
+#: numpy integer dtype codes accepted for pickled numpy scalars.
+_INT_DTYPES = {"i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "b1"}
+_MAX_DEPTH = 8
+
+
+class _IntDType:
+    """Stand-in for a pickled ``numpy.dtype`` of an integer type (no numpy involved)."""
+
+    def __init__(self, code: str, align: Any = False, copy: Any = False) -> None:
+        if not isinstance(code, str) or code not in _INT_DTYPES:
+            raise pickle.UnpicklingError(f"numpy dtype {code!r} is not an integer dtype")
+        self.code = code
+        self.byteorder = "<"
+
+    def __setstate__(self, state: Any) -> None:
+        # numpy's dtype state: (version, byteorder, subarray, names, fields, elsize, align, …)
+        if not isinstance(state, tuple) or len(state) < 2 or state[1] not in ("<", ">", "|", "="):
+            raise pickle.UnpicklingError("unexpected numpy dtype state")
+        self.byteorder = state[1]
+
+
+def _int_scalar(dtype: Any, data: Any = None) -> int:
+    """A pickled numpy integer scalar as a Python ``int`` (replaces numpy's ``scalar``)."""
+    if not isinstance(dtype, _IntDType) or not isinstance(data, bytes | str):
+        raise pickle.UnpicklingError("only numpy integer scalars can be rebuilt")
+    raw = data.encode("latin1") if isinstance(data, str) else data
+    if len(raw) != int(dtype.code[1]):
+        raise pickle.UnpicklingError("numpy scalar byte length does not match its dtype")
+    order = "big" if dtype.byteorder == ">" else "little"
+    return int.from_bytes(raw, order, signed=dtype.code[0] == "i")
+
+
+def _codecs_encode(text: Any, encoding: Any = "utf-8") -> bytes:
+    """``bytes`` as pickled by protocols 0–2 (replaces ``_codecs.encode``)."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError("only _codecs.encode(str, 'latin1') is allowed")
+    return text.encode("latin1")
+
+
+def _empty_bytes(*args: Any) -> bytes:
+    """``bytes()`` as pickled by protocols 0–2 for an empty bytes object."""
+    if args:
+        raise pickle.UnpicklingError("builtins.bytes is only allowed without arguments")
+    return b""
+
+
+_SAFE_GLOBALS: dict[tuple[str, str], Any] = {
+    ("_codecs", "encode"): _codecs_encode,
+    ("builtins", "bytes"): _empty_bytes,
+    ("__builtin__", "bytes"): _empty_bytes,
+    ("numpy", "dtype"): _IntDType,
+    ("numpy.core.multiarray", "scalar"): _int_scalar,
+    ("numpy._core.multiarray", "scalar"): _int_scalar,
+}
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that can only rebuild bytes, tuples, ints and strings (see module doc)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        safe = _SAFE_GLOBALS.get((module, name))
+        if safe is None:
+            raise pickle.UnpicklingError(
+                f"refusing to load global {module}.{name} (only bytes, tuples, ints and "
+                "strings may be unpickled)"
+            )
+        return safe
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise pickle.UnpicklingError("refusing a persistent id")
+
+
+def _check(value: Any, depth: int = 0) -> None:
+    if depth > _MAX_DEPTH:
+        raise pickle.UnpicklingError("value is nested too deeply")
+    if value is None or isinstance(value, bool):
+        return
+    if not isinstance(value, ALLOWED_TYPES) or isinstance(value, _IntDType):
+        raise pickle.UnpicklingError(f"unpickled a {type(value).__name__}, not bytes/tuple/int/str")
+    if isinstance(value, tuple):
+        for v in value:
+            _check(v, depth + 1)
+
+
+def safe_loads(data: bytes, path: str | Path | None = None, key: str | bytes | None = None) -> Any:
+    """Unpickle ``data`` allowing only bytes, tuples, ints and strings.
+
+    Args:
+        data: the pickle stream.
+        path: file the stream came from (for the error).
+        key: LMDB key of the stream (for the error).
+
+    Returns:
+        The unpickled value (a tuple such as ``(bytes, shape, id)``).
+
+    Raises:
+        DataError: the stream names any other global, builds another type, or is corrupt;
+            the message names ``path`` and ``key``.
+    """
+    k = key.decode(errors="replace") if isinstance(key, bytes) else key
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise DataError(f"key {k!r}: value is {type(data).__name__}, not bytes", path=path)
+    try:
+        value = RestrictedUnpickler(io.BytesIO(bytes(data))).load()
+        _check(value)
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError) as e:
+        raise DataError(f"key {k!r}: unsafe or corrupt pickle: {e}", path=path) from e
+    except Exception as e:
+        raise DataError(f"key {k!r}: cannot unpickle: {type(e).__name__}: {e}", path=path) from e
+    return value
+
+
+__all__ = ["ALLOWED_TYPES", "RestrictedUnpickler", "safe_loads"]
