@@ -19,12 +19,15 @@ def test_label_frequency_baseline_macro_ap_is_prevalence() -> None:
 
 
 def test_demo_tiny_run(tmp_path: Path, capsys) -> None:
-    out = run_demo(workdir=tmp_path, n=40, epochs=1, batch_size=8, workers=1)
+    out = run_demo(workdir=tmp_path, n=40, epochs=1, batch_size=8, workers=1, pretrain_epochs=1)
     printed = capsys.readouterr().out
     assert "label-frequency baseline" in printed
     assert "S1+S2 (early fusion)" in printed
-    assert [r["name"] for r in out["runs"]][-1] == "S1 GMU S2 (MGSViT)"
-    assert len(out["runs"]) == 4
+    names = [r["name"] for r in out["runs"]]
+    assert names[3:] == ["S1 GMU S2 (MGSViT)", "S1 GMU S2 (MGSViT, SSL + fine-tune)"]
+    for m in ("s1", "s2"):  # the pretrained encoders were exported and fine-tuned from
+        assert (tmp_path / "pretrained" / f"mgsvit_{m}.json").is_file()
+        assert (tmp_path / f"reconstruction_{m}_final.png").stat().st_size > 0
     saved = json.loads((tmp_path / "results.json").read_text())
     assert set(saved["baseline"]) == {"mAP_micro", "mAP_macro", "F1_micro", "F1_macro"}
     for name in ("results.md", "per_class_ap.png", "sample.png"):

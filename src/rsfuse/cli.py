@@ -21,6 +21,8 @@ LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 EXPERIMENTS_HELP = """\
 experiments (each writes its tables and plots into --out; see `rsfuse experiment NAME --help`):
   mgsvit-ablation   MGSViT shortcut / GMU ablations over seeds (seed 000, Tables 1-3, Fig. 8-9)
+  mgsvit-ssl        MGSViT MAE + MoCo v3 pretraining, MAE-only, MoCo-only and random init,
+                    then linear probe and fine-tune of S1 GMU S2 (seed 000, §4.6, Fig. 11)
   segmentation-transfer
                     CromSS transfer of encoders to DFC2020 / DW / OSM segmentation, frozen
                     and fine-tuned, over seeds (seed 001, Tables II-IV): OA, AA, mIoU, mF1

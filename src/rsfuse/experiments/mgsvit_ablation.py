@@ -134,6 +134,38 @@ def cloudy_test_datamodule(dm: Any, splits: Sequence[str] = ("val", "test")) -> 
     return out
 
 
+def ablation_datamodules(
+    root: str, batch_size: int, train_cloudy: bool, cloudy_splits: Sequence[str]
+) -> tuple[Any, Any, dict[str, int]]:
+    """The cached S1+S2 datamodule of a comparison, its cloud-heavy twin and split sizes.
+
+    Training reads the train split (with cloudy patches when ``train_cloudy``); ``test`` is
+    always the clear test split; the twin's ``test`` is every cloudy patch of
+    ``cloudy_splits`` (:func:`cloudy_test_datamodule`).
+    """
+    from rsfuse.data.datamodules import BigEarthNetDataModule, InMemoryCache
+
+    dm = BigEarthNetDataModule(
+        root,
+        version="v2",
+        modalities=("s1", "s2"),
+        batch_size=batch_size,
+        cache=True,
+        include_cloudy=train_cloudy,
+    )
+    dm.setup("fit")
+    if train_cloudy:  # score the clear test split on clear patches only
+        clear = BigEarthNetDataModule(root, version="v2", batch_size=batch_size)
+        dm.datasets["test"] = InMemoryCache(
+            clear.dataset_class(clear.root, split="test", **clear.dataset_kwargs)
+        ).preload(desc="reading test")
+    dm.setup("test")
+    dm_cloudy = cloudy_test_datamodule(dm, cloudy_splits)
+    sizes = {s: len(dm.datasets[s]) for s in ("train", "val", "test")}
+    sizes["cloudy"] = len(dm_cloudy.datasets["test"])
+    return dm, dm_cloudy, sizes
+
+
 def run_variant(
     name: str,
     cfg: dict,
@@ -158,7 +190,9 @@ def run_variant(
         accelerator=tcfg.get("accelerator", "auto"),
         devices=1,
         precision=tcfg.get("precision", "32-true"),
-        logger=CSVLogger(out / "logs", name=f"{name}_seed{seed}"),
+        logger=CSVLogger(
+            out / "logs", name=f"{name}_seed{seed}".replace(" | ", "_").replace(" ", "-")
+        ),
         enable_checkpointing=False,
         enable_model_summary=False,
         enable_progress_bar=False,
@@ -380,8 +414,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str]) -> None:
     """Run the ablation (see ``--help``)."""
     args = build_parser().parse_args(list(argv))
-    from rsfuse.data.datamodules import BigEarthNetDataModule, InMemoryCache
-
     t_start = time.time()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -408,24 +440,9 @@ def main(argv: Sequence[str]) -> None:
             continue
         configs[v] = cfg
 
-    dm = BigEarthNetDataModule(
-        str(root),
-        version="v2",
-        modalities=("s1", "s2"),
-        batch_size=args.batch_size,
-        cache=True,
-        include_cloudy=args.train_cloudy,
+    dm, dm_cloudy, sizes = ablation_datamodules(
+        str(root), args.batch_size, args.train_cloudy, args.cloudy_splits
     )
-    dm.setup("fit")
-    if args.train_cloudy:  # score the clear test split on clear patches only
-        clear = BigEarthNetDataModule(str(root), version="v2", batch_size=args.batch_size)
-        dm.datasets["test"] = InMemoryCache(
-            clear.dataset_class(clear.root, split="test", **clear.dataset_kwargs)
-        ).preload(desc="reading test")
-    dm.setup("test")
-    dm_cloudy = cloudy_test_datamodule(dm, args.cloudy_splits)
-    sizes = {s: len(dm.datasets[s]) for s in ("train", "val", "test")}
-    sizes["cloudy"] = len(dm_cloudy.datasets["test"])
     print(f"[ablation] samples: {sizes}")
 
     rows: list[Row] = []

@@ -1,0 +1,326 @@
+"""``rsfuse experiment mgsvit-ssl``: MGSViT self-supervised pretraining, then transfer (§4.6).
+
+The pipeline of seed 000 §4.6 on a BigEarthNet-v2-layout dataset (by default the synthetic
+world):
+
+1. **Pretrain** an S1 and an S2 :class:`~rsfuse.models.vit.GatedViT` encoder on the train
+   split without labels with :class:`~rsfuse.methods.mgsvit.MGSViTPretraining`
+   (``configs/mgsvit/pretrain/c4_{s1,s2}.yaml``), once per pretraining kind:
+
+   * ``MCMAE``: MAE reconstruction + MoCo v3 contrast (Algorithm 1, the paper's method);
+   * ``MAE``: reconstruction only (``contrast_weight = 0``);
+   * ``MoCo``: contrast only (``reconstruction_weight = 0``);
+   * ``random``: no pretraining, the encoders' random initialisation exported as is.
+
+   Each run exports its encoders (safetensors + JSON) under ``--out/pretrained`` and writes
+   reconstruction PNGs under ``--out/reconstructions``.
+2. **Transfer** to 19-class multi-label classification with the S1 GMU S2 model
+   (``configs/mgsvit/ssl/ablation_base.yaml``: shortcut every 4 blocks, GMU), over seeds:
+   a *linear probe* (encoders frozen; the GMU and the head train) and a *fine-tune* (all
+   weights train) from each kind's encoders. Fine-tuning from ``random`` is the
+   supervised-from-scratch baseline. This is Figure 11's comparison.
+
+Every transfer run is scored on the clear test split, on the cloud-heavy split (every
+cloudy patch of val + test) and, as in ``mgsvit-ablation``, with S1 only and S2 only.
+Writes ``results.md``, ``results.csv``, ``results_runs.csv``, ``pretraining.csv``,
+``results.json`` and ``ssl.png`` into ``--out``; tables are rewritten after every run, so a
+killed experiment keeps what it finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rsfuse.experiments.mgsvit_ablation import (
+    Row,
+    ablation_datamodules,
+    default_config_dir,
+    load_config,
+    run_variant,
+    summarise,
+)
+
+#: Pretraining kind → (reconstruction weight, contrast weight); ``None``: no pretraining.
+PRETRAINING: dict[str, tuple[float, float] | None] = {
+    "MCMAE": (1.0, 1.0),
+    "MAE": (1.0, 0.0),
+    "MoCo": (0.0, 1.0),
+    "random": None,
+}
+TRANSFER = ("linear probe", "fine-tune")
+
+
+def pretrain(
+    kind: str,
+    modality: str,
+    cfg_dir: Path,
+    size: str,
+    dm: Any,
+    epochs: int,
+    out: Path,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Pretrain (or, for ``random``, just build) one encoder and export it.
+
+    Returns:
+        A record: kind, modality, path of the exported encoder, seconds, and the last
+        epoch's mean training losses (when trained).
+    """
+    import lightning as L
+    from lightning.pytorch.loggers import CSVLogger
+
+    from rsfuse.methods.mgsvit import MGSViTPretraining
+
+    L.seed_everything(seed, verbose=False)
+    override = cfg_dir / "overrides" / "tiny_cpu_pretrain.yaml" if size == "tiny" else None
+    cfg = load_config(cfg_dir / "pretrain" / f"c4_{modality}.yaml", override)
+    init = dict(cfg["model"]["init_args"])
+    weights = PRETRAINING[kind]
+    if weights is not None:
+        init["reconstruction_weight"], init["contrast_weight"] = weights
+    init["export_path"] = None
+    init["plot_dir"] = str(out / "reconstructions" / f"{kind}_{modality}")
+    method = MGSViTPretraining(**init)
+    record: dict[str, Any] = {"pretraining": kind, "modality": modality, "seconds": 0.0}
+    if weights is not None:
+        tcfg = cfg.get("trainer", {})
+        trainer = L.Trainer(
+            max_epochs=epochs,
+            accelerator=tcfg.get("accelerator", "auto"),
+            devices=1,
+            precision=tcfg.get("precision", "32-true"),
+            logger=CSVLogger(out / "logs", name=f"pretrain_{kind}_{modality}"),
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            enable_progress_bar=False,
+            num_sanity_val_steps=0,
+            limit_val_batches=1,  # the reconstruction PNG and one val/loss_rec per epoch
+            log_every_n_steps=5,
+        )
+        t0 = time.time()
+        trainer.fit(method, datamodule=dm)
+        record["seconds"] = time.time() - t0
+        for k in ("loss", "loss_rec", "loss_con"):
+            v = trainer.callback_metrics.get(f"train/{k}")
+            record[f"final_{k}"] = float(v) if v is not None else None
+        v = trainer.callback_metrics.get("val/loss_rec")
+        record["val_loss_rec"] = float(v) if v is not None else None
+    path = method.export_encoder(out / "pretrained" / f"{kind}_{modality}")
+    record["encoder"] = str(path)
+    return record
+
+
+def transfer_config(cfg_dir: Path, size: str, mode: str, encoders: dict[str, str]) -> dict:
+    """The S1 GMU S2 fine-tuning config in ``mode`` loading ``encoders`` (s1, s2 → file)."""
+    override = cfg_dir / "overrides" / "tiny_cpu.yaml" if size == "tiny" else None
+    cfg = load_config(cfg_dir / "ssl" / "ablation_base.yaml", override)
+    init = cfg["model"]["init_args"]
+    init["mode"] = mode
+    init["encoder_checkpoints"] = dict(encoders)
+    return cfg
+
+
+def markdown_table(summary: list[dict[str, Any]], kinds: Sequence[str]) -> str:
+    """Rows: pretraining kind; columns: linear probe and fine-tune micro / macro mAP (%)."""
+    idx = {
+        (s["variant"], s["test_set"]): s
+        for s in summary
+        if s["evaluated_on"] in ("S1+S2",) and s["test_set"] in ("clear", "cloudy")
+    }
+
+    def cell(kind: str, how: str, test_set: str, metric: str) -> str:
+        s = idx.get((f"{kind} | {how}", test_set))
+        if s is None:
+            return "-"
+        return f"{100 * s[metric + '_mean']:.1f} ± {100 * s[metric + '_std']:.1f}"
+
+    lines = [
+        "| pretraining | linear probe mAP micro | linear probe mAP macro | fine-tune mAP micro "
+        "| fine-tune mAP macro | fine-tune cloudy mAP micro | seeds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for kind in kinds:
+        seeds = max(
+            (s["seeds"] for (v, _), s in idx.items() if v.startswith(kind + " |")), default=0
+        )
+        name = "random init (fine-tune = supervised from scratch)" if kind == "random" else kind
+        lines.append(
+            f"| {name} | {cell(kind, 'linear probe', 'clear', 'mAP_micro')} "
+            f"| {cell(kind, 'linear probe', 'clear', 'mAP_macro')} "
+            f"| {cell(kind, 'fine-tune', 'clear', 'mAP_micro')} "
+            f"| {cell(kind, 'fine-tune', 'clear', 'mAP_macro')} "
+            f"| {cell(kind, 'fine-tune', 'cloudy', 'mAP_micro')} | {seeds} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(summary: list[dict[str, Any]], kinds: Sequence[str], path: Path) -> None:
+    """Grouped bars: micro mAP of linear probe and fine-tune per pretraining kind."""
+    import numpy as np
+
+    from rsfuse.plots.common import pyplot, save_figure
+
+    plt = pyplot()
+    idx = {
+        s["variant"]: s
+        for s in summary
+        if s["evaluated_on"] == "S1+S2" and s["test_set"] == "clear"
+    }
+    x = np.arange(len(kinds))
+    fig, ax = plt.subplots(figsize=(1.6 * len(kinds) + 3, 4.2))
+    for i, how in enumerate(TRANSFER):
+        rows = [idx.get(f"{k} | {how}") for k in kinds]
+        mean = [100 * r["mAP_micro_mean"] if r else 0.0 for r in rows]
+        std = [100 * r["mAP_micro_std"] if r else 0.0 for r in rows]
+        ax.bar(x + (i - 0.5) * 0.38, mean, 0.38, yerr=std, capsize=3, label=how)
+    ax.set_xticks(x)
+    ax.set_xticklabels(kinds)
+    ax.set_ylabel("micro mAP (%), clear test split")
+    ax.set_title("MGSViT S1 GMU S2 after self-supervised pretraining (mean ± std over seeds)")
+    ax.legend()
+    save_figure(fig, path)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="rsfuse experiment mgsvit-ssl",
+        description=(
+            "MGSViT (seed 000) §4.6 and Figure 11: pretrain an S1 and an S2 GatedViT "
+            "encoder with MAE + MoCo v3 (MCMAE), MAE only and MoCo v3 only, export them, "
+            "then linear-probe and fine-tune the S1 GMU S2 classifier from each, against "
+            "random initialisation (fine-tuning from random = supervised from scratch). "
+            "Writes markdown + CSV tables of micro/macro mAP (mean ± std over seeds), a bar "
+            "plot and reconstruction PNGs. Without --root it synthesises a "
+            "BigEarthNet-v2-layout dataset of the synthetic Sentinel world."
+        ),
+    )
+    p.add_argument("--out", type=Path, default=Path("rsfuse-mgsvit-ssl"), help="output folder")
+    p.add_argument(
+        "--root", type=Path, default=None, help="BigEarthNet-v2 root (default: synthesise one)"
+    )
+    p.add_argument("--n", type=int, default=1200, help="synthetic locations (default 1200)")
+    p.add_argument("--world-seed", type=int, default=0, help="seed of the synthetic world")
+    p.add_argument("--workers", type=int, default=2, help="processes for data synthesis")
+    p.add_argument(
+        "--pretraining",
+        nargs="+",
+        default=list(PRETRAINING),
+        choices=list(PRETRAINING),
+        metavar="KIND",
+        help=f"pretraining kinds (default: all: {' '.join(PRETRAINING)})",
+    )
+    p.add_argument(
+        "--pretrain-epochs", type=int, default=8, help="pretraining epochs per encoder (8)"
+    )
+    p.add_argument("--epochs", type=int, default=5, help="transfer epochs per run (default 5)")
+    p.add_argument(
+        "--seeds", type=int, nargs="+", default=[0, 1], help="transfer seeds (default 0 1)"
+    )
+    p.add_argument("--batch-size", type=int, default=16, help="batch size (default 16)")
+    p.add_argument(
+        "--size",
+        choices=["tiny", "full"],
+        default="tiny",
+        help="tiny: the configs' tiny_cpu overrides (CPU); full: paper sizes",
+    )
+    p.add_argument(
+        "--cloudy-splits",
+        nargs="+",
+        default=["val", "test"],
+        choices=["train", "val", "test"],
+        help="splits whose cloudy patches form the cloud-heavy test set (default: val test)",
+    )
+    p.add_argument("--config-dir", type=Path, default=None, help="folder of the MGSViT configs")
+    return p
+
+
+def main(argv: Sequence[str]) -> None:
+    """Run the pretraining + transfer comparison (see ``--help``)."""
+    args = build_parser().parse_args(list(argv))
+    t_start = time.time()
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    cfg_dir = args.config_dir or default_config_dir()
+    if args.root is None:
+        from rsfuse.demo import _ensure_data
+
+        root = _ensure_data(out / "data", args.n, args.world_seed, args.workers)
+    else:
+        root = args.root
+    dm, dm_cloudy, sizes = ablation_datamodules(
+        str(root), args.batch_size, True, args.cloudy_splits
+    )
+    print(f"[mgsvit-ssl] samples: {sizes}")
+
+    kinds = [k for k in PRETRAINING if k in args.pretraining]
+    records: list[dict[str, Any]] = []
+    encoders: dict[str, dict[str, str]] = {}
+    for kind in kinds:
+        for modality in ("s1", "s2"):
+            rec = pretrain(kind, modality, cfg_dir, args.size, dm, args.pretrain_epochs, out)
+            records.append(rec)
+            encoders.setdefault(kind, {})[modality] = rec["encoder"]
+            print(
+                f"[mgsvit-ssl] pretrained {kind} {modality} in {rec['seconds']:.0f}s "
+                f"({(time.time() - t_start) / 60:.1f} min total)"
+            )
+    with open(out / "pretraining.csv", "w", newline="") as f:
+        fields = sorted({k for r in records for k in r})
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(records)
+
+    rows: list[Row] = []
+
+    def write_tables() -> str:
+        with open(out / "results_runs.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(Row.__dataclass_fields__)
+            w.writerows([list(r.__dict__.values()) for r in rows])
+        summary = summarise(rows)
+        with open(out / "results.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(summary[0]) if summary else ["variant"])
+            w.writeheader()
+            w.writerows(summary)
+        header = (
+            f"MGSViT SSL + transfer (S1 GMU S2), size={args.size}, pretraining "
+            f"{args.pretrain_epochs} epochs, transfer {args.epochs} epochs, seeds={args.seeds}, "
+            f"samples={sizes}, {(time.time() - t_start) / 60:.1f} min\n\n"
+        )
+        table = markdown_table(summary, kinds)
+        (out / "results.md").write_text(header + table + "\n")
+        (out / "results.json").write_text(
+            json.dumps({"sizes": sizes, "pretraining": records, "summary": summary}, indent=2)
+        )
+        if summary:
+            plot(summary, kinds, out / "ssl.png")
+        return header + table
+
+    for seed in args.seeds:
+        for kind in kinds:
+            for how in TRANSFER:
+                mode = "linear_probe" if how == "linear probe" else "finetune"
+                cfg = transfer_config(cfg_dir, args.size, mode, encoders[kind])
+                name = f"{kind} | {how}"
+                new = run_variant(name, cfg, seed, dm, dm_cloudy, args.epochs, out)
+                rows.extend(new)
+                write_tables()
+                print(
+                    f"[mgsvit-ssl] {name} seed {seed}: clear micro mAP "
+                    f"{100 * new[0].map_micro:.1f} ({new[0].train_seconds:.0f}s; "
+                    f"{(time.time() - t_start) / 60:.1f} min total)"
+                )
+    for kind in kinds:  # the final reconstruction figures side by side in one folder
+        for png in sorted((out / "reconstructions").glob(f"{kind}_*/*_final.png")):
+            shutil.copy(png, out / f"reconstruction_{kind}_{png.parent.name.split('_')[-1]}.png")
+    text = write_tables()
+    print()
+    print(text)
+    print(f"[mgsvit-ssl] wrote {out}/results.md, results.csv, ssl.png, pretrained/")
