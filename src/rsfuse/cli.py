@@ -26,6 +26,8 @@ experiments (each writes its tables and plots into --out; see `rsfuse experiment
   segmentation-transfer
                     CromSS transfer of encoders to DFC2020 / DW / OSM segmentation, frozen
                     and fine-tuned, over seeds (seed 001, Tables II-IV): OA, AA, mIoU, mF1
+  dino-mm           DINO-MM vs MoCo-MM vs single-modality SSL vs random init vs supervised,
+                    S1+S2 / S1-only / S2-only input, 1 / 10 / 100 % labels (seed 002)
 """
 
 BENCHMARKS_HELP = """\
@@ -56,7 +58,7 @@ Data and the main job:
 Experiments and benchmarks:
   experiment run a paper's experiment and write its tables and plots:
              rsfuse experiment --help lists them (e.g. mgsvit-ablation,
-             segmentation-transfer)
+             segmentation-transfer, dino-mm)
   benchmark  measure throughput and save JSON: rsfuse benchmark data --help
 
 Every command explains itself with --help, e.g. `rsfuse fit --help`,

@@ -1,0 +1,1 @@
+"""Metrics derived from whole-split accumulators (never averaged per batch)."""
