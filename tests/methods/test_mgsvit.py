@@ -197,3 +197,31 @@ def test_fit_writes_pngs_and_an_encoder_the_gmu_classifier_loads(
         MultiLabelClassificationTask(**bad)
     meta_path = s2.with_suffix(".json")
     assert json.loads(meta_path.read_text())["weights"] == s2.name
+
+
+def test_lr_is_scaled_by_global_batch_and_norms_are_not_decayed(ben_v2_root: Path) -> None:
+    import lightning as L
+
+    from rsfuse.data.datamodules import BigEarthNetDataModule
+
+    m = _method(base_lr=0.0256, weight_decay=0.05, warmup_epochs=0)
+    dm = BigEarthNetDataModule(str(ben_v2_root), modalities=["s2"], batch_size=4)
+    trainer = L.Trainer(
+        max_epochs=1,
+        limit_train_batches=1,
+        limit_val_batches=0,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(m, datamodule=dm)
+    decay, no_decay = trainer.optimizers[0].param_groups
+    assert decay["initial_lr"] == pytest.approx(0.0256 * 4 / 256)  # base lr × batch / 256
+    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+    no_decay_ids = {id(p) for p in no_decay["params"]}
+    assert id(m.encoder.norm.weight) in no_decay_ids and id(m.encoder.norm.bias) in no_decay_ids
+    assert id(m.encoder.patch_embed.weight) not in no_decay_ids
+    momentum_ids = {id(p) for p in m.moco.momentum_encoder.parameters()}
+    assert not momentum_ids & {id(p) for g in (decay, no_decay) for p in g["params"]}
