@@ -199,12 +199,14 @@ def test_fit_writes_pngs_and_an_encoder_the_gmu_classifier_loads(
     assert json.loads(meta_path.read_text())["weights"] == s2.name
 
 
-def test_lr_is_scaled_by_global_batch_and_norms_are_not_decayed(ben_v2_root: Path) -> None:
+def test_lr_is_scaled_by_global_batch_and_norms_are_not_decayed(
+    ben_v2_root: Path, tmp_path: Path
+) -> None:
     import lightning as L
 
     from rsfuse.data.datamodules import BigEarthNetDataModule
 
-    m = _method(base_lr=0.0256, weight_decay=0.05, warmup_epochs=0)
+    m = _method(base_lr=0.0256, weight_decay=0.05, warmup_epochs=0, plot_dir=str(tmp_path))
     dm = BigEarthNetDataModule(str(ben_v2_root), modalities=["s2"], batch_size=4)
     trainer = L.Trainer(
         max_epochs=1,
@@ -215,8 +217,10 @@ def test_lr_is_scaled_by_global_batch_and_norms_are_not_decayed(ben_v2_root: Pat
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
+        default_root_dir=tmp_path,
     )
     trainer.fit(m, datamodule=dm)
+    assert (tmp_path / "reconstruction_s2_final.png").is_file()
     decay, no_decay = trainer.optimizers[0].param_groups
     assert decay["initial_lr"] == pytest.approx(0.0256 * 4 / 256)  # base lr × batch / 256
     assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
