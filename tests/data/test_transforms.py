@@ -526,3 +526,77 @@ def test_contrast_factor_delta_above_one_is_a_config_error(cls: str) -> None:
     with pytest.raises(ConfigError, match=">= 0"):
         getattr(T, cls)(max_delta=-0.1)
     assert getattr(T, cls)(max_delta=1.0).max_delta == 1.0
+
+
+# ------------------------------------------------------------------------------------------
+# DINO-MM additions: RandomSensorDrop odds per view, RandomSolarize, MultiCropAugmentation
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("p", "s2_prob"), [(0.5, 0.5), (0.3, 0.75)])
+def test_sensor_drop_frequencies_within_binomial_tolerance(p: float, s2_prob: float) -> None:
+    """Joint / S1-only / S2-only shares match (1 − p, p·s2_prob, p·(1 − s2_prob)) ± 4σ."""
+    from rsfuse.data.transforms import RandomSensorDrop as Drop
+
+    torch.manual_seed(123)
+    n = 40000
+    batch = make_batch(b=n, h=1, w=1, c2=2)
+    batch["s1"] += 5.0
+    batch["s2"] += 5.0
+    out = Drop(p=p, s2_prob=s2_prob)(batch)
+    s1, s2 = out["present"]["s1"], out["present"]["s2"]
+    assert torch.equal(s1, (out["s1"] != 0).flatten(1).all(1))  # flags match the zeros
+    assert torch.equal(s2, (out["s2"] != 0).flatten(1).all(1))
+    assert (s1 | s2).all()  # never both dropped
+    for observed, expected in (
+        ((s1 & s2).float().mean().item(), 1 - p),
+        ((s1 & ~s2).float().mean().item(), p * s2_prob),  # S2 dropped → SAR only
+        ((~s1 & s2).float().mean().item(), p * (1 - s2_prob)),  # S1 dropped → optical only
+    ):
+        sigma = (expected * (1 - expected) / n) ** 0.5
+        assert abs(observed - expected) < 4 * sigma
+
+
+def test_solarize_mirrors_values_at_or_above_threshold() -> None:
+    from rsfuse.data.transforms import RandomSolarize
+
+    x = torch.tensor([0.0, 0.2, 0.5, 0.9, 1.0]).view(1, 5, 1, 1)
+    torch.testing.assert_close(
+        RandomSolarize(p=1.0)(x).flatten(), torch.tensor([0.0, 0.2, 0.5, 0.1, 0.0])
+    )
+    std = torch.tensor([-1.0, 0.5, 2.0]).view(1, 3, 1, 1)
+    torch.testing.assert_close(
+        RandomSolarize(threshold=0.0, upper=0.0, p=1.0)(std).flatten(),
+        torch.tensor([-1.0, -0.5, -2.0]),
+    )
+    assert torch.equal(RandomSolarize(p=0.0)(x), x)
+
+
+def test_multicrop_views_sizes_and_independent_sensor_drop() -> None:
+    from rsfuse.data.transforms import MultiCropAugmentation, RandomSolarize
+
+    torch.manual_seed(5)
+    batch = make_batch(b=256, h=40, w=40, c2=12)
+    batch["s1"] = batch["s1"].abs() + 1.0
+    batch["s2"] = batch["s2"].abs() + 1.0
+    aug = MultiCropAugmentation(32, (0.4, 1.0), 3, 16, (0.05, 0.4), sensor_drop=RandomSensorDrop())
+    views = aug(batch)
+    assert aug.n_crops == 5 and len(views) == 5
+    assert [v["s2"].shape[-1] for v in views] == [32, 32, 16, 16, 16]
+    assert all(v["s1"].shape[:2] == (256, 2) and v["s2"].shape[:2] == (256, 12) for v in views)
+    # solarize only in the second global view, blur with p = 1.0 / 0.1 / 0.5
+    solar = [any(isinstance(op, RandomSolarize) for op in g.intensity) for g in aug.global_views]
+    assert solar == [False, True]
+    assert [g.intensity[2].p for g in aug.global_views] == [1.0, 0.1]
+    assert aug.local_view.intensity[2].p == 0.5
+    flags = []
+    for v in views:
+        s1, s2 = v["present"]["s1"], v["present"]["s2"]
+        assert (s1 | s2).all()
+        assert ((v["s2"] == 0).flatten(1).all(1) == ~s2).all()
+        assert ((v["s1"] == 0).flatten(1).all(1) == ~s1).all()
+        flags.append(s1 & s2)
+    # each view draws its own drop: ~50 % joint per view, not the same samples in every view
+    assert all(0.35 < f.float().mean().item() < 0.65 for f in flags)
+    assert not torch.equal(flags[0], flags[1])
+    assert batch["present"]["s1"].all()  # input untouched

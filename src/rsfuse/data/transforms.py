@@ -49,6 +49,7 @@ from rsfuse.errors import ConfigError, DataError
 
 __all__ = [
     "BatchAugmentation",
+    "MultiCropAugmentation",
     "Normalize",
     "RandomBrightness",
     "RandomBrightnessOrContrast",
@@ -58,6 +59,7 @@ __all__ = [
     "RandomResizedCrop",
     "RandomRot90",
     "RandomSensorDrop",
+    "RandomSolarize",
     "classification_augmentation",
     "mgsvit_ssl_augmentation",
     "rot90_per_sample",
@@ -615,6 +617,43 @@ class RandomGaussianBlur(K.RandomGaussianBlur):
         )
 
 
+class RandomSolarize(K.IntensityAugmentationBase2D):
+    """Solarisation for any channel count: values at or above a threshold are mirrored.
+
+    ``y = x`` where ``x < threshold``, else ``y = upper − x`` (torchvision / PIL solarise on
+    uint8 data is ``threshold = 128, upper = 255``). The defaults suit data scaled to [0, 1]
+    (DINO-MM's ``"dino-mm"`` normalisation): bands at or above 0.5 become ``1 − x``. For
+    standardised data use ``threshold = 0, upper = 0`` (positive values change sign).
+    DINO / DINO-MM solarise the second global crop with p = 0.2. Every channel of a sample
+    uses the same threshold, so a dropped (all-zero) sensor stays zero when ``threshold > 0``.
+
+    Args:
+        threshold: values ``>= threshold`` are mirrored.
+        upper: the mirror ``upper − x``.
+        p: probability of solarising a sample.
+        keepdim: kornia's ``keepdim``.
+
+    Shapes:
+        [B, C, H, W] (or [C, H, W]) in, [B, C, H, W] out.
+    """
+
+    def __init__(
+        self, threshold: float = 0.5, upper: float = 1.0, p: float = 0.2, keepdim: bool = False
+    ) -> None:
+        super().__init__(p=p, same_on_batch=False, keepdim=keepdim)
+        self.threshold = float(threshold)
+        self.upper = float(upper)
+
+    def apply_transform(
+        self,
+        input: Tensor,
+        params: dict[str, Tensor],
+        flags: dict[str, Any],
+        transform: Tensor | None = None,
+    ) -> Tensor:
+        return torch.where(input < self.threshold, input, self.upper - input)
+
+
 # --------------------------------------------------------------------------------------------
 # geometric augmentations
 # --------------------------------------------------------------------------------------------
@@ -970,3 +1009,125 @@ def mgsvit_ssl_augmentation(
         ],
         sensor_drop=sensor_drop,
     )
+
+
+class MultiCropAugmentation(nn.Module):
+    """DINO multi-crop views of one batch, made multispectral-aware (DINO-MM, seed 002).
+
+    From one normalised batch, ``2`` global views of ``global_crops_size`` px (area scale
+    ``global_crops_scale``) and ``local_crops_number`` local views of ``local_crops_size`` px
+    (``local_crops_scale``) are drawn, each with its own random crop per sample and (DINO's
+    augmentation, REFERENCE.md):
+
+    ===========================  =========  =========  =========
+    op                           global 1   global 2   local
+    ===========================  =========  =========  =========
+    horizontal flip              0.5        0.5        0.5
+    brightness or contrast 0.4   0.8        0.8        0.8
+    grayscale (band mean)        0.2        0.2        0.2
+    Gaussian blur σ ∈ [0.1, 2]   1.0        0.1        0.5
+    solarize                     0          0.2        0
+    RandomSensorDrop             per view   per view   per view
+    ===========================  =========  =========  =========
+
+    Intensity ops act on ``s1`` and ``s2`` separately (grayscale averages SAR bands and
+    optical bands apart; see :class:`BatchAugmentation`); the crop is shared by both sensors
+    of a sample within a view. ``sensor_drop`` draws independently for every view, so with
+    the defaults each view is 50 % joint, 25 % SAR-only, 25 % optical-only. With
+    ``local_crops_number = 0`` this gives MoCo v3's two views (blur 1.0 / 0.1, solarize 0 /
+    0.2).
+
+    Args:
+        global_crops_size: output side of the global views (DINO-MM: 112).
+        global_crops_scale: crop area range of the global views ((0.4, 1)).
+        local_crops_number: number of local views (8).
+        local_crops_size: output side of the local views (48).
+        local_crops_scale: crop area range of the local views ((0.05, 0.4)).
+        max_delta: brightness shift / contrast factor half-width (0.4).
+        color_p: probability of the brightness-or-contrast op (0.8).
+        grayscale_p: probability of grayscale (0.2).
+        blur_p: blur probability for (global 1, global 2, local) views.
+        blur_sigma: σ range of the blur.
+        solarize_p: solarisation probability of global view 2 (0.2).
+        solarize_threshold: see :class:`RandomSolarize` (0.5 for [0, 1] data).
+        solarize_upper: see :class:`RandomSolarize` (1.0 for [0, 1] data).
+        sensor_drop: a :class:`RandomSensorDrop` applied per view, or ``None``.
+
+    Shapes:
+        a batch with ``s1`` [B, 2, H, W] and/or ``s2`` [B, C, H, W] in; a list of
+        ``2 + local_crops_number`` batches out (global views first), each with images of the
+        view's size and consistent ``present`` flags.
+    """
+
+    def __init__(
+        self,
+        global_crops_size: int = 112,
+        global_crops_scale: tuple[float, float] = (0.4, 1.0),
+        local_crops_number: int = 8,
+        local_crops_size: int = 48,
+        local_crops_scale: tuple[float, float] = (0.05, 0.4),
+        max_delta: float = 0.4,
+        color_p: float = 0.8,
+        grayscale_p: float = 0.2,
+        blur_p: tuple[float, float, float] = (1.0, 0.1, 0.5),
+        blur_sigma: tuple[float, float] = (0.1, 2.0),
+        solarize_p: float = 0.2,
+        solarize_threshold: float = 0.5,
+        solarize_upper: float = 1.0,
+        sensor_drop: RandomSensorDrop | None = None,
+    ) -> None:
+        super().__init__()
+        if local_crops_number < 0:
+            raise ConfigError(
+                f"local_crops_number must be >= 0, got {local_crops_number}",
+                key="local_crops_number",
+            )
+        if len(blur_p) != 3:
+            raise ConfigError(f"blur_p needs 3 values, got {list(blur_p)}", key="blur_p")
+        self.n_global = 2
+        self.n_local = int(local_crops_number)
+        self.global_crops_size = int(global_crops_size)
+        self.local_crops_size = int(local_crops_size)
+
+        def view(size: int, scale: tuple[float, float], blur: float, solar: float) -> nn.Module:
+            intensity: list[nn.Module] = [
+                RandomBrightnessOrContrast(max_delta=max_delta, p=color_p),
+                RandomGrayscale(p=grayscale_p),
+            ]
+            if blur > 0:
+                intensity.append(RandomGaussianBlur(sigma=tuple(blur_sigma), p=blur))
+            if solar > 0:
+                intensity.append(
+                    RandomSolarize(threshold=solarize_threshold, upper=solarize_upper, p=solar)
+                )
+            return BatchAugmentation(
+                geometric=[
+                    RandomResizedCrop(size, scale=tuple(scale)),
+                    K.RandomHorizontalFlip(p=0.5),
+                ],
+                intensity=intensity,
+                sensor_drop=sensor_drop,
+            )
+
+        gs, ls = tuple(global_crops_scale), tuple(local_crops_scale)
+        self.global_views = nn.ModuleList(
+            [
+                view(self.global_crops_size, gs, blur_p[0], 0.0),
+                view(self.global_crops_size, gs, blur_p[1], solarize_p),
+            ]
+        )
+        self.local_view = (
+            view(self.local_crops_size, ls, blur_p[2], 0.0) if self.n_local > 0 else None
+        )
+
+    @property
+    def n_crops(self) -> int:
+        """Total views per batch: 2 global + local."""
+        return self.n_global + self.n_local
+
+    def forward(self, batch: Batch) -> list[Batch]:
+        """``2 + local_crops_number`` augmented views of ``batch`` (global first)."""
+        views = [aug(batch) for aug in self.global_views]
+        if self.local_view is not None:
+            views += [self.local_view(batch) for _ in range(self.n_local)]
+        return views

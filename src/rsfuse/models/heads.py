@@ -124,4 +124,75 @@ class MAEDecoder(nn.Module):
         return self.pred(self.norm(x))[:, p:]  # [B, L, p·p·C]
 
 
-__all__ = ["MAEDecoder", "projection_mlp"]
+class DINOHead(nn.Module):
+    """DINO projection head (Caron et al. 2021): MLP, L2-normalise, weight-normalised Linear.
+
+    ::
+
+        z = MLP(x)                      # [N, bottleneck_dim]; Linear-GELU ×(nlayers−1), Linear
+        z = z / ‖z‖₂
+        y = (g · v / ‖v‖) z             # weight-normalised last layer, no bias, [N, out_dim]
+
+    With ``norm_last_layer=True`` (DINO default) the norm ``g`` of every output row is fixed
+    at 1, which stabilises training. DINO-MM freezes the last layer's gradients during the
+    first epoch (done by the training module, see ``last_layer``). Linear weights are drawn
+    from a truncated normal with std 0.02 and biases start at 0, as in the DINO code.
+
+    Args:
+        in_dim: backbone feature width (ViT-S: 384).
+        out_dim: K, prototypes (DINO / DINO-MM: 65536).
+        use_bn: BatchNorm after each hidden Linear (DINO ViT: off).
+        norm_last_layer: freeze the weight-norm scale ``g`` at 1.
+        nlayers: Linear layers of the MLP (≥ 1; DINO: 3).
+        hidden_dim: hidden width (2048).
+        bottleneck_dim: width before the last layer (256).
+
+    Shapes:
+        [N, in_dim] → [N, out_dim].
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int = 65536,
+        use_bn: bool = False,
+        norm_last_layer: bool = True,
+        nlayers: int = 3,
+        hidden_dim: int = 2048,
+        bottleneck_dim: int = 256,
+    ) -> None:
+        super().__init__()
+        from timm.layers import trunc_normal_
+
+        nlayers = max(nlayers, 1)
+        layers: list[nn.Module] = []
+        d_in = in_dim
+        for _ in range(nlayers - 1):
+            layers.append(nn.Linear(d_in, hidden_dim))
+            if use_bn:
+                layers.append(nn.BatchNorm1d(hidden_dim))
+            layers.append(nn.GELU())
+            d_in = hidden_dim
+        layers.append(nn.Linear(d_in, bottleneck_dim))
+        self.mlp = nn.Sequential(*layers)
+        for m in self.mlp.modules():
+            if isinstance(m, nn.Linear):
+                trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+        last = nn.Linear(bottleneck_dim, out_dim, bias=False)
+        trunc_normal_(last.weight, std=0.02)
+        self.last_layer = nn.utils.parametrizations.weight_norm(last)
+        g = self.last_layer.parametrizations.weight.original0  # [out_dim, 1], the norms
+        with torch.no_grad():
+            g.fill_(1.0)
+        if norm_last_layer:
+            g.requires_grad_(False)
+        self.out_dim = out_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        """[N, in_dim] → [N, out_dim]."""
+        z = nn.functional.normalize(self.mlp(x), dim=-1, p=2)
+        return self.last_layer(z)
+
+
+__all__ = ["DINOHead", "MAEDecoder", "projection_mlp"]

@@ -1,0 +1,491 @@
+"""DINO-MM: self-distillation on early-fused SAR + optical channels (Wang et al. 2022, seed 002).
+
+One ViT sees the stacked S2 bands and S1 VV, VH (:func:`rsfuse.bands.early_fusion_channels`:
+S2 first). Per batch ``x`` (DINO, Caron et al. 2021, Algorithm 1, with Random Sensor Drop)::
+
+    views = MultiCrop(x)                 # 2 global (112 px) + 8 local (48 px) crops; each view
+                                         # randomly keeps both sensors (50 %), S1 only (25 %)
+                                         # or S2 only (25 %): RandomSensorDrop per view
+    s = g_s(views)                       # student: ViT + DINO head on every crop  [V·B, K]
+    t = g_t(views[:2])                   # teacher (EMA of the student), global crops [2·B, K]
+    loss = H(t, s)                       # rsfuse.losses.dino.DINOLoss (centring, sharpening)
+    θ_s ← AdamW step (per-parameter grad clip 3.0; last head layer frozen in epoch 0)
+    θ_t ← m θ_t + (1 − m) θ_s            # m: 0.996 → 1, cosine per step
+
+Schedules per step as in the DINO code: learning rate linear warm-up to
+``lr × global batch / 256`` then cosine to ``min_lr``; weight decay cosine 0.04 → 0.4 on the
+decayed parameter group; teacher temperature per epoch (:func:`teacher_temp_schedule`).
+
+The backbone is :class:`~rsfuse.models.vit.GatedViT` without shortcuts, with a CLS token and
+CLS pooling, so :class:`~rsfuse.tasks.classification.MultiLabelClassificationTask` (or
+:class:`DINOMMEvalTask`) can probe it with ``probe_features="last4"`` (CLS of the last 4
+blocks concatenated, DINO's linear evaluation). Positions are GatedViT's fixed 2-D sin-cos
+embedding computed for each crop's grid, so global and local crops need no interpolation of
+learned positions (DINO interpolates learned ones: a deliberate difference). At the end of
+``fit`` the *teacher* backbone is written with :func:`rsfuse.models.checkpoints.save_encoder`
+when ``export_path`` is set.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from lightning import LightningModule
+from torch import Tensor, nn
+
+from rsfuse import bands
+from rsfuse.data.transforms import MultiCropAugmentation, RandomSensorDrop
+from rsfuse.errors import ConfigError, DataError
+from rsfuse.losses.dino import DINOLoss
+from rsfuse.methods.momentum import cosine_momentum, ema_update, momentum_copy
+from rsfuse.models.checkpoints import save_encoder
+from rsfuse.models.fusion import drop_modalities, early_fusion_input
+from rsfuse.models.heads import DINOHead
+from rsfuse.models.vit import GatedViT
+from rsfuse.optim import build_optimizer
+from rsfuse.tasks.classification import MultiLabelClassificationTask
+
+__all__ = [
+    "DINOMM",
+    "DINOMMEvalTask",
+    "MultiCropWrapper",
+    "build_vit",
+    "clip_gradients",
+    "cosine_schedule",
+    "eval_backbone_kwargs",
+]
+
+#: ViT-S/16 with a CLS token, as in DINO-MM (the released run used patch 8).
+VIT_SMALL: dict[str, Any] = {
+    "patch_size": 16,
+    "embed_dim": 384,
+    "depth": 12,
+    "num_heads": 6,
+    "class_token": True,
+    "global_pool": "token",
+    "drop_path_rate": 0.1,
+}
+
+
+def build_vit(in_chans: int, backbone_kwargs: dict[str, Any] | None = None) -> GatedViT:
+    """A plain :class:`GatedViT` (no shortcuts) with ViT-S defaults, CLS token and CLS pooling.
+
+    ``backbone_kwargs`` override :data:`VIT_SMALL` (``img_size`` is best left unset during
+    pretraining so that global and local crops keep their sizes).
+
+    Raises:
+        ConfigError: bad arguments.
+    """
+    kwargs = {**VIT_SMALL, **(backbone_kwargs or {})}
+    try:
+        return GatedViT(in_chans, **kwargs)
+    except TypeError as e:
+        raise ConfigError(f"bad ViT arguments: {e}", key="backbone_kwargs") from e
+
+
+def eval_backbone_kwargs(
+    backbone_kwargs: dict[str, Any] | None = None, img_size: int | None = None
+) -> dict[str, Any]:
+    """``backbone_kwargs`` for a classification task that loads an exported backbone.
+
+    The pretraining ViT's architecture (with :data:`VIT_SMALL` defaults filled in) with
+    ``img_size`` set (inputs are resized to it, e.g. 120 → 128 as DINO-MM does; the weights do
+    not depend on it) and no stochastic depth.
+    """
+    kwargs = {**VIT_SMALL, **(backbone_kwargs or {})}
+    kwargs["drop_path_rate"] = 0.0
+    kwargs["img_size"] = img_size
+    return kwargs
+
+
+def cosine_schedule(
+    step: float,
+    total: float,
+    base: float,
+    final: float,
+    warmup: float = 0.0,
+    warmup_start: float = 0.0,
+) -> float:
+    """DINO's ``cosine_scheduler`` as a function of the step.
+
+    Linear warm-up from ``warmup_start`` to ``base`` over ``warmup`` steps, then
+    ``final + ½ (base − final) (1 + cos(π · (step − warmup) / (total − warmup)))``.
+    """
+    if warmup > 0 and step < warmup:
+        return warmup_start + (base - warmup_start) * step / warmup
+    if total <= warmup:
+        return base
+    t = min(max((step - warmup) / (total - warmup), 0.0), 1.0)
+    return final + 0.5 * (base - final) * (1.0 + math.cos(math.pi * t))
+
+
+@torch.no_grad()
+def clip_gradients(module: nn.Module, clip: float) -> None:
+    """DINO's gradient clipping: every parameter's gradient norm is clipped *separately*.
+
+    ``g ← g · min(1, clip / (‖g‖₂ + 1e-6))`` per parameter tensor (not one global norm as
+    ``torch.nn.utils.clip_grad_norm_``); no host synchronisation.
+    """
+    for p in module.parameters():
+        if p.grad is not None:
+            p.grad.mul_((clip / (p.grad.norm(2) + 1e-6)).clamp(max=1.0))
+
+
+class MultiCropWrapper(nn.Module):
+    """Backbone + head over a list of crops of different sizes (DINO's ``MultiCropWrapper``).
+
+    Consecutive crops of the same size are concatenated and passed through the backbone
+    together; the head then runs once on all pooled features.
+
+    Args:
+        backbone: images [N, C, h, w] → pooled features [N, D].
+        head: [N, D] → [N, K].
+    """
+
+    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, crops: Sequence[Tensor]) -> Tensor:
+        """crops: V tensors [B, C, h_v, w_v] → [V·B, K] (crop-major)."""
+        feats = []
+        start = 0
+        while start < len(crops):
+            end = start + 1
+            while end < len(crops) and crops[end].shape[-2:] == crops[start].shape[-2:]:
+                end += 1
+            feats.append(self.backbone(torch.cat(list(crops[start:end]), dim=0)))
+            start = end
+        return self.head(torch.cat(feats, dim=0))
+
+
+class DINOMM(LightningModule):
+    """DINO-MM pretraining (DINO with multi-crop and Random Sensor Drop on early-fused input).
+
+    With one modality (``["s1"]`` or ``["s2"]``) this is plain single-modality DINO (no
+    sensor drop); with both and ``sensor_drop_p = 0`` it is DINO on the stacked channels.
+
+    Args:
+        modalities: sensors stacked into the input (S2 first, then VV, VH).
+        s2_bands: S2 band subset name or list (BigEarthNet L2A: 12 bands; L1C: 13).
+        s2_product: ``L2A`` or ``L1C``.
+        backbone_kwargs: :class:`GatedViT` arguments over :data:`VIT_SMALL` (ViT-S/16, CLS
+            token, drop-path 0.1). The teacher is the same network (no drop-path: it is
+            always in eval mode).
+        out_dim: K, DINO head output (65536).
+        head_hidden_dim: DINO head hidden width (2048).
+        head_bottleneck_dim: DINO head bottleneck (256).
+        head_nlayers: DINO head Linear layers before the last one (3).
+        head_use_bn: BatchNorm in the head (off for ViTs).
+        norm_last_layer: fix the weight-norm scale of the last layer at 1.
+        freeze_last_layer: epochs during which the last head layer gets no update (1).
+        momentum_teacher: base EMA momentum, cosine to 1 per step (0.996).
+        teacher_temp: τ_t after warm-up (0.04).
+        warmup_teacher_temp: τ_t at epoch 0 (0.04).
+        warmup_teacher_temp_epochs: τ_t warm-up length (0 = none).
+        student_temp: τ_s (0.1).
+        center_momentum: centre EMA (0.9).
+        global_crops_size: global crop side (112).
+        global_crops_scale: global crop area range ((0.4, 1)).
+        local_crops_number: local crops (8).
+        local_crops_size: local crop side (48).
+        local_crops_scale: local crop area range ((0.05, 0.4)).
+        sensor_drop_p: probability that a view loses one sensor (0.5).
+        sensor_drop_s2_prob: probability that the lost sensor is S2 (0.5).
+        solarize_threshold: :class:`~rsfuse.data.transforms.RandomSolarize` threshold (0.5:
+            data normalised to [0, 1], the ``"dino-mm"`` normalisation; use 0 with
+            ``"standardize"``).
+        solarize_upper: its mirror value (1.0; 0 with ``"standardize"``).
+        lr: base learning rate (5e-4), multiplied by global batch / 256 when
+            ``scale_lr_by_batch``.
+        scale_lr_by_batch: apply the linear scaling rule.
+        min_lr: final learning rate (1e-6).
+        warmup_epochs: learning-rate warm-up (10).
+        weight_decay: start of the weight-decay cosine (0.04).
+        weight_decay_end: its end (0.4).
+        clip_grad: per-parameter gradient-norm clip (3.0; 0 = off).
+        export_path: where to write the teacher backbone at the end of ``fit`` (``.safetensors``
+            or torch file), or ``None``.
+    """
+
+    def __init__(
+        self,
+        modalities: Sequence[str] = ("s1", "s2"),
+        s2_bands: str | list[str] = "all",
+        s2_product: str = "L2A",
+        backbone_kwargs: dict[str, Any] | None = None,
+        out_dim: int = 65536,
+        head_hidden_dim: int = 2048,
+        head_bottleneck_dim: int = 256,
+        head_nlayers: int = 3,
+        head_use_bn: bool = False,
+        norm_last_layer: bool = True,
+        freeze_last_layer: int = 1,
+        momentum_teacher: float = 0.996,
+        teacher_temp: float = 0.04,
+        warmup_teacher_temp: float = 0.04,
+        warmup_teacher_temp_epochs: int = 0,
+        student_temp: float = 0.1,
+        center_momentum: float = 0.9,
+        global_crops_size: int = 112,
+        global_crops_scale: tuple[float, float] = (0.4, 1.0),
+        local_crops_number: int = 8,
+        local_crops_size: int = 48,
+        local_crops_scale: tuple[float, float] = (0.05, 0.4),
+        sensor_drop_p: float = 0.5,
+        sensor_drop_s2_prob: float = 0.5,
+        solarize_threshold: float = 0.5,
+        solarize_upper: float = 1.0,
+        lr: float = 5e-4,
+        scale_lr_by_batch: bool = True,
+        min_lr: float = 1e-6,
+        warmup_epochs: float = 10,
+        weight_decay: float = 0.04,
+        weight_decay_end: float = 0.4,
+        clip_grad: float = 3.0,
+        export_path: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.modalities = bands.check_modalities(modalities)
+        self.s2_band_names = bands.s2_bands(s2_bands, s2_product) if "s2" in self.modalities else ()
+        self.channels = bands.early_fusion_channels(self.modalities, self.s2_band_names)
+        backbone = build_vit(len(self.channels), backbone_kwargs)
+        head = DINOHead(
+            backbone.num_features,
+            out_dim,
+            use_bn=head_use_bn,
+            norm_last_layer=norm_last_layer,
+            nlayers=head_nlayers,
+            hidden_dim=head_hidden_dim,
+            bottleneck_dim=head_bottleneck_dim,
+        )
+        self.student = MultiCropWrapper(backbone, head)
+        self.teacher = momentum_copy(self.student)
+        self.teacher.eval()
+        fused = len(self.modalities) == 2
+        drop = RandomSensorDrop(sensor_drop_p, sensor_drop_s2_prob) if fused else None
+        self.augment = MultiCropAugmentation(
+            global_crops_size=global_crops_size,
+            global_crops_scale=tuple(global_crops_scale),
+            local_crops_number=local_crops_number,
+            local_crops_size=local_crops_size,
+            local_crops_scale=tuple(local_crops_scale),
+            solarize_threshold=solarize_threshold,
+            solarize_upper=solarize_upper,
+            sensor_drop=drop,
+        )
+        self.criterion = DINOLoss(
+            out_dim,
+            self.augment.n_crops,
+            warmup_teacher_temp=warmup_teacher_temp,
+            teacher_temp=teacher_temp,
+            warmup_teacher_temp_epochs=warmup_teacher_temp_epochs,
+            nepochs=max(warmup_teacher_temp_epochs, 1),
+            student_temp=student_temp,
+            center_momentum=center_momentum,
+        )
+
+    # ------------------------------------------------------------------ pieces
+    @property
+    def backbone(self) -> GatedViT:
+        """The student backbone."""
+        return self.student.backbone  # type: ignore[return-value]
+
+    @property
+    def teacher_backbone(self) -> GatedViT:
+        """The teacher backbone (what is exported and evaluated)."""
+        return self.teacher.backbone  # type: ignore[return-value]
+
+    def train(self, mode: bool = True) -> DINOMM:
+        """As ``nn.Module.train``, but the teacher stays in eval mode (no drop-path)."""
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    def sensors(self, batch: dict) -> dict:
+        """The batch reduced to this model's sensors (and their presence flags)."""
+        missing = [m for m in self.modalities if m not in batch]
+        if missing:
+            raise DataError(f"DINO-MM needs {list(self.modalities)}; the batch lacks {missing}")
+        out = {m: batch[m] for m in self.modalities}
+        present = batch.get("present", {})
+        out["present"] = {m: present[m] for m in self.modalities if m in present}
+        if "s2" in out and out["s2"].shape[1] != len(self.s2_band_names):
+            raise ConfigError(
+                f"the model expects {len(self.s2_band_names)} S2 bands, the data gives "
+                f"{out['s2'].shape[1]}",
+                key="model.s2_bands",
+            )
+        return out
+
+    def crops(self, batch: dict) -> list[Tensor]:
+        """Multi-crop views of a (normalised) batch as early-fused tensors [B, C, h, w]."""
+        views = self.augment(self.sensors(batch))
+        return [early_fusion_input(v, self.modalities) for v in views]
+
+    def dino_loss(self, crops: Sequence[Tensor], epoch: int) -> Tensor:
+        """DINO loss of one list of crops (2 global first); also moves the centre."""
+        with torch.no_grad():
+            teacher_out = self.teacher(crops[: self.augment.n_global])  # [2·B, K]
+        student_out = self.student(crops)  # [V·B, K]
+        return self.criterion(student_out, teacher_out, epoch)
+
+    # ------------------------------------------------------------------ schedules
+    def _steps(self) -> tuple[float, float]:
+        """(total optimiser steps, steps per epoch), computed once per ``fit``."""
+        cached = getattr(self, "_steps_cache", None)
+        if cached is not None and cached[0] is self.trainer:
+            return cached[1]
+        trainer = self.trainer
+        total = float(max(1, int(trainer.estimated_stepping_batches)))
+        epochs = max(1, trainer.max_epochs or 1)
+        self._steps_cache = (trainer, (total, total / epochs))
+        return total, total / epochs
+
+    def base_lr(self) -> float:
+        """``lr`` × global batch / 256 (or ``lr``)."""
+        hp = self.hparams
+        if not hp.scale_lr_by_batch:
+            return hp.lr
+        dm = getattr(self.trainer, "datamodule", None)
+        per_device = int(getattr(dm, "batch_size", 256) or 256)
+        return hp.lr * per_device * self.trainer.world_size / 256
+
+    def schedules(self, step: int) -> dict[str, float]:
+        """Learning rate, weight decay and teacher momentum at optimiser step ``step``."""
+        hp = self.hparams
+        total, per_epoch = self._steps()
+        return {
+            "lr": cosine_schedule(
+                step, total, self.base_lr(), hp.min_lr, hp.warmup_epochs * per_epoch
+            ),
+            "wd": cosine_schedule(step, total, hp.weight_decay, hp.weight_decay_end),
+            "momentum": cosine_momentum(step, total, hp.momentum_teacher),
+        }
+
+    # ------------------------------------------------------------------ steps
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        s = self.schedules(self.global_step)
+        for i, group in enumerate(self.optimizers().optimizer.param_groups):
+            group["lr"] = s["lr"]
+            if i == 0:  # the regularised group (rsfuse.optim.param_groups puts it first)
+                group["weight_decay"] = s["wd"]
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        crops = self.crops(batch)
+        loss = self.dino_loss(crops, self.current_epoch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"DINO loss is {loss.item()} at step {self.global_step}")
+        s = self.schedules(self.global_step)
+        bs = crops[0].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        self.log_dict(
+            {
+                "train/lr": s["lr"],
+                "train/wd": s["wd"],
+                "train/momentum": s["momentum"],
+                "train/teacher_temp": self.criterion.teacher_temp(self.current_epoch),
+            },
+            batch_size=bs,
+        )
+        return loss
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """DINO: per-parameter gradient clipping, then no last-layer update in early epochs."""
+        if self.hparams.clip_grad > 0:
+            clip_gradients(self.student, self.hparams.clip_grad)
+        if self.current_epoch < self.hparams.freeze_last_layer:
+            for p in self.student.head.last_layer.parameters():
+                p.grad = None
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """EMA update of the teacher with the momentum of the step just taken."""
+        m = self.schedules(max(self.global_step - 1, 0))["momentum"]
+        ema_update(self.teacher, self.student, m)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        """DINO loss on validation batches (random views; the centre is not moved)."""
+        center = self.criterion.center.clone()
+        loss = self.dino_loss(self.crops(batch), self.current_epoch)
+        self.criterion.center.copy_(center)
+        self.log("val/loss", loss, prog_bar=True, batch_size=batch["label"].shape[0])
+
+    def on_fit_end(self) -> None:
+        if self.hparams.export_path and self.trainer.is_global_zero:
+            self.export_teacher(self.hparams.export_path)
+
+    def export_teacher(self, path: str | Path) -> Path:
+        """Write the teacher backbone's weights (loadable by ``encoder_checkpoints``)."""
+        return save_encoder(self.teacher_backbone, path)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        hp = self.hparams
+        return build_optimizer(self.student, lr=hp.lr, weight_decay=hp.weight_decay)
+
+
+class DINOMMEvalTask(MultiLabelClassificationTask):
+    """Classification with DINO's linear-evaluation optimiser and a sensor-drop input case.
+
+    A :class:`~rsfuse.tasks.classification.MultiLabelClassificationTask` (all its arguments
+    apply; for a linear probe: ``mode="linear_probe"``, ``probe_features="last4"``,
+    ``backbone="gated_vit"``) with:
+
+    Args:
+        optimizer: ``sgd`` (DINO linear evaluation: momentum 0.9, no weight decay, cosine)
+            or ``adamw``.
+        momentum: SGD momentum.
+        head_init_std: the Linear head starts from N(0, std²) weights and zero bias (DINO:
+            0.01); ``None`` keeps the task's default.
+        input_drop: sensors zeroed (and flagged absent) in *every* split — the DINO-MM
+            missing-modality cases: ``["s2"]`` = S1 only, ``["s1"]`` = S2 only.
+        **kwargs: :class:`MultiLabelClassificationTask` arguments.
+    """
+
+    def __init__(
+        self,
+        optimizer: Literal["sgd", "adamw"] = "sgd",
+        momentum: float = 0.9,
+        head_init_std: float | None = 0.01,
+        input_drop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if optimizer not in ("sgd", "adamw"):
+            raise ConfigError(f"optimizer must be 'sgd' or 'adamw', got {optimizer!r}")
+        self.input_drop = list(input_drop or [])
+        unknown = [m for m in self.input_drop if m not in self.modalities]
+        if unknown or len(self.input_drop) >= len(self.modalities):
+            raise ConfigError(
+                f"input_drop {self.input_drop} must name some but not all of the model's "
+                f"modalities {list(self.modalities)}",
+                key="input_drop",
+            )
+        if head_init_std is not None:
+            nn.init.normal_(self.model.head.weight, std=head_init_std)
+            nn.init.zeros_(self.model.head.bias)
+
+    def forward(self, batch: dict) -> Tensor:
+        if self.input_drop:
+            batch = drop_modalities(batch, self.input_drop)
+        return super().forward(batch)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        if self.hparams.optimizer == "adamw":
+            return super().configure_optimizers()
+        from rsfuse.optim import warmup_cosine_scheduler
+
+        hp = self.hparams
+        opt = build_optimizer(self, name="sgd", lr=hp.lr, weight_decay=hp.weight_decay)
+        for g in opt.param_groups:
+            g["momentum"] = hp.momentum
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        epochs = max(1, self.trainer.max_epochs or 1)
+        warmup = round(total * hp.warmup_epochs / epochs)
+        sched = warmup_cosine_scheduler(opt, warmup, total, hp.min_lr_ratio)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

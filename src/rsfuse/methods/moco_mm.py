@@ -1,0 +1,187 @@
+"""MoCo-MM: MoCo v3 on early-fused SAR + optical channels with Random Sensor Drop.
+
+The contrastive counterpart of DINO-MM (seed 002; the SSL4EO-S12 benchmark compares MoCo and
+DINO on the same data): one ViT on the stacked S2 bands and S1 VV, VH, two augmented views
+per batch, each of which independently keeps both sensors (50 %), S1 only (25 %) or S2 only
+(25 %)::
+
+    x1, x2 = Aug(x), Aug(x)                   # crops + intensity ops + RandomSensorDrop
+    loss = ctr(q1, k2) + ctr(q2, k1)          # rsfuse.models.moco.MoCoV3 (InfoNCE, 2τ)
+    θ_k ← m θ_k + (1 − m) θ_q                 # m: 0.99 → 1 cosine over (fractional) epochs
+
+The augmentation is MoCo v3's two-crop recipe (blur 1.0 / 0.1, solarize 0 / 0.2, grayscale
+0.2, brightness-or-contrast 0.8) made multispectral-aware by
+:class:`~rsfuse.data.transforms.MultiCropAugmentation` with no local crops. AdamW with
+linear warm-up and cosine decay per step; ``lr × global batch / 256``. At the end of ``fit``
+the online (base) encoder, which MoCo v3 evaluates, is written with
+:func:`~rsfuse.models.checkpoints.save_encoder` when ``export_path`` is set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from lightning import LightningModule
+from torch import Tensor
+
+from rsfuse import bands
+from rsfuse.data.transforms import MultiCropAugmentation, RandomSensorDrop
+from rsfuse.errors import DataError
+from rsfuse.methods.dino_mm import build_vit
+from rsfuse.methods.momentum import cosine_momentum
+from rsfuse.models.checkpoints import save_encoder
+from rsfuse.models.fusion import early_fusion_input
+from rsfuse.models.moco import MoCoV3
+from rsfuse.optim import build_optimizer, warmup_cosine_scheduler
+
+__all__ = ["MoCoMM"]
+
+
+class MoCoMM(LightningModule):
+    """MoCo v3 with Random Sensor Drop on the early-fused input (MoCo-MM).
+
+    Args:
+        modalities: sensors stacked into the input (S2 first, then VV, VH). With one
+            modality this is single-modality MoCo v3 (no sensor drop).
+        s2_bands: S2 band subset name or list.
+        s2_product: ``L2A`` or ``L1C``.
+        backbone_kwargs: :class:`~rsfuse.models.vit.GatedViT` arguments over ViT-S/16 with a
+            CLS token (see :data:`rsfuse.methods.dino_mm.VIT_SMALL`).
+        proj_layers: projector layers (3).
+        hidden_dim: projector / predictor hidden width (4096).
+        out_dim: projection width (256).
+        pred_layers: predictor layers (2).
+        temperature: τ (MoCo v3 ViT: 0.2).
+        momentum: base momentum m0 (0.99), cosine to 1.
+        crops_size: side of both views (112, as DINO-MM's global crops).
+        crops_scale: crop area range (MoCo v3: (0.08, 1)).
+        sensor_drop_p: probability that a view loses one sensor (0.5).
+        sensor_drop_s2_prob: probability that the lost sensor is S2 (0.5).
+        solarize_threshold: see :class:`~rsfuse.data.transforms.RandomSolarize`.
+        solarize_upper: see :class:`~rsfuse.data.transforms.RandomSolarize`.
+        lr: base learning rate (MoCo v3 ViT: 1.5e-4).
+        scale_lr_by_batch: multiply ``lr`` by global batch / 256.
+        min_lr_ratio: final lr / peak lr.
+        warmup_epochs: linear warm-up (MoCo v3: 40 of 300).
+        weight_decay: AdamW weight decay (0.1).
+        export_encoder: ``base`` (online encoder, MoCo v3's choice) or ``momentum``.
+        export_path: where to write the encoder at the end of ``fit``, or ``None``.
+    """
+
+    def __init__(
+        self,
+        modalities: Sequence[str] = ("s1", "s2"),
+        s2_bands: str | list[str] = "all",
+        s2_product: str = "L2A",
+        backbone_kwargs: dict[str, Any] | None = None,
+        proj_layers: int = 3,
+        hidden_dim: int = 4096,
+        out_dim: int = 256,
+        pred_layers: int = 2,
+        temperature: float = 0.2,
+        momentum: float = 0.99,
+        crops_size: int = 112,
+        crops_scale: tuple[float, float] = (0.08, 1.0),
+        sensor_drop_p: float = 0.5,
+        sensor_drop_s2_prob: float = 0.5,
+        solarize_threshold: float = 0.5,
+        solarize_upper: float = 1.0,
+        lr: float = 1.5e-4,
+        scale_lr_by_batch: bool = True,
+        min_lr_ratio: float = 0.0,
+        warmup_epochs: float = 40,
+        weight_decay: float = 0.1,
+        export_encoder: Literal["base", "momentum"] = "base",
+        export_path: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.modalities = bands.check_modalities(modalities)
+        self.s2_band_names = bands.s2_bands(s2_bands, s2_product) if "s2" in self.modalities else ()
+        self.channels = bands.early_fusion_channels(self.modalities, self.s2_band_names)
+        encoder = build_vit(len(self.channels), backbone_kwargs)
+        self.moco = MoCoV3(
+            encoder,
+            encoder.num_features,
+            proj_layers=proj_layers,
+            hidden_dim=hidden_dim,
+            out_dim=out_dim,
+            pred_layers=pred_layers,
+            temperature=temperature,
+        )
+        drop = (
+            RandomSensorDrop(sensor_drop_p, sensor_drop_s2_prob)
+            if len(self.modalities) == 2
+            else None
+        )
+        self.augment = MultiCropAugmentation(
+            global_crops_size=crops_size,
+            global_crops_scale=tuple(crops_scale),
+            local_crops_number=0,
+            solarize_threshold=solarize_threshold,
+            solarize_upper=solarize_upper,
+            sensor_drop=drop,
+        )
+
+    def views(self, batch: dict) -> tuple[Tensor, Tensor]:
+        """Two augmented early-fused views [B, C, s, s] of a normalised batch."""
+        missing = [m for m in self.modalities if m not in batch]
+        if missing:
+            raise DataError(f"MoCo-MM needs {list(self.modalities)}; the batch lacks {missing}")
+        sub = {m: batch[m] for m in self.modalities}
+        present = batch.get("present", {})
+        sub["present"] = {m: present[m] for m in self.modalities if m in present}
+        v1, v2 = self.augment(sub)
+        return early_fusion_input(v1, self.modalities), early_fusion_input(v2, self.modalities)
+
+    def momentum(self) -> float:
+        """m at the current fractional epoch (MoCo v3's ``adjust_moco_momentum``)."""
+        trainer = self.trainer
+        epochs = max(1, trainer.max_epochs or 1)
+        per_epoch = max(1.0, trainer.estimated_stepping_batches / epochs)
+        return cosine_momentum(self.global_step / per_epoch, epochs, self.hparams.momentum)
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        x1, x2 = self.views(batch)
+        m = self.momentum()
+        loss = self.moco(x1, x2, momentum=m)
+        bs = x1.shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        self.log("train/momentum", m, batch_size=bs)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        x1, x2 = self.views(batch)
+        loss = self.moco(x1, x2, momentum=None)
+        self.log("val/loss", loss, prog_bar=True, batch_size=x1.shape[0])
+
+    @property
+    def encoder(self) -> torch.nn.Module:
+        """The encoder that is exported (``export_encoder``)."""
+        if self.hparams.export_encoder == "momentum":
+            return self.moco.momentum_encoder
+        return self.moco.encoder
+
+    def export(self, path: str | Path) -> Path:
+        """Write the encoder's weights (loadable by ``encoder_checkpoints``)."""
+        return save_encoder(self.encoder, path)
+
+    def on_fit_end(self) -> None:
+        if self.hparams.export_path and self.trainer.is_global_zero:
+            self.export(self.hparams.export_path)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        lr = hp.lr
+        if hp.scale_lr_by_batch:
+            dm = getattr(self.trainer, "datamodule", None)
+            lr *= int(getattr(dm, "batch_size", 256) or 256) * self.trainer.world_size / 256
+        opt = build_optimizer(self.moco, lr=lr, weight_decay=hp.weight_decay)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        epochs = max(1, self.trainer.max_epochs or 1)
+        warmup = round(total * hp.warmup_epochs / epochs)
+        sched = warmup_cosine_scheduler(opt, warmup, total, hp.min_lr_ratio)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
