@@ -19,7 +19,9 @@ def test_label_frequency_baseline_macro_ap_is_prevalence() -> None:
 
 
 def test_demo_tiny_run(tmp_path: Path, capsys) -> None:
-    out = run_demo(workdir=tmp_path, n=40, epochs=1, batch_size=8, workers=1, pretrain_epochs=1)
+    out = run_demo(
+        workdir=tmp_path, n=40, epochs=1, batch_size=8, workers=1, pretrain_epochs=1, dino_epochs=1
+    )
     printed = capsys.readouterr().out
     assert "label-frequency baseline" in printed
     assert "S1+S2 (early fusion)" in printed
@@ -28,6 +30,9 @@ def test_demo_tiny_run(tmp_path: Path, capsys) -> None:
     for m in ("s1", "s2"):  # the pretrained encoders were exported and fine-tuned from
         assert (tmp_path / "pretrained" / f"mgsvit_{m}.json").is_file()
         assert (tmp_path / f"reconstruction_{m}_final.png").stat().st_size > 0
+    # the DINO-MM stage probed one pretrained model on all three input cases
+    assert set(out["dino_mm_stage"]) == {"S1+S2", "S1 only", "S2 only"}
+    assert "DINO-MM stage" in printed and (tmp_path / "dino_mm" / "dino_mm_stage.md").is_file()
     saved = json.loads((tmp_path / "results.json").read_text())
     assert set(saved["baseline"]) == {"mAP_micro", "mAP_macro", "F1_micro", "F1_macro"}
     for name in ("results.md", "per_class_ap.png", "sample.png"):
