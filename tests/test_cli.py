@@ -14,9 +14,12 @@ from rsfuse.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs").glob("*/*.yaml"))
-CLASSIFICATION_CONFIGS = [c for c in CONFIGS if c.parent.name not in ("overrides", "segmentation")]
+CLASSIFICATION_CONFIGS = [
+    c for c in CONFIGS if c.parent.name not in ("overrides", "segmentation", "cromss")
+]
 TINY = REPO / "configs" / "overrides" / "tiny_cpu.yaml"
 SEGMENTATION_CONFIGS = sorted((REPO / "configs" / "segmentation").glob("*.yaml"))
+CROMSS_CONFIGS = sorted((REPO / "configs" / "cromss").glob("*.yaml"))
 
 
 def test_top_level_help_lists_every_command(capsys: pytest.CaptureFixture) -> None:
@@ -89,6 +92,27 @@ def test_segmentation_config_runs_with_fast_dev_run(cfg: Path, tmp_path: Path, r
             "--trainer.fast_dev_run=true", f"--trainer.default_root_dir={tmp_path}",
         ]
     )  # fmt: skip
+
+
+@pytest.mark.parametrize("cfg", CROMSS_CONFIGS, ids=lambda p: p.stem)
+def test_cromss_config_runs_with_fast_dev_run(cfg: Path, tmp_path: Path, noldo_root: Path) -> None:
+    """Each CromSS pretraining config + its tiny override trains one batch on synthetic
+    NoLDO-S12 and exports its encoders."""
+    tiny = cfg.parent / "overrides" / "tiny_cpu.yaml"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny U-Nets: one thread is faster on a shared CPU
+    try:
+        run(
+            [
+                "fit", "--config", str(cfg), "--config", str(tiny),
+                f"--data.init_args.root={noldo_root}", "--data.init_args.patch_size=48",
+                f"--model.init_args.export_dir={tmp_path / 'enc'}",
+                "--trainer.fast_dev_run=true", f"--trainer.default_root_dir={tmp_path}",
+            ]
+        )  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    assert len(list((tmp_path / "enc").glob("*.safetensors"))) == (1 if "single" in cfg.stem else 2)
 
 
 def test_unknown_config_key_is_a_config_error(tmp_path: Path, ben_v2_root: Path) -> None:

@@ -28,6 +28,10 @@ experiments (each writes its tables and plots into --out; see `rsfuse experiment
                     and fine-tuned, over seeds (seed 001, Tables II-IV): OA, AA, mIoU, mF1
   dino-mm           DINO-MM vs MoCo-MM vs single-modality SSL vs random init vs supervised,
                     S1+S2 / S1-only / S2-only input, 1 / 10 / 100 % labels (seed 002)
+  cromss            CromSS noisy-label pretraining ablations: single-modal / midF / lateF /
+                    CromSS-midF / CromSS-lateF encoders transferred frozen and fine-tuned
+                    (seed 001, Table V), label smoothing (Table VI), accuracy against clean
+                    labels (Fig. 8) and selection masks (Fig. 11)
 """
 
 BENCHMARKS_HELP = """\
@@ -58,7 +62,7 @@ Data and the main job:
 Experiments and benchmarks:
   experiment run a paper's experiment and write its tables and plots:
              rsfuse experiment --help lists them (e.g. mgsvit-ablation,
-             segmentation-transfer, dino-mm)
+             segmentation-transfer, dino-mm, cromss)
   benchmark  measure throughput and save JSON: rsfuse benchmark data --help
 
 Every command explains itself with --help, e.g. `rsfuse fit --help`,
