@@ -1,0 +1,340 @@
+"""CromSS: noisy-label pretraining with cross-modal sample selection (seed 001, §III).
+
+One smp U-Net encoder per modality (:mod:`rsfuse.models.unet`), trained on the noisy Dynamic
+World labels of NoLDO-S12 (SSL4EO-S12@NoL). Per batch (``s1``, ``s2``, ``mask``, optionally
+``label_prior`` from :class:`~rsfuse.data.label_smoothing.CromSSDataModule`)::
+
+    z_1, z_2 = U-Net(s1), U-Net(s2)                   # middle fusion: shared decoder + head
+    y' = (1 − α − β) onehot(y) + α prior + β / C       # Eq. 13 (SpatialTemporalLabelSmoothing)
+    w, w' = CrossModalSampleSelection(z_1, z_2, y, e)  # Eq. 8–12 (None without selection)
+    L = Σ_i CE_w(z_i, y') + Dice_w(z_i, y') + λ Σ_i con(z_i, sg(z_j); w'_j)      # Eq. 1, 6, 7
+
+The variants of the paper's Table V are configurations of :class:`CromSS`:
+
+=================  ====================  ============  ======================
+variant            ``modalities``        ``fusion``    ``sample_selection``
+=================  ====================  ============  ======================
+single-s1 / -s2    ``[s1]`` / ``[s2]``   ``single``    False
+midF               ``[s1, s2]``          ``middle``    False
+lateF              ``[s1, s2]``          ``late``      False
+CromSS-midF        ``[s1, s2]``          ``middle``    True
+CromSS-lateF       ``[s1, s2]``          ``late``      True
+=================  ====================  ============  ======================
+
+Optimisation as the authors': Adam (lr 0.005, weight decay 1e-8), ReduceLROnPlateau
+(patience 30, factor 0.5) on the validation loss; mixed precision comes from the trainer's
+``precision`` (``bf16-mixed`` in the GPU configs); selection and losses run in float32.
+Validation reports per modality OA / mIoU against the noisy labels and, on synthetic data,
+against the clean ones (``mask_clean``); training logs the precision of the selection
+(weighted fraction of selected pixels whose noisy label is right) beside the noisy-label
+accuracy. At the end of ``fit`` each modality's encoder is exported with
+:func:`~rsfuse.models.checkpoints.export_encoder` to ``export_dir`` (a safetensors file and
+a JSON with the encoder name, modality and bands) for
+:class:`~rsfuse.tasks.segmentation.SegmentationTask` (``encoder_checkpoint``, no prefix).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from lightning import LightningModule
+from torch import Tensor
+from torchmetrics.classification import MulticlassConfusionMatrix
+
+from rsfuse import bands
+from rsfuse.data.label_smoothing import PRIOR_KEY, SpatialTemporalLabelSmoothing
+from rsfuse.errors import ConfigError, DataError
+from rsfuse.losses.cromss import CromSSLoss
+from rsfuse.methods.sample_selection import CrossModalSampleSelection
+from rsfuse.metrics.segmentation import metrics_from_confusion
+from rsfuse.models.checkpoints import export_encoder
+from rsfuse.models.unet import build_cromss_unet
+
+__all__ = ["VARIANTS", "CromSS", "variant_kwargs"]
+
+#: Table V variant → :class:`CromSS` arguments.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "single-s1": {"modalities": ["s1"], "fusion": "single", "sample_selection": False},
+    "single-s2": {"modalities": ["s2"], "fusion": "single", "sample_selection": False},
+    "midF": {"modalities": ["s1", "s2"], "fusion": "middle", "sample_selection": False},
+    "lateF": {"modalities": ["s1", "s2"], "fusion": "late", "sample_selection": False},
+    "CromSS-midF": {"modalities": ["s1", "s2"], "fusion": "middle", "sample_selection": True},
+    "CromSS-lateF": {"modalities": ["s1", "s2"], "fusion": "late", "sample_selection": True},
+}
+
+
+def variant_kwargs(name: str) -> dict[str, Any]:
+    """:class:`CromSS` arguments of a Table V variant (see :data:`VARIANTS`)."""
+    if name not in VARIANTS:
+        raise ConfigError(f"unknown CromSS variant {name!r}; expected {list(VARIANTS)}", "variant")
+    return {k: list(v) if isinstance(v, list) else v for k, v in VARIANTS[name].items()}
+
+
+class CromSS(LightningModule):
+    """CromSS pretraining and its single-modal / fusion baselines (Table V).
+
+    Args:
+        modalities: ``["s1", "s2"]`` (fusion) or one modality (single-modal).
+        fusion: ``"middle"`` (shared decoder), ``"late"`` (two U-Nets) or ``"single"``.
+        sample_selection: weight the losses with :class:`CrossModalSampleSelection` masks
+            (False: midF / lateF / single-modal baselines, all weights 1).
+        s2_bands: S2 band subset (``"all"``: 13 L1C bands; ``"hr9"``: the 9 high-resolution
+            ones); must match the datamodule's.
+        num_classes: C (Dynamic World: 9).
+        class_names: C names (metrics).
+        ignore_index: mask value of unlabelled pixels.
+        encoder: smp encoder (``resnet50`` as in the paper).
+        encoder_depth: encoder stages.
+        decoder_channels: U-Net decoder widths.
+        r_inf: final selection ratio r∞ (0.5).
+        ramp_epochs: T of the selection ramp (80).
+        cross_modal: cross-modal enhancement (Eq. 10) of the confidences.
+        consistency: ``"ce"`` (the authors' code, default) or ``"kl"`` (Eq. 5).
+        consistency_weight: λ (1.0).
+        dice: add the soft Dice term.
+        alpha: weight α of the spatial-temporal prior in Eq. 13 (0.15; needs
+            ``label_prior`` in the batch).
+        beta: weight β of the uniform distribution in Eq. 13 (0.05).
+        lr: Adam learning rate (0.005).
+        weight_decay: Adam weight decay (1e-8).
+        lr_patience: ReduceLROnPlateau patience in epochs (30).
+        lr_factor: ReduceLROnPlateau factor (0.5).
+        monitor: metric of ReduceLROnPlateau.
+        export_dir: folder for the encoders at the end of ``fit`` (None: no export).
+        export_name: file stem prefix of the exported encoders (default: derived from the
+            variant).
+        channels_last: channels-last memory format (GPU).
+
+    Raises:
+        ConfigError: inconsistent modalities / fusion / selection, bad band subset.
+    """
+
+    def __init__(
+        self,
+        modalities: Sequence[str] = ("s1", "s2"),
+        fusion: Literal["middle", "late", "single"] = "middle",
+        sample_selection: bool = True,
+        s2_bands: str | list[str] = "all",
+        num_classes: int = 9,
+        class_names: list[str] | None = None,
+        ignore_index: int = 255,
+        encoder: str = "resnet50",
+        encoder_depth: int = 5,
+        decoder_channels: list[int] | None = None,
+        r_inf: float = 0.5,
+        ramp_epochs: int = 80,
+        cross_modal: bool = True,
+        consistency: Literal["ce", "kl"] = "ce",
+        consistency_weight: float = 1.0,
+        dice: bool = True,
+        alpha: float = 0.15,
+        beta: float = 0.05,
+        lr: float = 0.005,
+        weight_decay: float = 1e-8,
+        lr_patience: int = 30,
+        lr_factor: float = 0.5,
+        monitor: str = "val/loss",
+        export_dir: str | None = None,
+        export_name: str | None = None,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.modalities = bands.check_modalities(modalities)
+        if fusion != "single" and len(self.modalities) != 2:
+            raise ConfigError(f"fusion {fusion!r} needs s1 and s2", key="modalities")
+        if fusion == "single" and len(self.modalities) != 1:
+            raise ConfigError("fusion 'single' needs one modality", key="modalities")
+        if sample_selection and fusion == "single":
+            raise ConfigError("cross-modal sample selection needs two modalities", "fusion")
+        self.modalities = tuple(m for m in ("s1", "s2") if m in self.modalities)
+        self.s2_band_names = bands.s2_bands(s2_bands, "L1C") if "s2" in self.modalities else ()
+        channels = {"s1": len(bands.S1_ORDER), "s2": len(self.s2_band_names)}
+        self.model = build_cromss_unet(
+            fusion,
+            {m: channels[m] for m in self.modalities},
+            num_classes,
+            encoder=encoder,
+            encoder_depth=encoder_depth,
+            decoder_channels=decoder_channels,
+        )
+        self.num_classes = num_classes
+        self.class_names = list(class_names or [f"class_{i}" for i in range(num_classes)])
+        self.ignore_index = ignore_index
+        self.selection = (
+            CrossModalSampleSelection(num_classes, r_inf, ramp_epochs, cross_modal, ignore_index)
+            if sample_selection
+            else None
+        )
+        self.smoothing = SpatialTemporalLabelSmoothing(
+            num_classes, alpha, beta, prior="spatial-temporal" if alpha > 0 else "none",
+            ignore_index=ignore_index,
+        )  # fmt: skip
+        self.criterion = CromSSLoss(
+            len(self.modalities), consistency, consistency_weight, dice, ignore_index
+        )
+        self.val_cm = torch.nn.ModuleDict(
+            {
+                f"{m}_{ref}": MulticlassConfusionMatrix(num_classes, ignore_index=ignore_index)
+                for m in self.modalities
+                for ref in ("noisy", "clean")
+            }
+        )
+        self.last_val_metrics: dict[str, Any] = {}
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, batch: dict) -> dict[str, Tensor]:
+        """Logits ``{modality: [B, C, H, W]}`` of a batch."""
+        if "s2" in self.modalities and "s2" in batch:
+            c = batch["s2"].shape[1]
+            if c != len(self.s2_band_names):
+                raise ConfigError(
+                    f"the model expects {len(self.s2_band_names)} S2 bands but the data gives "
+                    f"{c}; set model s2_bands to the datamodule's s2_bands",
+                    key="model.s2_bands",
+                )
+        missing = [m for m in self.modalities if m not in batch]
+        if missing:
+            raise DataError(f"batch lacks {missing}; CromSS {list(self.modalities)} needs them")
+        inputs = {m: batch[m] for m in self.modalities}
+        if self.hparams.channels_last:
+            inputs = {m: x.contiguous(memory_format=torch.channels_last) for m, x in inputs.items()}
+        return self.model(inputs)
+
+    def targets(self, batch: dict) -> Tensor:
+        """The training target: smoothed labels [B, C, H, W] (Eq. 13) or int labels [B, H, W]."""
+        y = batch["mask"]
+        if self.smoothing.alpha == 0 and self.smoothing.beta == 0:
+            return y
+        prior = batch.get(PRIOR_KEY)
+        if self.smoothing.alpha > 0 and prior is None:
+            raise DataError(
+                f"alpha = {self.smoothing.alpha} needs '{PRIOR_KEY}' in the batch: use "
+                "rsfuse.data.label_smoothing.CromSSDataModule, or set alpha: 0"
+            )
+        return self.smoothing(y, prior)
+
+    def compute_loss(self, batch: dict, epoch: int) -> tuple[dict[str, Tensor], dict | None]:
+        """All loss terms of a batch at ``epoch`` and the selection output (or None)."""
+        logits = self(batch)
+        zs = [logits[m] for m in self.modalities]
+        y = batch["mask"]
+        sel = self.selection(zs[0], zs[1], y, epoch) if self.selection is not None else None
+        terms = self.criterion(
+            zs,
+            self.targets(batch),
+            labels=y,
+            label_masks=None if sel is None else sel["label_masks"],
+            consistency_masks=None if sel is None else sel["consistency_masks"],
+        )
+        terms["logits"] = logits  # type: ignore[assignment]
+        return terms, sel
+
+    # ------------------------------------------------------------------ steps
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        terms, sel = self.compute_loss(batch, self.current_epoch)
+        b = batch["mask"].shape[0]
+        self.log("train/loss", terms["loss"], prog_bar=True, batch_size=b)
+        for k in ("con",):
+            if k in terms:
+                self.log(f"train/{k}", terms[k], batch_size=b)
+        if sel is not None:
+            self.log("train/selection_ratio", sel["ratio"], batch_size=b)
+            if "mask_clean" in batch:
+                y, clean = batch["mask"], batch["mask_clean"]
+                valid = (y != self.ignore_index) & (clean != self.ignore_index)
+                right = ((y == clean) & valid).float()
+                self.log(
+                    "train/noisy_label_acc", right.sum() / valid.sum().clamp_min(1), batch_size=b
+                )
+                for m, w in zip(self.modalities, sel["label_masks"]):
+                    w = w * valid
+                    prec = (w * right).sum() / w.sum().clamp_min(1e-12)
+                    self.log(f"train/{m}/selection_precision", prec, batch_size=b)
+        return terms["loss"]
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        terms, _ = self.compute_loss(batch, self.current_epoch)
+        b = batch["mask"].shape[0]
+        self.log("val/loss", terms["loss"], prog_bar=True, batch_size=b, sync_dist=True)
+        for m, z in terms["logits"].items():  # type: ignore[union-attr]
+            pred = z.argmax(1)
+            self.val_cm[f"{m}_noisy"].update(pred, batch["mask"])
+            if "mask_clean" in batch:
+                self.val_cm[f"{m}_clean"].update(pred, batch["mask_clean"])
+
+    def on_validation_epoch_end(self) -> None:
+        out: dict[str, Any] = {}
+        for key, cm in self.val_cm.items():
+            mat = cm.compute()
+            cm.reset()
+            if float(mat.sum()) == 0:
+                continue
+            m = metrics_from_confusion(mat, self.class_names)
+            out[key] = m
+            mod, ref = key.split("_")
+            self.log_dict({f"val/{mod}/{ref}_{k}": float(m[k]) for k in ("OA", "mIoU")})
+        self.last_val_metrics = out
+
+    # ------------------------------------------------------------------ optim
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        opt = torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="min", factor=hp.lr_factor, patience=hp.lr_patience
+        )
+        return {
+            "optimizer": opt,
+            "lr_scheduler": {
+                "scheduler": sched,
+                "monitor": hp.monitor,
+                "interval": "epoch",
+                "strict": False,
+            },
+        }
+
+    # ------------------------------------------------------------------ export
+    @property
+    def variant(self) -> str:
+        """Table V name of this configuration."""
+        hp = self.hparams
+        if hp.fusion == "single":
+            return f"single-{self.modalities[0]}"
+        base = "midF" if hp.fusion == "middle" else "lateF"
+        return f"CromSS-{base}" if hp.sample_selection else base
+
+    def export_encoders(self, out_dir: str | Path, name: str | None = None) -> dict[str, Path]:
+        """Write each modality's encoder (safetensors + JSON) to ``out_dir``.
+
+        Files: ``{name}_{modality}.safetensors`` (``name`` defaults to ``export_name`` or the
+        variant), loadable by ``SegmentationTask(encoder=..., encoder_checkpoint=...)``.
+
+        Returns:
+            ``{modality: weight file}``.
+        """
+        hp = self.hparams
+        name = name or hp.export_name or f"cromss_{self.variant}"
+        paths = {}
+        for m in self.modalities:
+            cfg = {
+                "class": "smp",
+                "encoder": hp.encoder,
+                "encoder_depth": hp.encoder_depth,
+                "in_channels": len(bands.S1_ORDER) if m == "s1" else len(self.s2_band_names),
+                "modality": m,
+                "bands": list(bands.S1_ORDER if m == "s1" else self.s2_band_names),
+                "method": "CromSS",
+                "variant": self.variant,
+                "epochs": int(self.current_epoch),
+            }
+            paths[m] = export_encoder(self.model.encoder(m), Path(out_dir) / f"{name}_{m}", cfg)
+        return paths
+
+    def on_fit_end(self) -> None:
+        if self.hparams.export_dir and self.trainer.is_global_zero:
+            self.export_encoders(self.hparams.export_dir)
