@@ -150,12 +150,13 @@ def _ensure_data(root: Path, n: int, seed: int, workers: int) -> Path:
 
 
 def _format_table(rows: list[tuple[str, dict[str, float], str]]) -> str:
-    head = f"| {'run':<28} | mAP micro | mAP macro | F1 micro | F1 macro | time |"
-    sep = "|" + "-" * 30 + "|-----------|-----------|----------|----------|------|"
+    w = max(28, *(len(name) for name, _, _ in rows))
+    head = f"| {'run':<{w}} | mAP micro | mAP macro | F1 micro | F1 macro | time |"
+    sep = "|" + "-" * (w + 2) + "|-----------|-----------|----------|----------|------|"
     lines = [head, sep]
     for name, m, t in rows:
         lines.append(
-            f"| {name:<28} | {100 * m['mAP_micro']:9.1f} | {100 * m['mAP_macro']:9.1f} "
+            f"| {name:<{w}} | {100 * m['mAP_micro']:9.1f} | {100 * m['mAP_macro']:9.1f} "
             f"| {100 * m['F1_micro']:8.1f} | {100 * m['F1_macro']:8.1f} | {t:>4} |"
         )
     return "\n".join(lines)
