@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -96,3 +97,26 @@ def warmup_cosine_scheduler(
 def scaled_lr(base_lr: float, total_batch: int) -> float:
     """Linear scaling rule of Goyal et al.: ``base_lr * total_batch / 256``."""
     return base_lr * total_batch / 256
+
+
+def global_batch_size(trainer: Any, default: int = 256) -> int:
+    """Samples per optimiser step over all devices: per-device batch (the datamodule's
+    ``batch_size``) × world size × gradient accumulation."""
+    dm = getattr(trainer, "datamodule", None)
+    per_device = int(getattr(dm, "batch_size", default) or default)
+    return per_device * trainer.world_size * trainer.accumulate_grad_batches
+
+
+def warmup_cosine_config(
+    optimizer: torch.optim.Optimizer, trainer: Any, warmup_epochs: float, min_ratio: float = 0.0
+) -> dict[str, Any]:
+    """What ``configure_optimizers`` returns for :func:`warmup_cosine` stepped per batch.
+
+    The total is the trainer's ``estimated_stepping_batches``; ``warmup_epochs`` (fractional
+    allowed) is converted to steps with the trainer's ``max_epochs``.
+    """
+    total = max(1, int(trainer.estimated_stepping_batches))
+    epochs = max(1, trainer.max_epochs or 1)
+    warmup = round(total * warmup_epochs / epochs)
+    sched = warmup_cosine_scheduler(optimizer, warmup, total, min_ratio)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -343,6 +343,31 @@ def fusion_verdict(summary: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def add_data_arguments(p: argparse.ArgumentParser) -> None:
+    """``--root`` or the synthetic world to make (``--n``, ``--world-seed``, ``--workers``)."""
+    p.add_argument(
+        "--root", type=Path, default=None, help="BigEarthNet-v2 root (default: synthesise one)"
+    )
+    p.add_argument("--n", type=int, default=1200, help="synthetic locations (default 1200)")
+    p.add_argument("--world-seed", type=int, default=0, help="seed of the synthetic world")
+    p.add_argument("--workers", type=int, default=2, help="processes for data synthesis")
+
+
+def write_run_csvs(rows: list[Row], out: Path) -> list[dict[str, Any]]:
+    """Write ``results_runs.csv`` (one row per run and test set) and ``results.csv`` (mean ±
+    std over seeds, :func:`summarise`) into ``out``; return the summary."""
+    with open(out / "results_runs.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(Row.__dataclass_fields__)
+        w.writerows([list(r.__dict__.values()) for r in rows])
+    summary = summarise(rows)
+    with open(out / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(summary[0]) if summary else ["variant"])
+        w.writeheader()
+        w.writerows(summary)
+    return summary
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rsfuse experiment mgsvit-ablation",
@@ -362,12 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("--out", type=Path, default=Path("rsfuse-mgsvit-ablation"), help="output folder")
-    p.add_argument(
-        "--root", type=Path, default=None, help="BigEarthNet-v2 root (default: synthesise one)"
-    )
-    p.add_argument("--n", type=int, default=1200, help="synthetic locations (default 1200)")
-    p.add_argument("--world-seed", type=int, default=0, help="seed of the synthetic world")
-    p.add_argument("--workers", type=int, default=2, help="processes for data synthesis")
+    add_data_arguments(p)
     p.add_argument(
         "--variants",
         nargs="+",
@@ -449,15 +469,7 @@ def main(argv: Sequence[str]) -> None:
 
     def write_tables() -> tuple[str, str, str]:
         """(Re)write every output from the runs so far (a killed run keeps its results)."""
-        with open(out / "results_runs.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(Row.__dataclass_fields__)
-            w.writerows([list(r.__dict__.values()) for r in rows])
-        summary = summarise(rows)
-        with open(out / "results.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(summary[0]) if summary else ["variant"])
-            w.writeheader()
-            w.writerows(summary)
+        summary = write_run_csvs(rows, out)
         table = markdown_table(summary, pending)
         verdict = fusion_verdict(summary)
         header = (

@@ -41,10 +41,11 @@ from typing import Any
 from rsfuse.experiments.mgsvit_ablation import (
     Row,
     ablation_datamodules,
+    add_data_arguments,
     default_config_dir,
     load_config,
     run_variant,
-    summarise,
+    write_run_csvs,
 )
 
 #: Pretraining kind → (reconstruction weight, contrast weight); ``None``: no pretraining.
@@ -202,12 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("--out", type=Path, default=Path("rsfuse-mgsvit-ssl"), help="output folder")
-    p.add_argument(
-        "--root", type=Path, default=None, help="BigEarthNet-v2 root (default: synthesise one)"
-    )
-    p.add_argument("--n", type=int, default=1200, help="synthetic locations (default 1200)")
-    p.add_argument("--world-seed", type=int, default=0, help="seed of the synthetic world")
-    p.add_argument("--workers", type=int, default=2, help="processes for data synthesis")
+    add_data_arguments(p)
     p.add_argument(
         "--pretraining",
         nargs="+",
@@ -280,15 +276,7 @@ def main(argv: Sequence[str]) -> None:
     rows: list[Row] = []
 
     def write_tables() -> str:
-        with open(out / "results_runs.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(Row.__dataclass_fields__)
-            w.writerows([list(r.__dict__.values()) for r in rows])
-        summary = summarise(rows)
-        with open(out / "results.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(summary[0]) if summary else ["variant"])
-            w.writeheader()
-            w.writerows(summary)
+        summary = write_run_csvs(rows, out)
         header = (
             f"MGSViT SSL + transfer (S1 GMU S2), size={args.size}, pretraining "
             f"{args.pretrain_epochs} epochs, transfer {args.epochs} epochs, seeds={args.seeds}, "

@@ -478,14 +478,10 @@ class DINOMMEvalTask(MultiLabelClassificationTask):
     def configure_optimizers(self) -> dict[str, Any]:
         if self.hparams.optimizer == "adamw":
             return super().configure_optimizers()
-        from rsfuse.optim import warmup_cosine_scheduler
+        from rsfuse.optim import warmup_cosine_config
 
         hp = self.hparams
         opt = build_optimizer(self, name="sgd", lr=hp.lr, weight_decay=hp.weight_decay)
         for g in opt.param_groups:
             g["momentum"] = hp.momentum
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        epochs = max(1, self.trainer.max_epochs or 1)
-        warmup = round(total * hp.warmup_epochs / epochs)
-        sched = warmup_cosine_scheduler(opt, warmup, total, hp.min_lr_ratio)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return warmup_cosine_config(opt, self.trainer, hp.warmup_epochs, hp.min_lr_ratio)

@@ -45,7 +45,7 @@ from rsfuse.models.checkpoints import export_encoder
 from rsfuse.models.heads import MAEDecoder
 from rsfuse.models.moco import MoCoV3
 from rsfuse.models.vit import GatedViT, patchify
-from rsfuse.optim import build_optimizer, scaled_lr, warmup_cosine_scheduler
+from rsfuse.optim import build_optimizer, global_batch_size, scaled_lr, warmup_cosine_config
 
 #: GatedViT arguments an encoder config may set (the rest are fixed by the modality).
 ENCODER_ARGS = (
@@ -343,13 +343,6 @@ class MGSViTPretraining(LightningModule):
     # ------------------------------------------------------------------ optim
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
-        dm = getattr(self.trainer, "datamodule", None)
-        per_device = int(getattr(dm, "batch_size", 256))
-        global_batch = per_device * self.trainer.world_size * self.trainer.accumulate_grad_batches
-        lr = scaled_lr(hp.base_lr, global_batch)
+        lr = scaled_lr(hp.base_lr, global_batch_size(self.trainer))
         opt = build_optimizer(self, lr=lr, weight_decay=hp.weight_decay)
-        total = int(self.trainer.estimated_stepping_batches)
-        epochs = max(1, self.trainer.max_epochs or 1)
-        warmup = round(total * hp.warmup_epochs / epochs) if total > 0 else 0
-        sched = warmup_cosine_scheduler(opt, warmup, max(total, 1), hp.min_lr_ratio)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return warmup_cosine_config(opt, self.trainer, hp.warmup_epochs, hp.min_lr_ratio)

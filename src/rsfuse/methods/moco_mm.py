@@ -35,7 +35,7 @@ from rsfuse.methods.momentum import cosine_momentum
 from rsfuse.models.checkpoints import save_encoder
 from rsfuse.models.fusion import early_fusion_input
 from rsfuse.models.moco import MoCoV3
-from rsfuse.optim import build_optimizer, warmup_cosine_scheduler
+from rsfuse.optim import build_optimizer, global_batch_size, scaled_lr, warmup_cosine_config
 
 __all__ = ["MoCoMM"]
 
@@ -177,11 +177,6 @@ class MoCoMM(LightningModule):
         hp = self.hparams
         lr = hp.lr
         if hp.scale_lr_by_batch:
-            dm = getattr(self.trainer, "datamodule", None)
-            lr *= int(getattr(dm, "batch_size", 256) or 256) * self.trainer.world_size / 256
+            lr = scaled_lr(lr, global_batch_size(self.trainer))
         opt = build_optimizer(self.moco, lr=lr, weight_decay=hp.weight_decay)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        epochs = max(1, self.trainer.max_epochs or 1)
-        warmup = round(total * hp.warmup_epochs / epochs)
-        sched = warmup_cosine_scheduler(opt, warmup, total, hp.min_lr_ratio)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return warmup_cosine_config(opt, self.trainer, hp.warmup_epochs, hp.min_lr_ratio)

@@ -36,7 +36,7 @@ from rsfuse.models.backbones import build_backbone
 from rsfuse.models.checkpoints import check_encoder_bands, load_encoder
 from rsfuse.models.fusion import MultiModalClassifier, drop_modalities
 from rsfuse.models.vit import GatedViT
-from rsfuse.optim import build_optimizer, warmup_cosine_scheduler
+from rsfuse.optim import build_optimizer, warmup_cosine_config
 
 #: ``backbone`` value that selects rsfuse's own :class:`~rsfuse.models.vit.GatedViT`.
 GATED_VIT = "gated_vit"
@@ -310,11 +310,7 @@ class MultiLabelClassificationTask(LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
         opt = build_optimizer(self, lr=hp.lr, weight_decay=hp.weight_decay)
-        total = int(self.trainer.estimated_stepping_batches)
-        epochs = max(1, self.trainer.max_epochs or 1)
-        warmup = round(total * hp.warmup_epochs / epochs) if total > 0 else 0
-        sched = warmup_cosine_scheduler(opt, warmup, max(total, 1), hp.min_lr_ratio)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return warmup_cosine_config(opt, self.trainer, hp.warmup_epochs, hp.min_lr_ratio)
 
     @torch.no_grad()
     def per_class_table(self) -> list[tuple[str, float]]:

@@ -53,7 +53,7 @@ from rsfuse.models.checkpoints import load_encoder
 from rsfuse.models.fusion import drop_modalities, early_fusion_input
 from rsfuse.models.upernet import ViTUPerNet
 from rsfuse.models.vit import GatedViT
-from rsfuse.optim import build_optimizer, warmup_cosine_scheduler
+from rsfuse.optim import build_optimizer, warmup_cosine_config
 
 Architecture = Literal["unet", "pspnet", "deeplabv3plus", "fpn", "upernet"]
 
@@ -430,8 +430,4 @@ class SegmentationTask(LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
         opt = build_optimizer(self, name=hp.optimizer, lr=hp.lr, weight_decay=hp.weight_decay)
-        total = int(self.trainer.estimated_stepping_batches)
-        epochs = max(1, self.trainer.max_epochs or 1)
-        warmup = round(total * hp.warmup_epochs / epochs) if total > 0 else 0
-        sched = warmup_cosine_scheduler(opt, warmup, max(total, 1), hp.min_lr_ratio)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return warmup_cosine_config(opt, self.trainer, hp.warmup_epochs, hp.min_lr_ratio)
