@@ -20,7 +20,14 @@ def test_label_frequency_baseline_macro_ap_is_prevalence() -> None:
 
 def test_demo_tiny_run(tmp_path: Path, capsys) -> None:
     out = run_demo(
-        workdir=tmp_path, n=40, epochs=1, batch_size=8, workers=1, pretrain_epochs=1, dino_epochs=1
+        workdir=tmp_path,
+        n=40,
+        epochs=1,
+        batch_size=8,
+        workers=1,
+        pretrain_epochs=1,
+        dino_epochs=1,
+        cromss_epochs=1,
     )
     printed = capsys.readouterr().out
     assert "label-frequency baseline" in printed
@@ -32,6 +39,9 @@ def test_demo_tiny_run(tmp_path: Path, capsys) -> None:
         assert (tmp_path / f"reconstruction_{m}_final.png").stat().st_size > 0
     # the DINO-MM stage probed one pretrained model on all three input cases
     assert set(out["dino_mm_stage"]) == {"S1+S2", "S1 only", "S2 only"}
+    # the CromSS stage transferred its S2 encoder to DFC2020 beside a random encoder
+    assert [r[0] for r in out["cromss_stage"]] == ["random init", "CromSS-midF S2"]
+    assert "CromSS stage" in printed
     assert "DINO-MM stage" in printed and (tmp_path / "dino_mm" / "dino_mm_stage.md").is_file()
     saved = json.loads((tmp_path / "results.json").read_text())
     assert set(saved["baseline"]) == {"mAP_micro", "mAP_macro", "F1_micro", "F1_macro"}

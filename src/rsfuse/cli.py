@@ -57,8 +57,8 @@ Data and the main job:
              rsfuse convert --dataset bigearthnet-v2 --root DIR --out DIR.store
   demo       synthesise a small BigEarthNet-v2 dataset, train S1+S2 (early fusion), S1-only,
              S2-only and S1 GMU S2 (MGSViT) classifiers, the last also after MGSViT
-             self-supervised pretraining, then a short DINO-MM stage; print a metrics
-             table with the label-frequency baseline (about 9 minutes on 2 CPU cores)
+             self-supervised pretraining, then short DINO-MM and CromSS stages; print
+             metrics tables with the label-frequency baseline (under 10 min on 2 CPU cores)
 
 Experiments and benchmarks:
   experiment run a paper's experiment and write its tables and plots:
@@ -145,7 +145,9 @@ def _demo(argv: Sequence[str]) -> None:
             "MGSViT's MAE + MoCo v3 pretraining of each encoder, test them on the whole "
             "test split and print micro/macro mAP and F1 beside the label-frequency "
             "baseline; then pretrain DINO-MM on S1+S2 with RandomSensorDrop and "
-            "linear-probe it on S1+S2, S1-only and S2-only input. Writes the tables "
+            "linear-probe it on S1+S2, S1-only and S2-only input; finally pretrain CromSS on "
+            "noisy labels and fine-tune its S2 encoder on DFC2020 segmentation. Writes the "
+            "tables "
             "(markdown + JSON) and plots into the work folder."
         ),
     )

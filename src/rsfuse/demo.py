@@ -10,7 +10,11 @@
 4. DINO-MM stage (seed 002): pretrain one ViT on early-fused S1+S2 with multi-crop views and
    RandomSensorDrop, then linear-probe its frozen features on S1+S2, S1-only and S2-only
    inputs beside the same probe on a random-init ViT.
-5. Print micro/macro mAP and F1 beside the label-frequency baseline; write the table as
+5. CromSS stage (seed 001): pretrain tiny per-modality U-Nets (middle fusion) on synthetic
+   NoLDO-S12 noisy Dynamic World labels with cross-modal sample selection and label
+   smoothing, then fine-tune its S2 encoder on synthetic DFC2020 segmentation beside a
+   random encoder.
+6. Print micro/macro mAP and F1 beside the label-frequency baseline; write the table as
    markdown and JSON and a per-class AP plot into the work folder.
 """
 
@@ -95,7 +99,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=1500,
         help="synthetic locations to generate (default 1500; 60/20/20 split)",
     )
-    p.add_argument("--epochs", type=int, default=12, help="training epochs per run (default 12)")
+    p.add_argument("--epochs", type=int, default=11, help="training epochs per run (default 11)")
     p.add_argument(
         "--pretrain-epochs",
         type=int,
@@ -107,6 +111,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         default=3,
         help="DINO-MM pretraining epochs of the DINO-MM stage (default 3; 0 skips the stage)",
+    )
+    p.add_argument(
+        "--cromss-epochs",
+        type=int,
+        default=4,
+        help="CromSS pretraining epochs of the CromSS stage (default 4; 0 skips the stage)",
     )
     p.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
     p.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate")
@@ -257,13 +267,14 @@ def pretrain_mgsvit_encoders(
 def run_demo(
     workdir: Path = Path("rsfuse-demo"),
     n: int = 1500,
-    epochs: int = 12,
+    epochs: int = 11,
     batch_size: int = 32,
     lr: float = 2e-3,
     seed: int = 0,
     workers: int = 2,
     pretrain_epochs: int = 4,
     dino_epochs: int = 3,
+    cromss_epochs: int = 4,
 ) -> dict[str, Any]:
     """Run the demo and return its results (also written to ``workdir``)."""
     import lightning as L
@@ -350,6 +361,14 @@ def run_demo(
         from rsfuse.experiments.dino_mm import demo_stage
 
         dino = demo_stage(dm, workdir / "dino_mm", epochs=dino_epochs, seed=seed)
+    cromss = None
+    if cromss_epochs > 0:
+        from rsfuse.experiments import cromss as cromss_experiment
+
+        print(f"[demo] CromSS stage: noisy-label pretraining for {cromss_epochs} epochs")
+        cromss = cromss_experiment.demo_stage(
+            workdir / "cromss", pretrain_epochs=cromss_epochs, seed=seed, workers=workers
+        )
 
     train_labels = _labels(dm.datasets["train"])
     test_labels = _labels(dm.datasets["test"])
@@ -381,6 +400,9 @@ def run_demo(
             "probes (frozen features) per input case:"
         )
         print(dino["table"])
+    if cromss is not None:
+        print("\nCromSS stage: S2 encoder pretrained on noisy labels, fine-tuned on DFC2020:")
+        print(cromss["markdown"])
     _plot_per_class(results, baseline_ap, workdir / "per_class_ap.png")
     out = {
         "n_train": n_train,
@@ -389,6 +411,7 @@ def run_demo(
         "epochs": epochs,
         "pretrain_epochs": pretrain_epochs,
         "dino_mm_stage": None if dino is None else dino["results"],
+        "cromss_stage": None if cromss is None else cromss["rows"],
         "runs": [r.__dict__ for r in results],
         "baseline": baseline,
         "baseline_per_class_ap": baseline_ap,
