@@ -43,13 +43,13 @@ from rsfuse.bands import s2_bands as resolve_s2_bands
 from rsfuse.data import bigearthnet_layout as layout
 from rsfuse.data.classes import BEN19, ben19_indices, ben43_to_19, multi_hot
 from rsfuse.data.sample import Sample, check_sample
+from rsfuse.data.skipping import SkipBadSamples
 from rsfuse.errors import ConfigError, DataError
 from rsfuse.io.geotiff import probe_header, read_band
 
 log = logging.getLogger(__name__)
 
 RESAMPLINGS: tuple[str, ...] = ("nearest", "bilinear", "cubic")
-ON_ERROR: tuple[str, ...] = ("raise", "skip")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 
@@ -74,7 +74,7 @@ def _with_sample(err: DataError, sample_id: str) -> DataError:
     return new
 
 
-class BigEarthNetBase(Dataset[Sample]):
+class BigEarthNetBase(SkipBadSamples, Dataset[Sample]):
     """Shared reader logic of BigEarthNet v1 and v2; use a subclass.
 
     Args:
@@ -134,20 +134,13 @@ class BigEarthNetBase(Dataset[Sample]):
                 f"unknown resampling {resampling!r}; expected one of {list(RESAMPLINGS)}",
                 key="resampling",
             )
-        if on_error not in ON_ERROR:
-            raise ConfigError(
-                f"on_error must be one of {list(ON_ERROR)}, got {on_error!r}", key="on_error"
-            )
+        self._init_skipping(on_error)
         self.root = Path(root)
         self.split = split
         self.resampling = resampling
         self.include_snow = bool(include_snow)
         self.include_cloudy = bool(include_cloudy)
-        self.on_error = on_error
         self.check_finite = bool(check_finite)
-        #: ``(sample_id, message)`` of every sample skipped because of bad files
-        self.skipped: list[tuple[str, str]] = []
-        self._skipped_ids: set[str] = set()
         if not self.root.is_dir():
             raise DataError("dataset root folder not found", path=self.root)
         self._ids: np.ndarray
@@ -279,41 +272,8 @@ class BigEarthNetBase(Dataset[Sample]):
         check_sample(sample, source=sid, check_finite=self.check_finite)
         return sample
 
-    def _record_skip(self, sid: str, message: str) -> None:
-        if sid in self._skipped_ids:
-            return
-        self._skipped_ids.add(sid)
-        self.skipped.append((sid, message))
-        log.warning("skipping BigEarthNet sample %s: %s", sid, message)
-
-    def __getitem__(self, index: int) -> Sample:
-        """Read sample ``index``.
-
-        With ``on_error="skip"`` a sample whose files are bad is skipped and the next good
-        one (``index + 1``, wrapping around) is returned instead.
-
-        Raises:
-            IndexError: index out of range.
-            DataError: a bad sample (``on_error="raise"``), or every sample is bad.
-        """
-        n = len(self)
-        if index < 0:
-            index += n
-        if not 0 <= index < n:
-            raise IndexError(f"index {index} out of range for {n} samples")
-        if self.on_error == "raise":
-            return self._read(index)
-        for k in range(n):
-            j = (index + k) % n
-            try:
-                return self._read(j)
-            except DataError as e:
-                self._record_skip(self.sample_id(j), str(e))
-        raise DataError(
-            f"every one of the {n} samples of split {self.split!r} is bad "
-            f"(on_error='skip'); first: {self.skipped[0][1] if self.skipped else ''}",
-            path=self.index_file,
-        )
+    def _all_bad_where(self) -> tuple[str, Path | None]:
+        return f" of split {self.split!r}", self.index_file
 
     def scan(self) -> list[tuple[str, str]]:
         """Check every sample's files without decoding pixels.

@@ -57,6 +57,7 @@ from rsfuse.bands import BANDS, S1_ORDER, check_modalities
 from rsfuse.bands import s2_bands as resolve_s2_bands
 from rsfuse.data.classes import IGNORE_LABEL
 from rsfuse.data.sample import Sample, check_sample
+from rsfuse.data.skipping import SkipBadSamples
 from rsfuse.errors import ConfigError, DataError
 from rsfuse.io.geotiff import read_band
 
@@ -64,7 +65,6 @@ log = logging.getLogger(__name__)
 
 NUM_SEASONS = 4
 SEASON_MODES: tuple[str, ...] = ("random", "all")
-ON_ERROR: tuple[str, ...] = ("raise", "skip")
 RESAMPLINGS: tuple[str, ...] = ("nearest", "bilinear", "cubic")
 #: SSL4EO-S12 v1.0 modality folders.
 V10_DIRS: dict[str, str] = {"s1": "s1", "L1C": "s2c", "L2A": "s2a"}
@@ -135,7 +135,7 @@ def _stretch(x: np.ndarray) -> np.ndarray:
     return np.nan_to_num(out)
 
 
-class SegmentationDatasetBase(Dataset[Sample]):
+class SegmentationDatasetBase(SkipBadSamples, Dataset[Sample]):
     """Shared logic of the seasonal and segmentation readers; use a subclass.
 
     Subclasses fill :attr:`_ids` (one entry per sample) and implement :meth:`_read_arrays`.
@@ -181,18 +181,11 @@ class SegmentationDatasetBase(Dataset[Sample]):
         self.s2_product = s2_product
         self.s2_band_names: tuple[str, ...] = resolve_s2_bands(s2_bands, s2_product)
         self.season = check_season(season)
-        if on_error not in ON_ERROR:
-            raise ConfigError(
-                f"on_error must be one of {list(ON_ERROR)}, got {on_error!r}", key="on_error"
-            )
-        self.on_error = on_error
+        self._init_skipping(on_error)
         self.check_finite = bool(check_finite)
         self.seed = seed
         self._rng: np.random.Generator | None = None
         self._rng_pid: tuple[int, int] | None = None
-        #: ``(sample_id, message)`` of every sample skipped because of bad files
-        self.skipped: list[tuple[str, str]] = []
-        self._skipped_ids: set[str] = set()
         self._ids: np.ndarray = np.array([], dtype=np.bytes_)
 
     # ----------------------------------------------------------------- subclass hooks
@@ -294,41 +287,6 @@ class SegmentationDatasetBase(Dataset[Sample]):
         if single:
             check_sample(sample, source=sid, check_finite=self.check_finite)
         return sample
-
-    def _record_skip(self, sid: str, message: str) -> None:
-        if sid in self._skipped_ids:
-            return
-        self._skipped_ids.add(sid)
-        self.skipped.append((sid, message))
-        log.warning("skipping %s sample %s: %s", type(self).__name__, sid, message)
-
-    def __getitem__(self, index: int) -> Sample:
-        """Read sample ``index`` (see the module docstring for the keys).
-
-        With ``on_error="skip"`` a bad sample is skipped and the next good one
-        (``index + 1``, wrapping around) is returned instead.
-
-        Raises:
-            IndexError: index out of range.
-            DataError: a bad sample (``on_error="raise"``), or every sample is bad.
-        """
-        n = len(self)
-        if index < 0:
-            index += n
-        if not 0 <= index < n:
-            raise IndexError(f"index {index} out of range for {n} samples")
-        if self.on_error == "raise":
-            return self._read(index)
-        for k in range(n):
-            j = (index + k) % n
-            try:
-                return self._read(j)
-            except DataError as e:
-                self._record_skip(self.sample_id(j), str(e))
-        raise DataError(
-            f"every one of the {n} samples is bad (on_error='skip'); first: "
-            f"{self.skipped[0][1] if self.skipped else ''}"
-        )
 
     # ----------------------------------------------------------------- plotting
     def plot(

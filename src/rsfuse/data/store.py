@@ -60,6 +60,7 @@ from rsfuse.bands import s2_bands as resolve_s2_bands
 from rsfuse.data.classes import BEN19
 from rsfuse.data.sample import Sample
 from rsfuse.errors import ConfigError, DataError
+from rsfuse.io.atomic import write_atomic
 
 #: Version of the rsfuse store layout written by this module.
 STORE_VERSION = 1
@@ -144,7 +145,7 @@ def write_shard(out: Path, k: int, shard_size: int, arrays: dict[str, np.ndarray
         group[name][lo : lo + len(block)] = block
     marker = out / DONE_DIR / str(k)
     marker.parent.mkdir(exist_ok=True)
-    _atomic_write(marker, json.dumps({"shard": k, "samples": len(next(iter(arrays.values())))}))
+    _write_synced(marker, json.dumps({"shard": k, "samples": len(next(iter(arrays.values())))}))
 
 
 def done_shards(out: Path) -> set[int]:
@@ -155,20 +156,14 @@ def done_shards(out: Path) -> set[int]:
     return {int(p.name) for p in d.iterdir() if p.name.isdigit()}
 
 
-def _atomic_write(path: Path, text: str | bytes) -> None:
-    """Write to a temporary name in the same folder, fsync, then rename into place."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    data = text.encode() if isinstance(text, str) else text
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def _write_synced(path: Path, data: str | bytes) -> None:
+    """Atomic write, flushed to disk before the rename (markers must not lie)."""
+    write_atomic(path, data, fsync=True)
 
 
 def write_json(path: Path, obj: Any) -> None:
     """Write ``obj`` as JSON atomically."""
-    _atomic_write(path, json.dumps(obj, indent=2, sort_keys=True))
+    _write_synced(path, json.dumps(obj, indent=2, sort_keys=True))
 
 
 def write_index(out: Path, index: pd.DataFrame) -> None:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from rsfuse.errors import ConfigError
+from rsfuse.experiments import torch_threads
 from rsfuse.experiments.mgsvit_ablation import load_config
 from rsfuse.experiments.segmentation_transfer import (
     MODES,
@@ -412,15 +413,8 @@ def main(argv: Sequence[str]) -> None:
     """Run the CromSS ablations (see ``--help``)."""
     args = build_parser().parse_args(list(argv))
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    import torch
-
-    threads = torch.get_num_threads()
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    try:
+    with torch_threads(args.threads):
         _run(args)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(args: argparse.Namespace) -> None:

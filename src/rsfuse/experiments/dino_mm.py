@@ -50,6 +50,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from rsfuse.experiments import torch_threads
+
 #: Input case → sensors zeroed in it.
 INPUTS: dict[str, list[str]] = {"S1+S2": [], "S1 only": ["s2"], "S2 only": ["s1"]}
 #: Method → (table label, evaluation protocol).
@@ -868,13 +870,15 @@ def main(argv: Sequence[str]) -> None:
     args = build_parser().parse_args(list(argv))
     import logging
 
-    from rsfuse.data.datamodules import BigEarthNetDataModule
-
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    with torch_threads(args.threads):
+        _run(args)
 
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+
+def _run(args: argparse.Namespace) -> None:
+    from rsfuse.data.datamodules import BigEarthNetDataModule
+
     t_start = time.time()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)

@@ -56,7 +56,9 @@ from pathlib import Path
 from typing import Any
 
 from rsfuse.errors import ConfigError
+from rsfuse.experiments import torch_threads
 from rsfuse.experiments.mgsvit_ablation import load_config
+from rsfuse.io.atomic import write_atomic
 
 METRICS = ("OA", "AA", "mIoU", "mF1")
 MODES = ("frozen", "finetune")
@@ -456,12 +458,6 @@ def plot_summary(summary: list[dict[str, Any]], encoders: list[str], path: Path)
     os.replace(tmp, path)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_outputs(
     out: Path,
     runs: list[Run],
@@ -487,9 +483,9 @@ def write_outputs(
         w.writerows(summary)
     os.replace(tmp, out / "results.csv")
     md = header + markdown_tables(summary, encoders) + "\n"
-    _atomic_write(out / "results.md", md)
+    write_atomic(out / "results.md", md)
     payload = {**extra, "summary": summary, "runs": [asdict(r) for r in runs]}
-    _atomic_write(out / "results.json", json.dumps(payload, indent=2))
+    write_atomic(out / "results.json", json.dumps(payload, indent=2))
     if summary and plot:
         plot_summary(summary, encoders, out / "transfer_miou.png")
     return md
@@ -616,15 +612,8 @@ def main(argv: Sequence[str]) -> None:
     """Run the transfer experiment (see ``--help``)."""
     args = build_parser().parse_args(list(argv))
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    import torch
-
-    threads = torch.get_num_threads()
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    try:
+    with torch_threads(args.threads):
         _run(args)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(args: argparse.Namespace) -> None:

@@ -40,6 +40,7 @@ from rsfuse.data import bigearthnet_layout as layout
 from rsfuse.data.classes import BEN19, BEN43, BEN43_TO_19
 from rsfuse.data.synthetic.world import GeoInfo, Location, SyntheticWorld
 from rsfuse.errors import ConfigError
+from rsfuse.io.atomic import write_atomic
 from rsfuse.io.geotiff import write_geotiff
 
 #: CORINE Land Cover level-3 code of each BigEarthNet 43-class index (same order as BEN43).
@@ -208,18 +209,6 @@ def _write_s1(paths: Callable[[str], Path], loc: Location) -> None:
         )
 
 
-def _write_text(path: Path, text: str) -> None:
-    """Write a text file atomically (temporary name in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _coordinates(geo: GeoInfo) -> dict[str, int]:
     ulx, uly, lrx, lry = geo.bounds
     return {"ulx": int(ulx), "uly": int(uly), "lrx": int(lrx), "lry": int(lry)}
@@ -263,8 +252,8 @@ def _write_v1_location(world: SyntheticWorld, root: Path, index: int) -> dict[st
         "scene_source": _s1_scene(geo),
         "acquisition_time": p.s1_time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    _write_text(layout.v1_s2_metadata(root, s2n), json.dumps(s2_meta))
-    _write_text(layout.v1_s1_metadata(root, s1n), json.dumps(s1_meta))
+    write_atomic(layout.v1_s2_metadata(root, s2n), json.dumps(s2_meta))
+    write_atomic(layout.v1_s1_metadata(root, s1n), json.dumps(s1_meta))
     return {**_record(loc), "s2_name": s2n, "s1_name": s1n}
 
 
@@ -429,9 +418,11 @@ def write_bigearthnet_v1(
     recs = _generate("bigearthnet-v1", root, n, seed, workers, progress)
     for key in _SPLIT_KEYS:
         lines = [f"{r['s2_name']},{r['s1_name']}\n" for r in recs if split_of[r["index"]] == key]
-        _write_text(root / layout.V1_SPLIT_FILES[key][0], "".join(lines))
-    _write_text(root / layout.V1_SNOW_FILE, "".join(f"{r['s2_name']}\n" for r in recs if r["snow"]))
-    _write_text(
+        write_atomic(root / layout.V1_SPLIT_FILES[key][0], "".join(lines))
+    write_atomic(
+        root / layout.V1_SNOW_FILE, "".join(f"{r['s2_name']}\n" for r in recs if r["snow"])
+    )
+    write_atomic(
         root / layout.V1_CLOUD_FILE, "".join(f"{r['s2_name']}\n" for r in recs if r["cloud"])
     )
     return root

@@ -58,6 +58,7 @@ from rsfuse.data.ssl4eo import V10_DIRS, V11_DIRS, V11_S2_OFFSET, file_band_name
 from rsfuse.data.synthetic.noisy_labels import dynamic_world_noise
 from rsfuse.data.synthetic.world import Location, SyntheticWorld, smooth_fields
 from rsfuse.errors import ConfigError
+from rsfuse.io.atomic import write_atomic
 from rsfuse.io.geotiff import write_geotiff
 
 #: BigEarthNet 19-class index → Dynamic World 9-class index.
@@ -243,17 +244,6 @@ def _run(
 def _star(task: tuple[Callable[..., Any], tuple]) -> Any:
     fn, a = task
     return fn(*a)
-
-
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 class _LMDBWriter:
@@ -568,7 +558,7 @@ def write_noldo_s12(
         for w in writers.values():
             w.close()
     lines = ["ids,sub1,sub2,sub3,sub4"] + [f"{r['id']},{','.join(r['subs'])}" for r in recs]
-    _write_text(root / NOL_IDS_CSV, "\n".join(lines) + "\n")
+    write_atomic(root / NOL_IDS_CSV, "\n".join(lines) + "\n")
     m = max(4, n // 4) if n_downstream is None else int(n_downstream)
     if m > 0:
         n_test = max(1, m // 4)
