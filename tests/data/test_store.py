@@ -266,3 +266,111 @@ def test_truncated_shard_names_store_and_sample(store: Path, tmp_path: Path) -> 
 def test_resampling_mismatch_is_config_error(store: Path) -> None:
     with pytest.raises(ConfigError, match="resampling"):
         StoreDataset(store, "train", resampling="nearest")
+
+
+# --------------------------------------------------------------------------- batch path
+def _assert_same_batch(a: dict, b: dict) -> None:
+    assert set(a) == set(b)
+    for key in a:
+        if key == "meta":
+            assert a[key] == b[key]
+        elif key == "present":
+            assert list(a[key]) == list(b[key])
+            for m in a[key]:
+                assert a[key][m].dtype == b[key][m].dtype and torch.equal(a[key][m], b[key][m])
+        else:
+            assert a[key].dtype == b[key].dtype and a[key].shape == b[key].shape, key
+            assert torch.equal(a[key], b[key]), key
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"s2_dtype": "uint16"},
+        {"s2_dtype": "float32"},
+        {"s2_dtype": "uint16", "s2_bands": "rgb"},
+        {"s2_dtype": "float32", "s2_bands": "rgb"},
+        {"modalities": ["s1"]},
+        {"modalities": ["s2"], "s2_dtype": "uint16"},
+    ],
+)
+def test_getitems_equals_collated_samples(store: Path, kwargs: dict) -> None:
+    from rsfuse.data.sample import CollatedBatch
+
+    ds = StoreDataset(store, "train", include_snow=True, include_cloudy=True, **kwargs)
+    indices = [3, 0, -1, 5, 3]  # negative and repeated indices too
+    got = ds.__getitems__(indices)
+    assert isinstance(got, CollatedBatch) and len(got) == len(indices)
+    ref = collate([ds[i] for i in indices])
+    _assert_same_batch(collate(got), ref)
+    # other collate functions see the per-sample dicts
+    for i, sample in zip(indices, got, strict=True):
+        one = ds[i]
+        assert set(sample) == set(one) and sample["meta"] == one["meta"]
+        assert sample["present"] == one["present"]
+        for key in ("s1", "s2", "label"):
+            if key in one:
+                assert sample[key].dtype == one[key].dtype and torch.equal(sample[key], one[key])
+    with pytest.raises(IndexError):
+        ds.__getitems__([0, len(ds)])
+
+
+def test_getitems_through_workers_equals_samples(store: Path) -> None:
+    ds = StoreDataset(store, "train", include_snow=True, include_cloudy=True, s2_dtype="uint16")
+    order = list(range(len(ds)))[::-1]
+    ref = [collate([ds[i] for i in order[k : k + 3]]) for k in range(0, len(order), 3)]
+    loader = DataLoader(
+        torch.utils.data.Subset(ds, order), batch_size=3, num_workers=2, collate_fn=collate
+    )
+    batches = list(loader)  # all held at once: slots must not be reused under them
+    assert len(batches) == len(ref)
+    for got, want in zip(batches, ref, strict=True):
+        _assert_same_batch(got, want)
+        assert got["s2"].dtype == torch.uint16
+
+
+def test_pooled_batch_memory_is_not_reused_while_held(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keep only a view of each batch: the worker must not overwrite its buffer; with a
+    tiny pool the extra batches go through fresh shared memory, still exact."""
+    from rsfuse.data import store as store_mod
+
+    monkeypatch.setattr(store_mod._BatchMemory, "MAX_LIVE", 4)  # workers are forked
+    ds = StoreDataset(store, "train", include_snow=True, include_cloudy=True, s2_dtype="uint16")
+    for persistent in (False, True):
+        loader = DataLoader(
+            ds,
+            batch_size=2,
+            num_workers=1,
+            collate_fn=collate,
+            prefetch_factor=4,
+            persistent_workers=persistent,
+        )
+        for _epoch in range(2):
+            views, labels = [], []
+            for batch in loader:  # the rest of each batch is dropped: its slots come back
+                views.append(batch["s2"][-1])
+                labels.append(batch["label"])
+            for k, (v, lab) in enumerate(zip(views, labels, strict=True)):
+                rows = list(range(2 * k, min(2 * k + 2, len(ds))))
+                assert torch.equal(v, ds[rows[-1]]["s2"])
+                assert torch.equal(lab, torch.stack([ds[r]["label"] for r in rows]))
+            for k, batch in enumerate(loader):  # nothing held: slots are reused
+                rows = list(range(2 * k, min(2 * k + 2, len(ds))))
+                _assert_same_batch(batch, collate([ds[r] for r in rows]))
+
+
+def test_getitems_corrupt_chunk_names_store_and_sample(store: Path, tmp_path: Path) -> None:
+    bad = _copy(store, tmp_path)
+    shard = bad / "s2" / "c" / "0" / "0" / "0" / "0"
+    data = bytearray(shard.read_bytes())
+    data[100] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    ds = StoreDataset(bad, "train", include_snow=True, include_cloudy=True, s2_dtype="uint16")
+    i = int(np.flatnonzero(ds._rows == 0)[0])
+    good = int(np.flatnonzero(ds._rows >= 4)[0])
+    with pytest.raises(DataError) as e:
+        ds.__getitems__([good, i])
+    assert ds.sample_id(i) in str(e.value) and str(shard) in str(e.value)
+    assert "checksum" in str(e.value)

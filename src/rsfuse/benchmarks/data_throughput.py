@@ -6,22 +6,32 @@ patches included so every reader sees the same samples):
 (a) ``geotiff``   rsfuse's :class:`~rsfuse.data.bigearthnet.BigEarthNetV2` (14 GeoTIFFs)
 (b) ``torchgeo``  TorchGeo's ``BigEarthNetV2(bands="all")`` (benchmark-only dependency;
                   reported as not measured when TorchGeo is not installed)
-(c) ``store``     :class:`~rsfuse.data.store.StoreDataset` on the converted store with
-                  ``s2_dtype="uint16"``: the path training uses (``BigEarthNetDataModule``
-                  ships S2 as uint16 and ``Normalize`` casts it on the device)
-    ``store-f32`` the same store read with ``s2_dtype="float32"`` (cast in the worker;
-                  extra row, for information)
+(c) ``store``     :class:`~rsfuse.data.store.StoreDataset` on the converted store, made
+                  by the datamodule's ``_store_dataset`` (``s2_dtype="uint16"``): the path
+                  training uses. The DataLoader asks it for whole batches
+                  (``StoreDataset.__getitems__``): every sample is decoded straight into
+                  the batch tensors, in pooled shared memory inside a worker, and
+                  ``collate`` passes the batch through (``BigEarthNetDataModule`` ships S2
+                  as uint16 and ``Normalize`` casts it on the device)
+    ``store-item`` the same store read one sample at a time (``__getitem__``, then
+                  ``collate`` stacks the samples; the DataLoader moves the batch to fresh
+                  shared memory): the previous path, extra row, for information
+    ``store-f32`` the batch path with ``s2_dtype="float32"`` (cast in the worker; extra
+                  row, for information)
 (d) ``lmdb``      plain LMDB + safetensors baseline (reBEN / rico-hdl style): one
-                  uncompressed safetensors record per sample, same dtypes as the store;
-                  like the store, it hands S2 over in its native uint16 (as reBEN /
-                  rico-hdl keep native dtypes in safetensors), so the comparison is fair
+                  uncompressed safetensors record per sample, same dtypes as the store,
+                  read per sample (``__getitem__``) and stacked by ``collate``, as a plain
+                  baseline does; like the store, it hands S2 over in its native uint16 (as
+                  reBEN / rico-hdl keep native dtypes in safetensors), so both ship the
+                  same bytes
     ``lmdb-f32``  the same LMDB with S2 cast to float32 in the worker (extra row)
 
-Each is read through a DataLoader (batch 32, shuffled: random access, rsfuse's
-``collate``) with 1 worker and with one worker per core (``--workers 0`` adds a read in
-the main process, reported for information: no inter-process transport); the clock
-starts after the first batch (worker start-up and file-cache warm-up excluded). Results
-are printed as a table with the ratios and targets and saved as JSON.
+Each is read through the same DataLoader settings (batch 32, shuffled: random access,
+rsfuse's ``collate``, prefetch factor 4) with 1 worker and with one worker per core
+(``--workers 0`` adds a read in the main process, reported for information: no
+inter-process transport); the clock starts after the first batch (worker start-up and
+file-cache warm-up excluded). Results are printed as a table with the ratios and targets
+and saved as JSON.
 
 Run::
 
@@ -48,7 +58,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from rsfuse.data.sample import Sample, collate
 
-READERS = ("geotiff", "torchgeo", "store", "store-f32", "lmdb", "lmdb-f32")
+READERS = ("geotiff", "torchgeo", "store", "store-item", "store-f32", "lmdb", "lmdb-f32")
 TARGETS = {
     "store_vs_torchgeo_1worker": 20.0,
     "store_per_core": 1000.0,
@@ -142,6 +152,20 @@ def write_lmdb(path: Path, source: Dataset, progress: bool = True) -> Path:
     env.close()
     os.replace(tmp, path)
     return path
+
+
+class PerSample(Dataset[Sample]):
+    """A dataset read one sample at a time: hides the wrapped dataset's ``__getitems__``
+    (the ``store-item`` row: what the store's DataLoader path was before batch reads)."""
+
+    def __init__(self, dataset: Dataset[Sample]) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Sample:
+        return self.dataset[index]
 
 
 class _TorchGeoAdapter(Dataset[dict[str, Any]]):
@@ -246,6 +270,7 @@ def prepare(data: Path, n: int, workers: int) -> tuple[Path, Path, Path]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Measure every reader; return the results dict (also saved as JSON)."""
     from rsfuse.data.bigearthnet import BigEarthNetV2
+    from rsfuse.data.datamodules import _store_dataset
     from rsfuse.data.store import StoreDataset
 
     torch.set_num_threads(1)
@@ -253,15 +278,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     load_before = os.getloadavg()
     cores = os.cpu_count() or 1
     worker_counts = sorted({1, cores} if args.workers is None else set(args.workers))
+    store_kwargs = {  # BigEarthNetDataModule's dataset_kwargs for the benchmark's samples
+        "modalities": ("s1", "s2"),
+        "s2_bands": "all",
+        "resampling": None,
+        "include_snow": True,
+        "include_cloudy": True,
+    }
     readers: dict[str, Any] = {
         "geotiff": lambda: BigEarthNetV2(src, "train", include_snow=True, include_cloudy=True),
         "torchgeo": lambda: _TorchGeoAdapter(src),
-        "store": lambda: StoreDataset(
-            store, "train", include_snow=True, include_cloudy=True, s2_dtype="uint16"
+        # the training path: the datamodule's store dataset (batch reads, uint16 S2)
+        "store": lambda: _store_dataset(str(store), "train", store_kwargs, "uint16"),
+        "store-item": lambda: PerSample(
+            _store_dataset(str(store), "train", store_kwargs, "uint16")
         ),
-        "store-f32": lambda: StoreDataset(
-            store, "train", include_snow=True, include_cloudy=True, s2_dtype="float32"
-        ),
+        "store-f32": lambda: _store_dataset(str(store), "train", store_kwargs, "float32"),
         "lmdb": lambda: LmdbSafetensors(lmdb_path, s2_dtype="uint16"),
         "lmdb-f32": lambda: LmdbSafetensors(lmdb_path, s2_dtype="float32"),
     }
@@ -329,6 +361,13 @@ def ratios(results: dict[str, Any], worker_counts: Sequence[int], cores: int) ->
         out["store_per_core"] = min(sps("store", w1), sps("store", wmax) / max(wmax, 1))
     if sps("store", w1) and sps("lmdb", w1):
         out["store_vs_lmdb"] = min(sps("store", w) / sps("lmdb", w) for w in loader_counts)
+    if sps("store-item", w1):
+        out["store_item_per_core"] = min(
+            sps("store-item", w1), sps("store-item", wmax) / max(wmax, 1)
+        )
+        out["store_vs_store_item"] = min(
+            sps("store", w) / sps("store-item", w) for w in loader_counts
+        )
     if sps("store-f32", w1):
         out["store_f32_per_core"] = min(sps("store-f32", w1), sps("store-f32", wmax) / max(wmax, 1))
     if 0 in worker_counts and sps("store", 0):
@@ -374,6 +413,8 @@ def table(results: dict[str, Any]) -> str:
         "store_vs_geotiff_1worker": "store / rsfuse GeoTIFF, 1 worker",
         "store_per_core": "store samples/s per core (target >= 1000)",
         "store_in_process": "store samples/s, 0 workers (in the main process)",
+        "store_item_per_core": "store read per sample (previous path) samples/s per core",
+        "store_vs_store_item": "store batch reads / per-sample reads, worst case",
         "store_f32_per_core": "store (s2 float32 in the worker) samples/s per core",
         "store_vs_lmdb_in_process": "store / LMDB+safetensors, 0 workers",
         "store_vs_lmdb": "store / LMDB+safetensors, worst case (target >= 0.667)",
@@ -452,6 +493,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 __all__ = [
     "LmdbSafetensors",
+    "PerSample",
     "main",
     "measure",
     "run",

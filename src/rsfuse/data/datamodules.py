@@ -59,8 +59,9 @@ class InMemoryCache(Dataset):
         return self
 
     def __getattr__(self, name: str) -> Any:
-        # delegate plot(), classes, skipped … to the wrapped dataset
-        if name in ("dataset", "_cache"):
+        # delegate plot(), classes, skipped … to the wrapped dataset; never dunders such as
+        # __getitems__ (the DataLoader would read batches from the source, past the cache)
+        if name in ("dataset", "_cache") or name.startswith("__"):
             raise AttributeError(name)
         return getattr(self.dataset, name)
 
@@ -244,6 +245,19 @@ class BigEarthNetDataModule(LightningDataModule):
             batch = self.augmentation(batch)
         return batch
 
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in every checkpoint: the normalisation (:meth:`Normalize.describe`) and the
+        patch size, so ``rsfuse export`` can write a self-describing model bundle."""
+        return {"normalization": self.normalize.describe(), "patch_size": self.patch_size}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Nothing to restore: the normalisation follows from the constructor arguments."""
+
+    @property
+    def patch_size(self) -> int:
+        """Side of the samples in pixels (BigEarthNet: 120 on the 10 m grid)."""
+        return int(self.dataset_class.image_size)
+
 
 # --------------------------------------------------------------------------------------------
 # segmentation
@@ -323,6 +337,10 @@ class SegmentationDataModule(LightningDataModule):
             SegmentationDatasetBase`).
         on_error: ``raise`` or ``skip`` bad samples.
         cache: keep decoded samples in memory (small datasets, ``num_workers=0``).
+        store: read from a store made by ``rsfuse convert --dataset <dataset>`` (local path
+            or fsspec URL) instead of the files under ``root``; the one line that switches
+            a config to the store (:class:`~rsfuse.data.store_segmentation.
+            SegmentationStoreDataset`: the same samples, season draw and batches).
 
     Raises:
         ConfigError: unknown dataset, product, season or bad numbers.
@@ -350,6 +368,7 @@ class SegmentationDataModule(LightningDataModule):
         seed: int | None = None,
         on_error: Literal["raise", "skip"] = "raise",
         cache: bool = False,
+        store: str | None = None,
     ) -> None:
         super().__init__()
         if dataset not in SEGMENTATION_DATASETS:
@@ -383,6 +402,7 @@ class SegmentationDataModule(LightningDataModule):
         self.seed = seed
         self.on_error = on_error
         self.cache = cache
+        self.store = store
         self.stats = stats or "ssl4eo-s12-l1c"
         self.normalize = Normalize.from_stats(self.stats, self.s2_band_names, mode=normalization)
         if augmentation is not None:
@@ -416,6 +436,17 @@ class SegmentationDataModule(LightningDataModule):
             "s2_bands": self.s2_bands,
             "on_error": self.on_error,
         }
+        if self.store is not None:
+            from rsfuse.data.store_segmentation import SegmentationStoreDataset
+
+            return SegmentationStoreDataset(
+                self.store,
+                split="validation" if self.dataset == "dfc2020" and split == "train" else split,
+                season=self.season,
+                seed=self.seed,
+                dataset=self.dataset,
+                **common,
+            )
         if self.dataset == "dfc2020":
             kw = {} if self.patch_size is None else {"patch_size": self.patch_size}
             return DFC2020Dataset(
@@ -521,3 +552,28 @@ class SegmentationDataModule(LightningDataModule):
         if "mask_clean" in out:
             out["mask_clean"] = out["mask_clean"].squeeze(1).round().long()
         return out
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in every checkpoint: the normalisation (:meth:`Normalize.describe`), the
+        training patch size and the class names, so ``rsfuse export`` can write a
+        self-describing model bundle."""
+        return {
+            "normalization": self.normalize.describe(),
+            "patch_size": self.training_patch_size,
+            "class_names": list(self.classes),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Nothing to restore: the normalisation follows from the constructor arguments."""
+
+    @property
+    def training_patch_size(self) -> int:
+        """Side of the training inputs: the crop size, else the files' patch size."""
+        if self.crop_size is not None:
+            return int(self.crop_size)
+        if self.patch_size is not None:
+            return int(self.patch_size)
+        from rsfuse.data.dfc2020 import PATCH_SIZE as DFC_PATCH
+        from rsfuse.data.ssl4eo import PATCH_SIZE as NOL_PATCH
+
+        return int(DFC_PATCH if self.dataset == "dfc2020" else NOL_PATCH)

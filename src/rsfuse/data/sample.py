@@ -21,12 +21,17 @@ key        type                   content
 A modality that was not read is absent from the dict and its presence flag is ``False``.
 After :func:`collate` every tensor gains a leading batch dimension, ``present`` holds bool
 tensors [B] and ``meta`` is a list of per-sample dicts.
+
+A dataset may also assemble a whole batch itself (``__getitems__``, which the DataLoader
+calls with a batch's indices): it returns a :class:`CollatedBatch`, which :func:`collate`
+passes through unchanged and which any other collate function sees as the sequence of its
+samples.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, overload
 
 import torch
 from torch import Tensor
@@ -98,15 +103,65 @@ def check_sample(sample: Sample, source: str | None = None, check_finite: bool =
     return sample
 
 
+class CollatedBatch(Sequence[Sample]):
+    """A batch a dataset assembled itself (``__getitems__``), exactly as :func:`collate` would.
+
+    :func:`collate` returns :attr:`batch` as is (no copy); any other collate function sees a
+    sequence of per-sample dicts (views into the batch tensors), so a DataLoader with a
+    different ``collate_fn`` still gets ordinary samples.
+
+    Args:
+        batch: the collated batch (the layout :func:`collate` produces).
+    """
+
+    __slots__ = ("batch",)
+
+    def __init__(self, batch: Batch) -> None:
+        self.batch = batch
+
+    def __len__(self) -> int:
+        return batch_size_of(self.batch)
+
+    @overload
+    def __getitem__(self, index: int) -> Sample: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Sample]: ...
+
+    def __getitem__(self, index: int | slice) -> Sample | list[Sample]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        n = len(self)
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError(f"index {index} out of range for a batch of {n}")
+        sample: Sample = {}
+        for key, value in self.batch.items():
+            if key == "meta":
+                sample[key] = value[index]
+            elif key == "present":
+                sample[key] = {m: bool(v[index]) for m, v in value.items()}
+            else:
+                sample[key] = value[index]
+        return sample
+
+    def __iter__(self) -> Iterator[Sample]:
+        return (self[i] for i in range(len(self)))
+
+
 def collate(samples: Sequence[Sample]) -> Batch:
     """Stack a list of samples into a batch.
 
     Tensors are stacked along a new first dimension, ``present`` flags become bool tensors
-    [B], ``meta`` stays a list of dicts. Every sample must have the same keys.
+    [B], ``meta`` stays a list of dicts. Every sample must have the same keys. A
+    :class:`CollatedBatch` (a batch a dataset already assembled) is returned as is.
 
     Raises:
         DataError: samples with different keys or shapes.
     """
+    if isinstance(samples, CollatedBatch):
+        return samples.batch
     if not samples:
         raise DataError("cannot collate an empty list of samples")
     keys = set(samples[0])

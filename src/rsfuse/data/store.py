@@ -31,6 +31,10 @@ checks it). With ``s2_dtype="uint16"`` S2 leaves the dataset in its stored dtype
 bytes through the DataLoader's shared memory) and is cast to float32 on the device by
 :class:`~rsfuse.data.transforms.Normalize`; ``BigEarthNetDataModule`` reads stores this way.
 
+A DataLoader reads whole batches (:meth:`StoreDataset.__getitems__`): every sample is
+decoded straight into the batch tensors, which a worker keeps in a pool of shared-memory
+buffers reused once the main process has freed them (``docs/store.md``, "Batches").
+
 The dataset (:class:`StoreDataset`) opens files lazily in each process, so it works with
 DataLoader workers (fork or spawn) and under DDP (Lightning's distributed sampler gives
 each rank a disjoint part of the indices). The store may be a local path or any fsspec URL
@@ -41,7 +45,9 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,12 +59,12 @@ import numcodecs.blosc
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 from rsfuse.bands import S1_ORDER, check_modalities
 from rsfuse.bands import s2_bands as resolve_s2_bands
 from rsfuse.data.classes import BEN19
-from rsfuse.data.sample import Sample
+from rsfuse.data.sample import Batch, CollatedBatch, Sample
 from rsfuse.errors import ConfigError, DataError
 from rsfuse.io.atomic import write_atomic
 
@@ -92,6 +98,40 @@ def bigearthnet_specs(size: int = 120, num_classes: int = len(BEN19)) -> list[Ar
         ArraySpec("s2", (len(S2_STORED), size, size), "uint16"),
         ArraySpec("s1", (len(S1_ORDER), size, size), "float32"),
         ArraySpec("label", (num_classes,), "uint8"),
+    ]
+
+
+def segmentation_specs(
+    size: tuple[int, int],
+    num_seasons: int = 1,
+    s2_dtype: str = "uint16",
+    s1_dtype: str = "float32",
+    masks: Sequence[str] = ("mask",),
+    prefix: str = "",
+    s2_channels: int = 13,
+) -> list[ArraySpec]:
+    """Arrays of one split of a segmentation store (``rsfuse.data.store_segmentation``).
+
+    Args:
+        size: ``(H, W)`` of a patch.
+        num_seasons: 1 for single-date sets (per-sample shapes ``[C, H, W]`` / ``[H, W]``),
+            4 for seasonal ones (a leading season axis: ``[4, C, H, W]`` / ``[4, H, W]``).
+        s2_dtype: stored S2 dtype: ``uint16`` (L1C digital numbers) or ``uint8`` (NoLDO-S12's
+            scaled LMDB values).
+        s1_dtype: stored S1 dtype: ``float32`` (dB) or ``uint8`` (scaled).
+        masks: mask arrays (``mask``, optionally ``mask_clean``), uint8 with 255 = unlabelled.
+        prefix: array name prefix (the split's group, e.g. ``"train/"``).
+        s2_channels: S2 bands stored (13: L1C in registry order).
+
+    Returns:
+        The array specs: ``s2``, ``s1`` and the masks.
+    """
+    lead = (num_seasons,) if num_seasons > 1 else ()
+    hw = tuple(int(v) for v in size)
+    return [
+        ArraySpec(f"{prefix}s2", (*lead, s2_channels, *hw), s2_dtype),
+        ArraySpec(f"{prefix}s1", (*lead, len(S1_ORDER), *hw), s1_dtype),
+        *(ArraySpec(f"{prefix}{m}", (*lead, *hw), "uint8") for m in masks),
     ]
 
 
@@ -269,15 +309,28 @@ class ShardedArray:
         self.sample_shape = self.shape[1:]
         self.nbytes = int(np.prod(self.sample_shape)) * self.dtype.itemsize
         self._index: dict[int, np.ndarray] = {}
+        self._shards: dict[int, tuple[str, list[tuple[int, int]]]] = {}
         self._index_pid = -1
+        self._crc_len = 4 if self.crc else 0
+        self._local = threading.local()
+        self._min_chunk = _BLOSC_HEADER + self._crc_len
         numcodecs.blosc.use_threads = False  # one sample per call: threads only add overhead
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.update(_index={}, _shards={}, _index_pid=-1, _local=None)  # per process
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
 
     def _shard_rel(self, k: int) -> str:
         return f"{self.name}/c/{k}" + "/0" * len(self.sample_shape)
 
     def _shard_index(self, k: int) -> np.ndarray:
         if self._index_pid != os.getpid():
-            self._index, self._index_pid = {}, os.getpid()
+            self._index, self._index_pid, self._shards = {}, os.getpid(), {}
         idx = self._index.get(k)
         if idx is not None:
             return idx
@@ -305,15 +358,45 @@ class ShardedArray:
         self._index[k] = idx
         return idx
 
-    def _chunk(self, i: int) -> tuple[str, bytes]:
-        """The encoded chunk of sample ``i`` (checksum verified) and its shard's path."""
+    def _shard(self, k: int) -> tuple[str, list[tuple[int, int]]]:
+        """Shard ``k``: (relative path, its checked index as ``(offset, nbytes)`` pairs),
+        cached per process."""
+        if self._index_pid != os.getpid():
+            self._index, self._index_pid, self._shards = {}, os.getpid(), {}
+        entry = self._shards.get(k)
+        if entry is None:
+            pairs = [(int(o), int(n)) for o, n in self._shard_index(k).tolist()]
+            entry = self._shards[k] = (self._shard_rel(k), pairs)
+        return entry
+
+    def _read_buffer(self, n: int) -> np.ndarray:
+        """A reused read buffer of ``n`` bytes (one per process and thread): reading into it
+        avoids a fresh ~200 kB bytes object per chunk, whose new pages are costly on VMs."""
+        local = self._local
+        buf = getattr(local, "buf", None)
+        if buf is None or len(buf) < n:
+            buf = local.buf = np.empty(max(n, 1 << 18), dtype=np.uint8)
+        return buf[:n]
+
+    def _chunk(self, i: int) -> tuple[str, bytes | np.ndarray]:
+        """The encoded chunk of sample ``i`` (checksum verified) and its shard's path.
+
+        Local files are read into a per-thread buffer, valid until this thread's next read.
+        """
         k, j = divmod(i, self.shard_size)
-        rel = self._shard_rel(k)
-        off, n = self._shard_index(k)[j].tolist()
+        rel, pairs = self._shard(k)
+        off, n = pairs[j]
         if off == _EMPTY_INT:
             raise DataError(f"{self.name}: chunk was never written", path=self.files.path(rel))
-        buf = self.files.read(rel, off, n)
-        if len(buf) != n or n < _BLOSC_HEADER + (4 if self.crc else 0):
+        files = self.files
+        buf: bytes | np.ndarray
+        if files._local and _CRC_TAKES_ARRAYS:
+            buf = self._read_buffer(n)
+            got = os.preadv(files._fd(rel), [buf], off)
+        else:
+            buf = os.pread(files._fd(rel), n, off) if files._local else files.read(rel, off, n)
+            got = len(buf)
+        if got != n or n < self._min_chunk:
             raise DataError(f"{self.name}: chunk is truncated", path=self.files.path(rel))
         # crc32c over data + its little-endian crc is a constant: no slicing copy needed
         if self.crc and _crc32c_value(buf) != _CRC32C_RESIDUE:
@@ -326,7 +409,7 @@ class ShardedArray:
         """Decode sample ``i`` into ``out`` (C-contiguous, this array's dtype and shape).
 
         No intermediate buffers: one ranged read, a checksum over the read bytes and one
-        Blosc decode straight into ``out``.
+        Blosc decode straight into ``out`` (which may be one row of a batch array).
 
         Raises:
             DataError: a missing, truncated, corrupt or undecodable chunk, naming the
@@ -335,16 +418,14 @@ class ShardedArray:
         try:
             rel, buf = self._chunk(i)
             # Blosc header: nbytes (uint32 LE) at 4, cbytes at 12; check before decoding
-            nbytes = int.from_bytes(buf[4:8], "little")
-            cbytes = int.from_bytes(buf[12:16], "little")
-            if nbytes != self.nbytes or cbytes > len(buf) - (4 if self.crc else 0):
+            nbytes, cbytes = _BLOSC_SIZES(buf)
+            if nbytes != self.nbytes or cbytes > len(buf) - self._crc_len:
                 raise DataError(
                     f"{self.name}: chunk decodes to {nbytes} bytes, expected {self.nbytes}",
                     path=self.files.path(rel),
                 )
-            src = memoryview(buf)[:-4] if self.crc else buf
             try:
-                _blosc_decompress(src, out)
+                _blosc_decompress(memoryview(buf)[:-4] if self.crc else buf, out)
             except Exception as e:  # numcodecs raises RuntimeError / ValueError
                 raise DataError(
                     f"{self.name}: cannot decode chunk: {e}", path=self.files.path(rel)
@@ -352,6 +433,15 @@ class ShardedArray:
         except DataError as e:
             err = DataError(str(e).split("] ", 1)[-1], path=e.path, sample=sample_id)
             raise err from e
+        return out
+
+    def read_batch(self, rows: Sequence[int], ids: Sequence[str], out: np.ndarray) -> np.ndarray:
+        """Decode samples ``rows`` into the rows of ``out`` ([B, *sample_shape], C-contiguous,
+        this array's dtype): ``out[b]`` receives sample ``rows[b]``, exactly as
+        :meth:`read_into` (same checks, same :class:`DataError` naming file and sample)."""
+        read_into = self.read_into
+        for b, i in enumerate(rows):
+            read_into(i, ids[b], out[b])
         return out
 
     def read(self, i: int, sample_id: str) -> np.ndarray:
@@ -369,6 +459,20 @@ _CRC32C_RESIDUE = 0x48674BC7
 
 _crc32c_value = google_crc32c.value
 _blosc_decompress = numcodecs.blosc.decompress
+
+
+def _crc_takes_arrays() -> bool:
+    """Whether google-crc32c accepts a numpy array (it refuses buffers that need releasing,
+    e.g. bytearray and memoryview), so chunks can be read into a reused array."""
+    try:
+        return _crc32c_value(np.zeros(4, np.uint8)) == _crc32c_value(bytes(4))
+    except TypeError:
+        return False
+
+
+_CRC_TAKES_ARRAYS = _crc_takes_arrays()
+#: Blosc header fields: decoded size (uint32 LE at 4) and compressed size (at 12).
+_BLOSC_SIZES = struct.Struct("<4xI4xI").unpack_from
 
 
 def _crc32c(data: bytes) -> bytes:
@@ -454,6 +558,13 @@ class StoreDataset(Dataset[Sample]):
         self.root = str(root)
         self.split = split
         self.manifest = read_manifest(self.root)
+        if self.manifest.get("kind", "bigearthnet") != "bigearthnet":
+            raise DataError(
+                f"this is a {self.manifest['kind']} store; read it with "
+                "rsfuse.data.store_segmentation.SegmentationStoreDataset "
+                "(SegmentationDataModule(store=...))",
+                path=self.root,
+            )
         self.files = _Files(self.root)
         if resampling is not None and resampling != self.manifest["resampling"]:
             raise ConfigError(
@@ -486,6 +597,7 @@ class StoreDataset(Dataset[Sample]):
             raise DataError(f"split {split!r} has no samples", path=self.files.path(INDEX))
         self._arrays: dict[str, ShardedArray] | None = None
         self._buffers: dict[tuple[str, int], np.ndarray] = {}
+        self._memory: _BatchMemory | None = None
 
     def _open(self) -> dict[str, ShardedArray]:
         if self._arrays is None:
@@ -506,6 +618,7 @@ class StoreDataset(Dataset[Sample]):
         state = self.__dict__.copy()
         state["_arrays"] = None  # reopened lazily in each worker
         state["_buffers"] = {}
+        state["_memory"] = None
         return state
 
     def __len__(self) -> int:
@@ -565,6 +678,285 @@ class StoreDataset(Dataset[Sample]):
         }
         return sample
 
+    def __getitems__(self, indices: Sequence[int]) -> CollatedBatch:
+        """Read a whole batch: every sample is decoded straight into preallocated batch
+        tensors, in shared memory inside a DataLoader worker (so the batch crosses to the
+        main process without another copy).
+
+        The DataLoader calls this with a batch's indices when the dataset defines it.
+        :func:`~rsfuse.data.sample.collate` returns the result as is; it equals, bit for
+        bit, ``collate([self[i] for i in indices])`` (same keys, dtypes, values and
+        ``meta`` list of dicts); other collate functions see the per-sample dicts.
+
+        Raises:
+            IndexError: an index out of range.
+            DataError: a corrupt or truncated chunk, naming the store file and the sample.
+        """
+        n = len(self)
+        idx = [int(i) for i in indices]
+        for b, i in enumerate(idx):
+            if i < 0:
+                idx[b] = i = i + n
+            if not 0 <= i < n:
+                raise IndexError(f"index {indices[b]} out of range for {n} samples")
+        if not idx:
+            raise DataError("cannot read an empty batch")
+        arrays = self._open()
+        bsz = len(idx)
+        rows = self._rows[idx].tolist()
+        ids = [v.decode() for v in self._ids[idx].tolist()]
+        memory = self._batch_memory()
+        batch = _SharedBatch()
+        if "s2" in self.modalities:
+            a = arrays["s2"]
+            shape = (bsz, len(self._s2_sel), *a.sample_shape[1:])
+            _allocate(batch, [("s2", None, shape, self._s2_torch_dtype)], memory)
+            out = batch["s2"].numpy()
+            if self._s2_all and out.dtype == np.uint16:
+                a.read_batch(rows, ids, out)  # stored dtype: decode in place
+            else:
+                # decode into a reused uint16 buffer (stays in cache), then one copy (and
+                # cast, for float32) of the selected bands into the batch
+                raw = self._scratch(a)
+                sel = self._s2_sel
+                for b, i in enumerate(rows):
+                    a.read_into(i, ids[b], raw)
+                    np.copyto(out[b], raw if self._s2_all else raw[sel], casting="unsafe")
+        if "s1" in self.modalities:
+            a = arrays["s1"]
+            _allocate(batch, [("s1", None, (bsz, *a.sample_shape), torch.float32)], memory)
+            a.read_batch(rows, ids, batch["s1"].numpy())  # decoded in place
+        a = arrays["label"]
+        raw_labels = a.read_batch(rows, ids, np.empty((bsz, *a.sample_shape), dtype=a.dtype))
+        small: list[_Part] = [("label", None, raw_labels.shape, torch.float32)]
+        small += [("present", m, (bsz,), torch.bool) for m in ("s1", "s2")]
+        _allocate(batch, small, memory)  # one slot: labels and presence flags
+        np.copyto(batch["label"].numpy(), raw_labels, casting="unsafe")
+        for m, flags in batch["present"].items():
+            flags.fill_(m in self.modalities)
+        s1_ids = self._s1_ids[idx].tolist()
+        s2_ids = self._s2_ids[idx].tolist()
+        crs = self._crs[idx].tolist()
+        transform = self._transform[idx].tolist()
+        batch["meta"] = [
+            {
+                "id": ids[b],
+                "s1_id": s1_ids[b].decode() or None,
+                "s2_id": s2_ids[b].decode(),
+                "crs": crs[b].decode() or None,
+                "transform": tuple(transform[b]),
+            }
+            for b in range(bsz)
+        ]
+        return CollatedBatch(batch if batch.leases else dict(batch))
+
+    def _batch_memory(self) -> _BatchMemory | None:
+        """This worker's pool of shared batch buffers; None in the main process."""
+        if get_worker_info() is None:
+            return None
+        memory = self._memory
+        if memory is None or memory.pid != os.getpid():
+            memory = self._memory = _BatchMemory()
+        return memory
+
+
+def _numel(shape: Sequence[int]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+#: one tensor of a batch: (key, sub-key or None, shape, dtype)
+_Part = tuple[str, str | None, tuple[int, ...], torch.dtype]
+#: bytes reserved at the end of a pooled slot for its flag (1 = the main process holds it)
+_FLAG_BYTES = 64
+
+
+def _layout(
+    parts: Sequence[_Part],
+) -> tuple[list[tuple[str, str | None, tuple[int, ...], torch.dtype, int]], int]:
+    """Byte offsets (64-byte aligned) of ``parts`` packed into one buffer, and its size."""
+    out, off = [], 0
+    for key, sub, shape, dtype in parts:
+        out.append((key, sub, shape, dtype, off))
+        off += -(-_numel(shape) * dtype.itemsize // 64) * 64
+    return out, off
+
+
+class _BatchMemory:
+    """Where :meth:`StoreDataset.__getitems__` puts a batch in a DataLoader worker.
+
+    A per-worker pool of shared-memory buffers (*slots*); a batch uses three (S2, S1, and
+    one for the small tensors), each reused once the main process has freed every tensor
+    in it. Fresh shared memory per batch (what the DataLoader does otherwise) costs as
+    much as decoding the batch on a VM: new pages are faulted in and zeroed each time.
+
+    Lifetime, never guessed: the main process rebuilds the tensors of a slot with
+    :func:`torch.frombuffer` over one owner array per slot, so the owner dies only when the
+    last storage using it is freed (views, ``.numpy()`` arrays and storages included); its
+    finalizer then clears the slot's flag (its last bytes, shared with the worker). The
+    worker reuses a slot only when that flag is clear and its own tensors of it are gone
+    too. A batch that is never sent (read in the worker and dropped) frees its slots when
+    its worker tensors are freed; a batch pickled a second time is sent as ordinary tensors
+    (copied by torch), never as the slots. With :attr:`MAX_LIVE` slots held at once the
+    next tensors get fresh shared memory (correct, just slower); more than
+    :attr:`MAX_IDLE` idle slots are given back.
+    """
+
+    #: slots per worker (3 per batch: prefetch_factor batches in flight plus those the
+    #: main process holds)
+    MAX_LIVE = 48
+    #: idle slots kept for reuse
+    MAX_IDLE = 12
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        #: slot id → (storage, its flag byte as a 1-element array)
+        self.slots: dict[int, tuple[torch.UntypedStorage, np.ndarray]] = {}
+        self.local: set[int] = set()  # slots whose worker-side tensors are still alive
+        self._next = 0
+
+    def _idle(self) -> list[int]:
+        return [k for k, (_, f) in self.slots.items() if f[0] == 0 and k not in self.local]
+
+    def acquire(self, nbytes: int) -> tuple[int, torch.UntypedStorage] | None:
+        """A free slot with room for ``nbytes`` (marked busy), or None (use fresh memory)."""
+        best, best_size = None, 0
+        for k, (storage, flag) in self.slots.items():
+            size = storage.nbytes() - _FLAG_BYTES
+            fits = flag[0] == 0 and k not in self.local and size >= nbytes
+            if fits and (best is None or size < best_size):
+                best, best_size = k, size
+        if best is None:
+            if len(self.slots) >= self.MAX_LIVE:  # give back an idle slot that is too small
+                idle = self._idle()
+                if not idle:
+                    return None
+                del self.slots[idle[0]]
+            best, self._next = self._next, self._next + 1
+            storage = torch.UntypedStorage._new_shared(nbytes + _FLAG_BYTES)
+            flag = torch.empty(0, dtype=torch.uint8).set_(storage).numpy()[-_FLAG_BYTES:][:1]
+            self.slots[best] = (storage, flag)
+        storage, flag = self.slots[best]
+        flag[0] = 1
+        self.local.add(best)
+        idle = self._idle()
+        for k in idle[: max(0, len(idle) - self.MAX_IDLE)]:
+            del self.slots[k]  # idle: neither process uses it any more
+        return best, storage
+
+    def local_done(self, lease: _Lease) -> None:
+        """Worker-side tensors of a slot are gone; free it if it was never sent."""
+        self.local.discard(lease.slot)
+        if not lease.sent:
+            _release_slot(lease.flag)
+
+
+class _Lease:
+    """One batch's claim on a slot (worker side): what to send instead of its tensors."""
+
+    __slots__ = ("__weakref__", "flag", "layout", "memory", "sent", "slot", "storage")
+
+    def __init__(
+        self,
+        memory: _BatchMemory,
+        slot: int,
+        storage: torch.UntypedStorage,
+        layout: list[tuple[str, str | None, tuple[int, ...], torch.dtype, int]],
+    ) -> None:
+        self.memory, self.slot, self.storage, self.layout = memory, slot, storage, layout
+        self.flag = memory.slots[slot][1]
+        self.sent = False
+
+
+def _tensors(owner: np.ndarray, layout: Sequence[tuple[Any, ...]], batch: Batch) -> None:
+    """Put the layout's tensors over ``owner`` (uint8) into ``batch``: each keeps ``owner``
+    alive until its storage is freed."""
+    for key, sub, shape, dtype, off in layout:
+        t = torch.frombuffer(owner, dtype=dtype, count=_numel(shape), offset=off).view(shape)
+        _put(batch, key, sub, t)
+
+
+def _put(batch: Batch, key: str, sub: str | None, t: torch.Tensor) -> None:
+    if sub is None:
+        batch[key] = t
+    else:
+        batch.setdefault(key, {})[sub] = t
+
+
+def _allocate(batch: _SharedBatch, parts: Sequence[_Part], memory: _BatchMemory | None) -> None:
+    """Uninitialised tensors for ``parts``, put into ``batch``: ordinary memory when
+    ``memory`` is None (main process), else one pooled shared-memory slot, or fresh shared
+    memory when the pool has none free (what the DataLoader would do)."""
+    if memory is None:
+        for key, sub, shape, dtype in parts:
+            _put(batch, key, sub, torch.empty(shape, dtype=dtype))
+        return
+    layout, nbytes = _layout(parts)
+    got = memory.acquire(nbytes)
+    if got is None:  # torch's own shared storage: sent by descriptor, no copy
+        storage = torch.UntypedStorage._new_shared(nbytes)
+        for key, sub, shape, dtype, off in layout:
+            t = torch.empty(0, dtype=dtype).set_(storage, off // dtype.itemsize, shape)
+            _put(batch, key, sub, t)
+        return
+    slot, storage = got
+    lease = _Lease(memory, slot, storage, layout)
+    owner = torch.empty(0, dtype=torch.uint8).set_(storage).numpy()
+    weakref.finalize(owner, memory.local_done, lease)
+    _tensors(owner, layout, batch)
+    batch.leases.append(lease)
+
+
+class _SharedBatch(dict):  # type: ignore[type-arg]
+    """A batch whose tensors sit in pooled slots: pickled (worker → main) as the slots, so
+    the main process maps them instead of receiving fresh shared memory."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.leases: list[_Lease] = []
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        plain = dict(self)
+        pooled = []
+        for lease in self.leases:
+            if lease.sent or lease.memory.pid != os.getpid():
+                continue  # pickled before: ordinary tensors (torch copies them to share)
+            lease.sent = True
+            for key, sub, *_ in lease.layout:
+                if sub is None:
+                    del plain[key]
+                else:
+                    plain[key] = {m: t for m, t in plain[key].items() if m != sub}
+            flag_at = lease.storage.nbytes() - _FLAG_BYTES
+            pooled.append((lease.storage, flag_at, lease.layout))
+        return (_rebuild_shared_batch, (pooled, plain))
+
+
+def _rebuild_shared_batch(
+    pooled: list[tuple[torch.UntypedStorage, int, list[tuple[Any, ...]]]],
+    plain: dict[str, Any],
+) -> Batch:
+    """Main-process side of :class:`_SharedBatch`: tensors over the worker's slots; a slot
+    is given back (its flag cleared) when the last tensor or view using it is freed."""
+    batch: Batch = {}
+    for storage, flag_at, layout in pooled:
+        owner = torch.empty(0, dtype=torch.uint8).set_(storage).numpy()
+        flag = torch.empty(0, dtype=torch.uint8).set_(storage).numpy()[flag_at : flag_at + 1]
+        weakref.finalize(owner, _release_slot, flag)
+        _tensors(owner, layout, batch)
+    for key, value in plain.items():
+        if isinstance(value, dict) and isinstance(batch.get(key), dict):
+            batch[key].update(value)
+        else:
+            batch[key] = value
+    return batch
+
+
+def _release_slot(flag: np.ndarray) -> None:
+    flag[0] = 0
+
 
 __all__ = [
     "DEFAULT_SHARD_SIZE",
@@ -578,5 +970,6 @@ __all__ = [
     "create_arrays",
     "done_shards",
     "read_manifest",
+    "segmentation_specs",
     "write_shard",
 ]
