@@ -6,8 +6,9 @@
 See :mod:`rsfuse.data.synthetic.world` for what the world holds (and which classes only SAR
 or only optical data can tell apart) and :mod:`rsfuse.data.synthetic.bigearthnet` for the
 BigEarthNet v1 / v2 writers, :mod:`rsfuse.data.synthetic.segmentation` for SSL4EO-S12,
-NoLDO-S12 and DFC2020, and :mod:`rsfuse.data.synthetic.noisy_labels` for the
-Dynamic-World-like label noise.
+NoLDO-S12 and DFC2020, :mod:`rsfuse.data.synthetic.scene` for whole scenes (large
+co-registered S1 + S2 GeoTIFFs with reference maps), and
+:mod:`rsfuse.data.synthetic.noisy_labels` for the Dynamic-World-like label noise.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from rsfuse.data.synthetic.bigearthnet import (
     write_bigearthnet_v1,
     write_bigearthnet_v2,
 )
+from rsfuse.data.synthetic.scene import write_scene
 from rsfuse.data.synthetic.segmentation import (
     write_dfc2020,
     write_noldo_s12,
@@ -52,6 +54,7 @@ LAYOUTS: dict[str, Callable[..., Path]] = {
     "ssl4eo-s12-v1.1": write_ssl4eo_s12_zarr,
     "noldo-s12": write_noldo_s12,
     "dfc2020": write_dfc2020,
+    "scene": write_scene,
 }
 
 
@@ -68,14 +71,16 @@ def synthesize(
 
     Args:
         layout: one of :data:`LAYOUTS` (``bigearthnet-v1``, ``bigearthnet-v2``,
-            ``ssl4eo-s12``, ``ssl4eo-s12-v1.1``, ``noldo-s12``, ``dfc2020``).
+            ``ssl4eo-s12``, ``ssl4eo-s12-v1.1``, ``noldo-s12``, ``dfc2020``, ``scene``).
         root: output folder.
         n: number of locations.
         seed: world seed.
         workers: parallel processes.
         progress: show a progress bar.
         **kwargs: layout-specific options, e.g. ``patch_size`` for the segmentation layouts
-            (:mod:`rsfuse.data.synthetic.segmentation`).
+            (:mod:`rsfuse.data.synthetic.segmentation`), ``size``, ``product``,
+            ``per_band``, ``season``, ``cloud_cover`` for ``scene``
+            (:mod:`rsfuse.data.synthetic.scene`).
 
     Returns:
         ``root`` as a Path.
@@ -112,6 +117,7 @@ __all__ = [
     "write_bigearthnet_v2",
     "write_dfc2020",
     "write_noldo_s12",
+    "write_scene",
     "write_ssl4eo_s12",
     "write_ssl4eo_s12_zarr",
 ]
