@@ -179,7 +179,7 @@ def test_synth_v1_is_read_back_with_channel_order_and_labels(tmp_path: Path) -> 
         assert json.dumps(sample["meta"]["id"])
 
 
-@pytest.mark.parametrize("cmd", ["validate", "test", "predict"])
+@pytest.mark.parametrize("cmd", ["validate", "test"])
 def test_evaluation_subcommands_run(cmd: str, ben_v2_root: Path, tmp_path: Path) -> None:
     cfg = REPO / "configs" / "classification" / "ben_v2_s1s2_early_fusion.yaml"
     run(
@@ -196,10 +196,23 @@ def test_evaluation_subcommands_run(cmd: str, ben_v2_root: Path, tmp_path: Path)
     )
 
 
+def test_predict_is_whole_scene_inference(capsys: pytest.CaptureFixture) -> None:
+    """`rsfuse predict` runs bundles over scenes; the dataset-level LightningCLI predict
+    is gone (its --config is refused by the scene command's parser)."""
+    with pytest.raises(SystemExit):
+        run(["predict", "--help"])
+    out = capsys.readouterr().out
+    assert "--bundle" in out and "--s2" in out and "--clouds" in out
+    with pytest.raises(SystemExit) as e:
+        run(["predict", "--config", "x.yaml"])
+    assert e.value.code == 2
+
+
 def test_experiment_and_benchmark_list_themselves(capsys: pytest.CaptureFixture) -> None:
     run(["experiment", "--help"])
     run(["benchmark", "--help"])
     out = capsys.readouterr().out
     assert "mgsvit-ablation" in out and "mgsvit-ssl" in out and "data" in out
+    assert "scene" in out
     with pytest.raises(ConfigError, match="no-such"):
         run(["experiment", "no-such"])

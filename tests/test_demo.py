@@ -28,6 +28,7 @@ def test_demo_tiny_run(tmp_path: Path, capsys) -> None:
         pretrain_epochs=1,
         dino_epochs=1,
         cromss_epochs=1,
+        scene_size=192,
     )
     printed = capsys.readouterr().out
     assert "label-frequency baseline" in printed
@@ -43,6 +44,16 @@ def test_demo_tiny_run(tmp_path: Path, capsys) -> None:
     assert [r[0] for r in out["cromss_stage"]] == ["random init", "CromSS-midF S2"]
     assert "CromSS stage" in printed
     assert "DINO-MM stage" in printed and (tmp_path / "dino_mm" / "dino_mm_stage.md").is_file()
+    # the scene stage mapped a whole scene with the best segmentation model
+    sc = out["scene_stage"]
+    assert sc["model"] in ("random init", "CromSS-midF S2") and "Scene stage" in printed
+    assert (tmp_path / "scene_quicklook.png").stat().st_size > 10_000
+    assert (tmp_path / "bundle" / "bundle.json").is_file()
+    import rasterio
+
+    with rasterio.open(sc["map"]) as m:
+        assert (m.height, m.width) == (192, 192) and m.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+    assert 0.0 <= sc["oa_clear"] <= 1.0
     saved = json.loads((tmp_path / "results.json").read_text())
     assert set(saved["baseline"]) == {"mAP_micro", "mAP_macro", "F1_micro", "F1_macro"}
     for name in ("results.md", "per_class_ap.png", "sample.png"):

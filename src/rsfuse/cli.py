@@ -1,9 +1,11 @@
 """The ``rsfuse`` command.
 
-``rsfuse fit|validate|test|predict`` is a LightningCLI over any rsfuse LightningModule and
+``rsfuse fit|validate|test`` is a LightningCLI over any rsfuse LightningModule and
 LightningDataModule, configured by YAML files (``configs/``) in TorchGeo's
-``class_path``/``init_args`` style. ``rsfuse synth`` writes synthetic datasets in the real
-on-disk layouts and ``rsfuse demo`` runs the main job end to end on them.
+``class_path``/``init_args`` style. ``rsfuse export`` turns a checkpoint into a
+self-describing model bundle and ``rsfuse predict`` runs a bundle over whole georeferenced
+scenes. ``rsfuse synth`` writes synthetic datasets in the real on-disk layouts and
+``rsfuse demo`` runs the main job end to end on them.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 from rsfuse import __version__
 from rsfuse.errors import ConfigError, RsfuseError
 
-LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
+LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test")
 
 EXPERIMENTS_HELP = """\
 experiments (each writes its tables and plots into --out; see `rsfuse experiment NAME --help`):
@@ -37,7 +39,12 @@ experiments (each writes its tables and plots into --out; see `rsfuse experiment
 BENCHMARKS_HELP = """\
 benchmarks (print a table and save JSON; see `rsfuse benchmark NAME --help`):
   data   samples/s of the GeoTIFF reader, TorchGeo, the converted store and LMDB+safetensors
+  scene  pixels/s and peak memory of rsfuse predict over 2048² and 8192² synthetic scenes,
+         with the time of a full 10980² Sentinel-2 tile extrapolated
 """
+
+#: ``rsfuse benchmark NAME`` → module under ``rsfuse.benchmarks``.
+BENCHMARK_MODULES: dict[str, str] = {"data": "data_throughput", "scene": "scene_inference"}
 
 OVERVIEW = f"""\
 usage: rsfuse <command> [options]
@@ -48,23 +55,34 @@ Training and evaluation (LightningCLI; configure with YAML under configs/):
   fit        train a model:            rsfuse fit --config configs/classification/<name>.yaml
   validate   evaluate on the val split: rsfuse validate --config CFG --ckpt_path CKPT
   test       evaluate on the test split: rsfuse test --config CFG --ckpt_path CKPT
-  predict    score the test split with a trained model: rsfuse predict --config CFG --ckpt_path CKPT
+
+Inference over whole scenes:
+  export     write a self-describing model bundle (safetensors + JSON) from a checkpoint:
+             rsfuse export CKPT --out BUNDLE
+  predict    run a bundle over a whole co-registered S1/S2 scene of any size (COG class
+             map, or GeoJSON cells; S1-only path under clouds):
+             rsfuse predict --bundle BUNDLE --s2 S2.tif --s1 S1.tif --out map.tif
 
 Data and the main job:
-  synth      write a synthetic Sentinel dataset in a real on-disk layout
-             (BigEarthNet v1 / v2): rsfuse synth --layout bigearthnet-v2 --root DIR --n 500
-  convert    convert a dataset once into the fast sharded zarr store (resumable, --verify):
+  synth      write a synthetic Sentinel dataset in a real on-disk layout (BigEarthNet,
+             SSL4EO-S12, NoLDO-S12, DFC2020) or a whole scene pair:
+             rsfuse synth --layout bigearthnet-v2 --root DIR --n 500
+             rsfuse synth --layout scene --root DIR --size 2048
+  convert    convert a dataset once into the fast sharded zarr store (resumable, --verify;
+             BigEarthNet v1 / v2, DFC2020, SSL4EO-S12@DW / @OSM, NoLDO-S12):
              rsfuse convert --dataset bigearthnet-v2 --root DIR --out DIR.store
   demo       synthesise a small BigEarthNet-v2 dataset, train S1+S2 (early fusion), S1-only,
              S2-only and S1 GMU S2 (MGSViT) classifiers, the last also after MGSViT
-             self-supervised pretraining, then short DINO-MM and CromSS stages; print
+             self-supervised pretraining, then short DINO-MM and CromSS stages, and map a
+             synthetic scene with the best segmentation model (COG + quick-look PNG); print
              metrics tables with the label-frequency baseline (under 10 min on 2 CPU cores)
 
 Experiments and benchmarks:
   experiment run a paper's experiment and write its tables and plots:
              rsfuse experiment --help lists them (e.g. mgsvit-ablation,
              segmentation-transfer, dino-mm, cromss)
-  benchmark  measure throughput and save JSON: rsfuse benchmark data --help
+  benchmark  measure throughput and save JSON: rsfuse benchmark data --help,
+             rsfuse benchmark scene --help
 
 Every command explains itself with --help, e.g. `rsfuse fit --help`,
 `rsfuse synth --help`. Override any config value on the command line, e.g.
@@ -118,19 +136,49 @@ def _synth(argv: Sequence[str]) -> None:
             "on-disk layout to write: bigearthnet-v1, bigearthnet-v2 (multi-label); "
             "ssl4eo-s12 (v1.0 GeoTIFF folders, 4 seasons), ssl4eo-s12-v1.1 (zarr.zip); "
             "noldo-s12 (SSL4EO-S12@NoL LMDBs + GeoTIFFs with noisy and clean Dynamic World "
-            "masks, plus the @DW / @OSM downstream splits); dfc2020 (SEN12MS-style masks)"
+            "masks, plus the @DW / @OSM downstream splits); dfc2020 (SEN12MS-style masks); "
+            "scene (whole georeferenced S1 + S2 scene pairs of --size pixels with clouds, "
+            "cloud mask and clean label maps, for rsfuse predict)"
         ),
     )
     p.add_argument("--root", required=True, type=Path, help="output folder (created)")
-    p.add_argument("-n", "--n", type=int, default=500, help="number of locations (default 500)")
+    p.add_argument(
+        "-n",
+        "--n",
+        type=int,
+        default=None,
+        help="number of locations (default 500), or of scenes for --layout scene (default 1)",
+    )
     p.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
     p.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    a = p.parse_args(list(argv))
-    out = synthesize(
-        a.layout, a.root, n=a.n, seed=a.seed, workers=a.workers, progress=not a.no_progress
+    scene = p.add_argument_group("--layout scene")
+    scene.add_argument("--size", type=int, default=2048, help="scene side in pixels (2048)")
+    scene.add_argument("--product", default="L1C", choices=("L1C", "L2A"), help="S2 product")
+    scene.add_argument(
+        "--cloud-cover", type=float, default=0.25, help="fraction under cloud (0.25)"
     )
-    print(f"wrote {a.n} {a.layout} locations to {out}")
+    scene.add_argument(
+        "--per-band",
+        action="store_true",
+        help="also write Sentinel-style folders of per-band files at native resolution",
+    )
+    a = p.parse_args(list(argv))
+    kwargs = {}
+    if a.layout == "scene":
+        kwargs = {
+            "size": a.size,
+            "product": a.product,
+            "cloud_cover": a.cloud_cover,
+            "per_band": a.per_band,
+        }
+    n = a.n if a.n is not None else (1 if a.layout == "scene" else 500)
+    out = synthesize(
+        a.layout, a.root, n=n, seed=a.seed, workers=a.workers, progress=not a.no_progress,
+        **kwargs,
+    )  # fmt: skip
+    what = f"{a.size} x {a.size} px scene(s)" if a.layout == "scene" else "locations"
+    print(f"wrote {n} {a.layout} {what} to {out}")
 
 
 def _demo(argv: Sequence[str]) -> None:
@@ -146,9 +194,10 @@ def _demo(argv: Sequence[str]) -> None:
             "test split and print micro/macro mAP and F1 beside the label-frequency "
             "baseline; then pretrain DINO-MM on S1+S2 with RandomSensorDrop and "
             "linear-probe it on S1+S2, S1-only and S2-only input; finally pretrain CromSS on "
-            "noisy labels and fine-tune its S2 encoder on DFC2020 segmentation. Writes the "
-            "tables "
-            "(markdown + JSON) and plots into the work folder."
+            "noisy labels and fine-tune its S2 encoder on DFC2020 segmentation; last, export "
+            "the better segmentation model as a bundle and map a synthetic whole scene with "
+            "rsfuse predict (COG + quick-look PNG). Writes the tables (markdown + JSON) and "
+            "plots into the work folder."
         ),
     )
     add_arguments(p)
@@ -180,8 +229,11 @@ def _benchmark(argv: Sequence[str]) -> None:
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: rsfuse benchmark NAME [options]\n\n" + BENCHMARKS_HELP)
         return
-    name = argv[0].replace("-", "_")
-    _module_main(f"rsfuse.benchmarks.{name}_throughput", argv[1:], f"benchmark {argv[0]!r}")
+    if argv[0] not in BENCHMARK_MODULES:
+        raise ConfigError(
+            f"unknown benchmark {argv[0]!r}; expected one of {sorted(BENCHMARK_MODULES)}"
+        )
+    _module_main(f"rsfuse.benchmarks.{BENCHMARK_MODULES[argv[0]]}", argv[1:], "benchmark")
 
 
 def run(argv: Sequence[str] | None = None) -> None:
@@ -206,6 +258,10 @@ def run(argv: Sequence[str] | None = None) -> None:
         _benchmark(rest)
     elif cmd == "convert":
         _module_main("rsfuse.data.convert", rest, "command 'convert'")
+    elif cmd == "export":
+        _module_main("rsfuse.inference.bundle", rest, "command 'export'")
+    elif cmd == "predict":
+        _module_main("rsfuse.inference.predict", rest, "command 'predict'")
     else:
         raise ConfigError(f"unknown command {cmd!r}; run `rsfuse --help` for the list")
 

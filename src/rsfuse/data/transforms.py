@@ -338,6 +338,45 @@ class Normalize(nn.Module):
             out[key] = _zero_absent(y, _presence(batch, key, x.shape[0], x.device))
         return out
 
+    def describe(self) -> dict[str, Any]:
+        """A JSON-serialisable description: ``mode``, ``s1_percentiles`` and the statistics
+        (``s1_mean``, ``s1_std``, ``s2_mean``, ``s2_std``; ``None`` where absent).
+
+        :meth:`from_description` rebuilds an identical module; checkpoints and model bundles
+        (:mod:`rsfuse.inference.bundle`) carry it so inference normalises as training did.
+        """
+
+        def values(name: str, present: bool) -> list[float] | None:
+            return [float(v) for v in getattr(self, name).tolist()] if present else None
+
+        return {
+            "mode": self.mode,
+            "s1_percentiles": list(self.s1_percentiles),
+            "s1_mean": values("s1_mean", self.has_s1),
+            "s1_std": values("s1_std", self.has_s1),
+            "s2_mean": values("s2_mean", self.has_s2),
+            "s2_std": values("s2_std", self.has_s2),
+        }
+
+    @classmethod
+    def from_description(cls, d: dict[str, Any]) -> Normalize:
+        """Rebuild from :meth:`describe`'s output.
+
+        Raises:
+            ConfigError: a missing key or invalid values.
+        """
+        try:
+            return cls(
+                d["s1_mean"],
+                d["s1_std"],
+                d["s2_mean"],
+                d["s2_std"],
+                mode=d["mode"],
+                s1_percentiles=tuple(d.get("s1_percentiles", (0.01, 0.99))),
+            )
+        except (KeyError, TypeError) as e:
+            raise ConfigError(f"invalid normalisation description: {e!r}") from e
+
     def extra_repr(self) -> str:
         return (
             f"mode={self.mode!r}, s1_channels={self.s1_mean.numel()}, "

@@ -27,6 +27,7 @@ import argparse
 import csv
 import logging
 import os
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -549,9 +550,9 @@ def demo_stage(
         workers: processes for data synthesis.
 
     Returns:
-        ``{"rows": [(label, metrics dict)], "markdown": str, "encoder": path,
-        "pretrain_accuracy": dict, "seconds": float}``; metrics are OA, AA, mIoU, mF1 on
-        the DFC2020 test split.
+        ``{"rows": [(label, metrics dict)], "markdown": str, "checkpoints": {label: .ckpt},
+        "best": label with the highest mIoU, "encoder": path, "pretrain_accuracy": dict,
+        "seconds": float}``; metrics are OA, AA, mIoU, mF1 on the DFC2020 test split.
     """
     import lightning as L
 
@@ -607,6 +608,7 @@ def demo_stage(
         patch_size=sizes["dfc2020"], batch_size=batch_size, cache=True,
     )  # fmt: skip
     rows: list[tuple[str, dict[str, float]]] = []
+    checkpoints: dict[str, str] = {}
     for label, ckpt in (("random init", None), ("CromSS-midF S2", str(encoder))):
         L.seed_everything(seed, verbose=False)
         task = SegmentationTask(
@@ -619,6 +621,10 @@ def demo_stage(
         tr.test(task, datamodule=dm, verbose=False)
         m = task.last_test_metrics or {}
         rows.append((label, {k: float(m[k]) for k in ("OA", "AA", "mIoU", "mF1")}))
+        # a Lightning checkpoint (with the datamodule's normalisation) for rsfuse export
+        path = workdir / "checkpoints" / (re.sub(r"\W+", "_", label).strip("_") + ".ckpt")
+        tr.save_checkpoint(path)
+        checkpoints[label] = str(path)
     lines = [
         "| DFC2020 (PSPNet, fine-tuned S2 encoder) | OA | AA | mIoU | mF1 |",
         "|---|---|---|---|---|",
@@ -631,9 +637,12 @@ def demo_stage(
         f"correct; S2 prediction vs clean labels {100 * acc.get('s2_vs_clean', nan):.1f} %"
     )
     md = "\n".join(lines)
+    best = max(rows, key=lambda r: r[1]["mIoU"])[0]
     return {
         "rows": rows,
         "markdown": md,
+        "checkpoints": checkpoints,
+        "best": best,
         "encoder": str(encoder),
         "pretrain_accuracy": acc,
         "seconds": time.time() - t0,

@@ -115,6 +115,8 @@ class MultiLabelClassificationTask(LightningModule):
         encoder_checkpoints: encoder name → weight file, for ``finetune`` / ``linear_probe``.
             Names: ``s1`` and ``s2`` for concat/GMU; ``s1``, ``s2`` or ``s1s2`` for early
             fusion. Loaded with key checks (:func:`rsfuse.models.checkpoints.load_encoder`).
+            ``None`` builds the architecture without loading (model bundles); ``fit`` then
+            refuses a ``finetune`` / ``linear_probe`` model.
         checkpoint_prefix: key prefix of the encoder inside those files (e.g. ``encoder.``);
             ``{name}`` stands for the encoder's name, so ``model.model.encoders.{name}.``
             reads encoders out of a checkpoint of this task.
@@ -175,8 +177,8 @@ class MultiLabelClassificationTask(LightningModule):
             raise ConfigError(f"unknown probe_features {probe_features!r}", key="probe_features")
         self.test_drop = [m for m in (test_drop or [])]
         self.model = self._build_model()
-        if mode != "scratch":
-            self._load_encoders(encoder_checkpoints or {}, checkpoint_prefix)
+        if mode != "scratch" and encoder_checkpoints is not None:
+            self._load_encoders(encoder_checkpoints, checkpoint_prefix)
         elif encoder_checkpoints:
             raise ConfigError(
                 "encoder_checkpoints given with mode='scratch'; use finetune or linear_probe",
@@ -238,6 +240,17 @@ class MultiLabelClassificationTask(LightningModule):
         for k, name in names.items():
             check_encoder_bands(paths[name], expected[k])
             load_encoder(self.model.encoders[k], paths[name], prefix.replace("{name}", k))
+
+    def on_fit_start(self) -> None:
+        """Refuse to train a ``finetune`` / ``linear_probe`` model whose encoders were not
+        loaded (the architecture alone may be built without them, e.g. by
+        :func:`rsfuse.inference.bundle.load_bundle`)."""
+        hp = self.hparams
+        if hp.mode != "scratch" and hp.encoder_checkpoints is None:
+            raise ConfigError(
+                f"mode={hp.mode!r} needs encoder_checkpoints (one weight file per encoder)",
+                key="encoder_checkpoints",
+            )
 
     # ------------------------------------------------------------------ modes
     def train(self, mode: bool = True) -> MultiLabelClassificationTask:
