@@ -361,6 +361,37 @@ def test_pooled_batch_memory_is_not_reused_while_held(
                 _assert_same_batch(batch, collate([ds[r] for r in rows]))
 
 
+def _editing_collate(samples):
+    """A user's collate that replaces, slices, drops and aliases the pooled tensors."""
+    b = collate(samples)
+    b["s2"] = b["s2"].float() / 10  # replaced: the original tensor dies in the worker
+    b["s1_first"] = b["s1"][:, :1]  # an alias: a view of the pooled S1 memory
+    b["label"] = b["label"][:, :5]  # sliced
+    b.pop("present")  # removed
+    return b
+
+
+def test_custom_collate_that_edits_batches_gets_exact_data(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches a collate function edited are never sent as (reusable) pooled memory: with
+    every batch held at once, each equals what the same collate makes in-process."""
+    from rsfuse.data import store as store_mod
+
+    monkeypatch.setattr(store_mod._BatchMemory, "MAX_LIVE", 6)  # workers are forked
+    ds = StoreDataset(store, "train", include_snow=True, include_cloudy=True, s2_dtype="uint16")
+    loader = DataLoader(
+        ds, batch_size=2, num_workers=2, collate_fn=_editing_collate, prefetch_factor=4
+    )
+    batches = list(loader)
+    for k, got in enumerate(batches):
+        rows = list(range(2 * k, min(2 * k + 2, len(ds))))
+        want = _editing_collate([ds[r] for r in rows])
+        assert set(got) == set(want)
+        for key in ("s2", "s1", "s1_first", "label"):
+            assert torch.equal(got[key], want[key]), (k, key)
+
+
 def test_getitems_corrupt_chunk_names_store_and_sample(store: Path, tmp_path: Path) -> None:
     bad = _copy(store, tmp_path)
     shard = bad / "s2" / "c" / "0" / "0" / "0" / "0"

@@ -43,11 +43,14 @@ each rank a disjoint part of the indices). The store may be a local path or any 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import resource
 import struct
 import threading
 import weakref
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -254,7 +257,16 @@ class _Files:
     def _fd(self, rel: str) -> int:
         fd = self._fds.get(rel)
         if fd is None:
-            fd = self._fds[rel] = os.open(self.path(rel), os.O_RDONLY)
+            if not self._fds:
+                _raise_open_file_limit()
+            try:
+                fd = self._fds[rel] = os.open(self.path(rel), os.O_RDONLY)
+            except OSError as e:
+                hint = ""
+                if e.errno == errno.EMFILE:
+                    hint = " (too many open files: raise `ulimit -n`; a reader keeps one "
+                    hint += "descriptor per shard file it has read)"
+                raise DataError(f"cannot open shard file: {e}{hint}", path=self.path(rel)) from e
         return fd
 
     def read(self, rel: str, start: int, length: int) -> bytes:
@@ -271,6 +283,18 @@ class _Files:
 
     def __getstate__(self) -> dict[str, Any]:
         return {"root": self.root, "_pid": -1, "_fs": None, "_local": False, "_fds": {}}
+
+
+def _raise_open_file_limit() -> None:
+    """Lift this process's soft limit of open files to its hard limit (once): a reader
+    keeps one descriptor per shard file (≈ 6,400 for all of BigEarthNet's S1, S2 and
+    labels), more than the common soft limit of 1,024."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):  # not permitted here: keep the limit, errors say why
+        pass
 
 
 class ShardedArray:
@@ -358,15 +382,17 @@ class ShardedArray:
         self._index[k] = idx
         return idx
 
-    def _shard(self, k: int) -> tuple[str, list[tuple[int, int]]]:
-        """Shard ``k``: (relative path, its checked index as ``(offset, nbytes)`` pairs),
-        cached per process."""
+    def _shard(self, k: int) -> tuple[str, array]:
+        """Shard ``k``: (relative path, its checked index as a flat ``array('q')`` of
+        offset, nbytes pairs: 16 bytes per chunk, Python ints on access), cached per
+        process."""
         if self._index_pid != os.getpid():
             self._index, self._index_pid, self._shards = {}, os.getpid(), {}
         entry = self._shards.get(k)
         if entry is None:
-            pairs = [(int(o), int(n)) for o, n in self._shard_index(k).tolist()]
-            entry = self._shards[k] = (self._shard_rel(k), pairs)
+            idx = self._shard_index(k)
+            self._index.pop(k, None)  # keep one copy of the index
+            entry = self._shards[k] = (self._shard_rel(k), array("q", idx.astype(np.int64).ravel()))
         return entry
 
     def _read_buffer(self, n: int) -> np.ndarray:
@@ -385,12 +411,12 @@ class ShardedArray:
         """
         k, j = divmod(i, self.shard_size)
         rel, pairs = self._shard(k)
-        off, n = pairs[j]
+        off, n = pairs[2 * j], pairs[2 * j + 1]
         if off == _EMPTY_INT:
             raise DataError(f"{self.name}: chunk was never written", path=self.files.path(rel))
         files = self.files
         buf: bytes | np.ndarray
-        if files._local and _CRC_TAKES_ARRAYS:
+        if files._local and _CAN_PREADV:
             buf = self._read_buffer(n)
             got = os.preadv(files._fd(rel), [buf], off)
         else:
@@ -471,6 +497,8 @@ def _crc_takes_arrays() -> bool:
 
 
 _CRC_TAKES_ARRAYS = _crc_takes_arrays()
+#: read chunks into a reused buffer (os.preadv: Linux, macOS 11+)
+_CAN_PREADV = _CRC_TAKES_ARRAYS and hasattr(os, "preadv")
 #: Blosc header fields: decoded size (uint32 LE at 4) and compressed size (at 12).
 _BLOSC_SIZES = struct.Struct("<4xI4xI").unpack_from
 
@@ -754,6 +782,9 @@ class StoreDataset(Dataset[Sample]):
         """This worker's pool of shared batch buffers; None in the main process."""
         if get_worker_info() is None:
             return None
+        if torch.multiprocessing.get_sharing_strategy() != "file_descriptor":
+            # with "file_system" a worker's pooled segments would outlive it in /dev/shm
+            return None
         memory = self._memory
         if memory is None or memory.pid != os.getpid():
             memory = self._memory = _BatchMemory()
@@ -816,12 +847,24 @@ class _BatchMemory:
         self.slots: dict[int, tuple[torch.UntypedStorage, np.ndarray]] = {}
         self.local: set[int] = set()  # slots whose worker-side tensors are still alive
         self._next = 0
+        self.lock = threading.Lock()  # threads of one worker must not claim one slot
 
     def _idle(self) -> list[int]:
         return [k for k, (_, f) in self.slots.items() if f[0] == 0 and k not in self.local]
 
     def acquire(self, nbytes: int) -> tuple[int, torch.UntypedStorage] | None:
         """A free slot with room for ``nbytes`` (marked busy), or None (use fresh memory)."""
+        with self.lock:
+            return self._acquire(nbytes)
+
+    def evict(self, slot: int) -> None:
+        """Forget a slot for good (never reused): its memory lives on only as long as some
+        tensor (in either process) still uses it."""
+        with self.lock:
+            self.slots.pop(slot, None)
+            self.local.discard(slot)
+
+    def _acquire(self, nbytes: int) -> tuple[int, torch.UntypedStorage] | None:
         best, best_size = None, 0
         for k, (storage, flag) in self.slots.items():
             size = storage.nbytes() - _FLAG_BYTES
@@ -850,13 +893,13 @@ class _BatchMemory:
         """Worker-side tensors of a slot are gone; free it if it was never sent."""
         self.local.discard(lease.slot)
         if not lease.sent:
-            _release_slot(lease.flag)
+            _release_slot(lease.flag, lease.memory.pid)
 
 
 class _Lease:
     """One batch's claim on a slot (worker side): what to send instead of its tensors."""
 
-    __slots__ = ("__weakref__", "flag", "layout", "memory", "sent", "slot", "storage")
+    __slots__ = ("__weakref__", "flag", "layout", "memory", "refs", "sent", "slot", "storage")
 
     def __init__(
         self,
@@ -868,14 +911,51 @@ class _Lease:
         self.memory, self.slot, self.storage, self.layout = memory, slot, storage, layout
         self.flag = memory.slots[slot][1]
         self.sent = False
+        #: weak references to the tensors placed in the batch, to tell whether the batch
+        #: still holds exactly them when it is sent
+        self.refs: list[weakref.ref] = []
 
 
-def _tensors(owner: np.ndarray, layout: Sequence[tuple[Any, ...]], batch: Batch) -> None:
+def _tensors(
+    owner: np.ndarray, layout: Sequence[tuple[Any, ...]], batch: Batch
+) -> list[torch.Tensor]:
     """Put the layout's tensors over ``owner`` (uint8) into ``batch``: each keeps ``owner``
-    alive until its storage is freed."""
+    alive until its storage is freed. Returns them."""
+    out = []
     for key, sub, shape, dtype, off in layout:
         t = torch.frombuffer(owner, dtype=dtype, count=_numel(shape), offset=off).view(shape)
         _put(batch, key, sub, t)
+        out.append(t)
+    return out
+
+
+def _get(batch: Batch, key: str, sub: str | None) -> Any:
+    v = batch.get(key)
+    if sub is None:
+        return v
+    return v.get(sub) if isinstance(v, dict) else None
+
+
+def _lease_intact(lease: _Lease, plain: Batch) -> bool:
+    """Whether ``plain`` holds exactly the lease's tensors, each once, and nothing else of
+    its slot: only then may the slot be sent as such (a collate function may have replaced,
+    sliced, removed or aliased them)."""
+    mine = []
+    for (key, sub, *_), ref in zip(lease.layout, lease.refs):
+        t = ref()
+        if t is None or _get(plain, key, sub) is not t:
+            return False
+        mine.append(t)
+    lo = lease.storage.data_ptr()
+    hi = lo + lease.storage.nbytes()
+    ids = {id(t) for t in mine}
+    for value in plain.values():
+        for t in value.values() if isinstance(value, dict) else (value,):
+            if isinstance(t, torch.Tensor) and id(t) not in ids:
+                p = t.untyped_storage().data_ptr()
+                if lo <= p < hi:
+                    return False  # another tensor over the slot's memory
+    return True
 
 
 def _put(batch: Batch, key: str, sub: str | None, t: torch.Tensor) -> None:
@@ -905,7 +985,7 @@ def _allocate(batch: _SharedBatch, parts: Sequence[_Part], memory: _BatchMemory 
     lease = _Lease(memory, slot, storage, layout)
     owner = torch.empty(0, dtype=torch.uint8).set_(storage).numpy()
     weakref.finalize(owner, memory.local_done, lease)
-    _tensors(owner, layout, batch)
+    lease.refs = [weakref.ref(t) for t in _tensors(owner, layout, batch)]
     batch.leases.append(lease)
 
 
@@ -924,6 +1004,12 @@ class _SharedBatch(dict):  # type: ignore[type-arg]
             if lease.sent or lease.memory.pid != os.getpid():
                 continue  # pickled before: ordinary tensors (torch copies them to share)
             lease.sent = True
+            if not _lease_intact(lease, self):
+                # the batch no longer holds exactly the slot's tensors: torch sends what
+                # it holds (possibly views of the slot's shared memory), so the slot can
+                # never be known free again; drop it from the pool
+                lease.memory.evict(lease.slot)
+                continue
             for key, sub, *_ in lease.layout:
                 if sub is None:
                     del plain[key]
@@ -944,7 +1030,7 @@ def _rebuild_shared_batch(
     for storage, flag_at, layout in pooled:
         owner = torch.empty(0, dtype=torch.uint8).set_(storage).numpy()
         flag = torch.empty(0, dtype=torch.uint8).set_(storage).numpy()[flag_at : flag_at + 1]
-        weakref.finalize(owner, _release_slot, flag)
+        weakref.finalize(owner, _release_slot, flag, os.getpid())
         _tensors(owner, layout, batch)
     for key, value in plain.items():
         if isinstance(value, dict) and isinstance(batch.get(key), dict):
@@ -954,8 +1040,11 @@ def _rebuild_shared_batch(
     return batch
 
 
-def _release_slot(flag: np.ndarray) -> None:
-    flag[0] = 0
+def _release_slot(flag: np.ndarray, pid: int | None = None) -> None:
+    """Clear a slot's flag; a finalizer inherited by a forked child (``pid`` differs) does
+    nothing, since the parent may still use the slot."""
+    if pid is None or pid == os.getpid():
+        flag[0] = 0
 
 
 __all__ = [

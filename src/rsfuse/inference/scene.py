@@ -149,6 +149,25 @@ class _BandSource:
             raise DataError(f"cannot read rows {y0}-{y0 + h}: {e}", path=self.path) from e
 
 
+def _read_sources(sources: Sequence[_BandSource], y0: int, h: int, w: int, out: np.ndarray) -> None:
+    """Rows ``[y0, y0 + h)`` of every source into ``out`` [C, h, W]. Bands of one raster
+    are read in one call: GDAL then decodes each (pixel-interleaved) tile once, not once
+    per band."""
+    groups: dict[int, list[int]] = {}
+    for c, src in enumerate(sources):
+        groups.setdefault(id(src.reader), []).append(c)
+    for chans in groups.values():
+        first = sources[chans[0]]
+        if len(chans) == 1:
+            out[chans[0]] = first.read(y0, h, w)
+            continue
+        try:
+            data = first.reader.read([sources[c].index for c in chans], window=Window(0, y0, w, h))
+        except RasterioError as e:
+            raise DataError(f"cannot read rows {y0}-{y0 + h}: {e}", path=first.path) from e
+        out[chans] = data
+
+
 def _band_name(name: str) -> str:
     """Canonical S2 band name: ``b2`` / ``B2`` → ``B02``, ``b8a`` → ``B8A``."""
     n = name.strip().upper()
@@ -405,8 +424,7 @@ class SceneInputs:
     def _read_s2(self, y0: int, h: int) -> tuple[np.ndarray, np.ndarray]:
         w = self.width
         s2 = np.empty((len(self.s2_sources), h, w), np.float32)  # [C, h, W]
-        for c, src in enumerate(self.s2_sources):
-            s2[c] = src.read(y0, h, w)
+        _read_sources(self.s2_sources, y0, h, w, s2)
         nodata = 0.0 if self.s2_nodata is None else float(self.s2_nodata)
         valid = np.any(s2 != nodata, axis=0) & np.all(np.isfinite(s2), axis=0)
         if not valid.all():
@@ -416,8 +434,7 @@ class SceneInputs:
     def _read_s1(self, y0: int, h: int) -> tuple[np.ndarray, np.ndarray]:
         w = self.width
         s1 = np.empty((2, h, w), np.float32)  # [2, h, W]
-        for c, src in enumerate(self.s1_sources):
-            s1[c] = src.read(y0, h, w)
+        _read_sources(self.s1_sources, y0, h, w, s1)
         valid = np.all(np.isfinite(s1), axis=0)
         if self.s1_nodata is not None and np.isfinite(self.s1_nodata):
             valid &= np.all(s1 != self.s1_nodata, axis=0)
@@ -431,35 +448,35 @@ class SceneInputs:
         ones = np.ones((h, w), bool)
         s2 = s1 = None
         s2_valid = s1_valid = ones
+        cloud = None
         if self.has_s2:
-            s2, s2_valid = self._read_s2(y0, h)
+            if self.cloud_source is None and self.cloud_spec.kind == "auto":
+                # the built-in test is dilated: read a margin of rows with the strip (one
+                # read, no copy) so a pixel's result never depends on the strip it is in
+                m = self.cloud_dilate
+                top, bottom = min(m, y0), min(m, self.height - (y0 + h))
+                ext, ext_valid = self._read_s2(y0 - top, top + h + bottom)
+                test = s2_cloud_test(ext, self.s2_bands, dilate=m)
+                assert test is not None
+                cloud = test[top : top + h]
+                s2, s2_valid = ext[:, top : top + h], ext_valid[top : top + h]
+            else:
+                s2, s2_valid = self._read_s2(y0, h)
         if self.has_s1:
             s1, s1_valid = self._read_s1(y0, h)
-        return Strip(y0, s2, s1, s2_valid, s1_valid, self._cloud(y0, h, s2))
+        if cloud is None:
+            cloud = self._cloud_mask(y0, h)
+        return Strip(y0, s2, s1, s2_valid, s1_valid, cloud)
 
-    def _cloud(self, y0: int, h: int, s2: np.ndarray | None) -> np.ndarray:
+    def _cloud_mask(self, y0: int, h: int) -> np.ndarray:
+        """The cloud mask of a file or band (``none``: all clear)."""
         spec, w = self.cloud_spec, self.width
-        if self.cloud_source is not None:
-            values = self.cloud_source.read(y0, h, w)
-            if spec.kind == "band":
-                return band_cloud_mask(values, spec.band or "")
-            return values != 0
-        if spec.kind != "auto" or s2 is None:
+        if self.cloud_source is None:
             return np.zeros((h, w), bool)
-        # the test is dilated: read a margin so a pixel's result never depends on the strip
-        m = self.cloud_dilate
-        top, bottom = min(m, y0), min(m, self.height - (y0 + h))
-        if top or bottom:
-            parts = []
-            if top:
-                parts.append(self._read_s2(y0 - top, top)[0])
-            parts.append(s2)
-            if bottom:
-                parts.append(self._read_s2(y0 + h, bottom)[0])
-            s2 = np.concatenate(parts, axis=1)
-        cloud = s2_cloud_test(s2, self.s2_bands, dilate=m)
-        assert cloud is not None
-        return cloud[top : top + h]
+        values = self.cloud_source.read(y0, h, w)
+        if spec.kind == "band":
+            return band_cloud_mask(values, spec.band or "")
+        return values != 0
 
     def close(self) -> None:
         for ds in self._open:
