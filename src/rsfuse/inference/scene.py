@@ -82,14 +82,18 @@ def _crs_name(crs: Any) -> str:
     return "none" if crs is None else crs.to_string()
 
 
-def check_same_grid(ref: Grid, ref_path: Path, other: Grid, other_path: Path) -> None:
-    """Raise :class:`DataError` unless ``other`` has ``ref``'s CRS, resolution and extent."""
+def _check_crs(ref: Grid, ref_path: Path, other: Grid, other_path: Path) -> None:
     if ref.crs is None or other.crs is None or ref.crs != other.crs:
         raise DataError(
             f"CRS mismatch: {other_path} is {_crs_name(other.crs)} but {ref_path} is "
             f"{_crs_name(ref.crs)}",
             path=other_path,
         )
+
+
+def check_same_grid(ref: Grid, ref_path: Path, other: Grid, other_path: Path) -> None:
+    """Raise :class:`DataError` unless ``other`` has ``ref``'s CRS, resolution and extent."""
+    _check_crs(ref, ref_path, other, other_path)
     rx, ry = ref.resolution
     if not np.allclose(other.resolution, ref.resolution, rtol=1e-6):
         raise DataError(
@@ -111,12 +115,7 @@ def check_same_grid(ref: Grid, ref_path: Path, other: Grid, other_path: Path) ->
 
 def _check_covers(ref: Grid, ref_path: Path, other: Grid, other_path: Path) -> None:
     """A coarser band file must share the CRS and cover the 10 m grid's extent."""
-    if ref.crs is None or other.crs is None or ref.crs != other.crs:
-        raise DataError(
-            f"CRS mismatch: {other_path} is {_crs_name(other.crs)} but {ref_path} is "
-            f"{_crs_name(ref.crs)}",
-            path=other_path,
-        )
+    _check_crs(ref, ref_path, other, other_path)
     tol = _GRID_TOL * max(*ref.resolution, *other.resolution)
     if not np.allclose(other.bounds(), ref.bounds(), atol=tol):
         raise DataError(
