@@ -296,8 +296,7 @@ def predict_scene(
         if opts.quicklook and bundle.task == "segmentation":
             from rsfuse.plots.scene import plot_scene_quicklook
 
-            paths_written = report["outputs"]
-            paths_written["quicklook"] = str(
+            report["outputs"]["quicklook"] = str(
                 plot_scene_quicklook(
                     scene, paths["main"], paths["path"], bundle.class_names, paths["quicklook"]
                 )

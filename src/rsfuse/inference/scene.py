@@ -291,7 +291,6 @@ class SceneInputs:
         grid = Grid.of(ds)
         self.s2_sources = [_BandSource(ds, names.index(b) + 1, path, None) for b in self.s2_bands]
         self.s2_nodata = ds.nodata
-        self.s2_all_names = names
         return grid, path
 
     def _s2_names(self, ds: Any, path: Path) -> list[str]:
@@ -333,7 +332,6 @@ class SceneInputs:
             _check_covers(grid, ref_path, Grid.of(ds), files[b])
         self.s2_sources = [_BandSource(opened[b], 1, files[b], grid) for b in self.s2_bands]
         self.s2_nodata = opened[finest].nodata
-        self.s2_all_names = sorted(files)
         return grid, ref_path
 
     def _open_s1(self) -> None:

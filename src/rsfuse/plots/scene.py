@@ -23,7 +23,7 @@ def _decimated(reader: Any, index: int, shape: tuple[int, int], resampling: Resa
     return reader.read(index, out_shape=shape, resampling=resampling)
 
 
-def _palette(path: Path, n: int) -> np.ndarray:
+def _palette(path: Path) -> np.ndarray:
     """[256, 4] RGBA palette of a COG's colour table, as floats."""
     lut = np.zeros((256, 4), np.float32)
     with rasterio.open(path) as ds:
@@ -74,8 +74,9 @@ def plot_scene_quicklook(
         cls = ds.read(1, out_shape=shape, resampling=Resampling.nearest)
     with rasterio.open(path_path) as ds:
         pth = ds.read(1, out_shape=shape, resampling=Resampling.nearest)
-    panels.append(("predicted classes", _palette(map_path, len(class_names))[cls]))
-    panels.append(("inference path", _palette(path_path, 4)[pth]))
+    lut, plut = _palette(map_path), _palette(path_path)
+    panels.append(("predicted classes", lut[cls]))
+    panels.append(("inference path", plut[pth]))
 
     plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 5.6))
@@ -85,9 +86,7 @@ def plot_scene_quicklook(
         ax.set_axis_off()
     from matplotlib.patches import Patch
 
-    lut = _palette(map_path, len(class_names))
     handles = [Patch(color=lut[i], label=n) for i, n in enumerate(class_names)]
-    plut = _palette(path_path, 4)
     handles += [
         Patch(color=plut[i], label=f"path: {n}")
         for i, n in ((1, "S1+S2"), (2, "S1 only"), (3, "S2 only"))

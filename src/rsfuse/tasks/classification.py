@@ -34,7 +34,7 @@ from rsfuse.data.classes import BEN19
 from rsfuse.errors import ConfigError
 from rsfuse.models.backbones import build_backbone
 from rsfuse.models.checkpoints import check_encoder_bands, load_encoder
-from rsfuse.models.fusion import MultiModalClassifier, drop_modalities
+from rsfuse.models.fusion import MultiModalClassifier, check_s2_channels, drop_modalities
 from rsfuse.models.vit import GatedViT
 from rsfuse.optim import build_optimizer, warmup_cosine_config
 
@@ -263,15 +263,7 @@ class MultiLabelClassificationTask(LightningModule):
     # ------------------------------------------------------------------ forward
     def check_batch(self, batch: dict) -> None:
         """Raise :class:`ConfigError` when the batch's S2 bands differ from the model's."""
-        if "s2" in self.modalities and "s2" in batch:
-            c = batch["s2"].shape[1]
-            if c != len(self.s2_band_names):
-                raise ConfigError(
-                    f"the model expects {len(self.s2_band_names)} S2 bands "
-                    f"{list(self.s2_band_names)} but the data gives {c}; set model s2_bands "
-                    "to the datamodule's s2_bands",
-                    key="model.s2_bands",
-                )
+        check_s2_channels(batch, self.modalities, self.s2_band_names)
 
     def forward(self, batch: dict) -> Tensor:
         """Logits [B, K] of a batch (``s1`` [B, 2, H, W], ``s2`` [B, C, H, W], ``present``)."""

@@ -50,7 +50,7 @@ from rsfuse.errors import ConfigError
 from rsfuse.metrics.segmentation import metrics_from_confusion
 from rsfuse.models.backbones import build_backbone
 from rsfuse.models.checkpoints import load_encoder
-from rsfuse.models.fusion import drop_modalities, early_fusion_input
+from rsfuse.models.fusion import check_s2_channels, drop_modalities, early_fusion_input
 from rsfuse.models.upernet import ViTUPerNet
 from rsfuse.models.vit import GatedViT
 from rsfuse.optim import build_optimizer, warmup_cosine_config
@@ -294,15 +294,7 @@ class SegmentationTask(LightningModule):
     # ------------------------------------------------------------------ forward
     def check_batch(self, batch: dict) -> None:
         """Raise :class:`ConfigError` when the batch's S2 bands differ from the model's."""
-        if "s2" in self.modalities and "s2" in batch:
-            c = batch["s2"].shape[1]
-            if c != len(self.s2_band_names):
-                raise ConfigError(
-                    f"the model expects {len(self.s2_band_names)} S2 bands "
-                    f"{list(self.s2_band_names)} but the data gives {c}; set model s2_bands "
-                    "to the datamodule's s2_bands",
-                    key="model.s2_bands",
-                )
+        check_s2_channels(batch, self.modalities, self.s2_band_names)
 
     def forward(self, batch: dict) -> Tensor:
         """Logits [B, K, H, W] of a batch (``s1`` [B, 2, H, W], ``s2`` [B, C, H, W])."""
