@@ -6,7 +6,7 @@ from typing import Any
 
 from rsfuse.errors import CheckpointError, ConfigError, DataError, RsfuseError
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "CheckpointError",

@@ -63,7 +63,10 @@ def build_optimizer(
     momentum: float = 0.9,
     fused: bool | None = None,
 ) -> torch.optim.Optimizer:
-    """Build AdamW or SGD over :func:`param_groups` of ``module``.
+    """Build AdamW, Adam or SGD over :func:`param_groups` of ``module``.
+
+    ``adam`` is torch's Adam with L2 weight decay (the CromSS code: ``Adam(lr,
+    weight_decay=1e-8)``); ``adamw`` decouples the decay (MAE, MoCo v3, DINO, MGSViT).
 
     Args:
         fused: use the fused CUDA kernel (default: on when every parameter is on a GPU).
@@ -77,9 +80,13 @@ def build_optimizer(
     use_fused = on_cuda if fused is None else fused and on_cuda
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=use_fused or None)
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=lr, betas=betas, fused=use_fused or None)
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum)
-    raise ConfigError(f"unknown optimizer {name!r}; expected 'adamw' or 'sgd'", key="optimizer")
+    raise ConfigError(
+        f"unknown optimizer {name!r}; expected 'adamw', 'adam' or 'sgd'", key="optimizer"
+    )
 
 
 def warmup_cosine_scheduler(
@@ -120,3 +127,32 @@ def warmup_cosine_config(
     warmup = round(total * warmup_epochs / epochs)
     sched = warmup_cosine_scheduler(optimizer, warmup, total, min_ratio)
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def cosine_to_floor(epoch: int, cosine_epochs: int, base_lr: float, final_lr: float) -> float:
+    """Multiplier of ``base_lr`` at ``epoch`` for the CromSS fine-tuning schedule.
+
+    ``lr(e) = final + ½ (base − final)(1 + cos(π · min(e, T) / T))``: a cosine from
+    ``base_lr`` to ``final_lr`` over ``T = cosine_epochs`` epochs, then flat at ``final_lr``
+    (the CromSS code's ``--scheduler_type cos --scheduler_values T [final]``, stepped per
+    epoch).
+    """
+    t = min(epoch, cosine_epochs) / max(1, cosine_epochs)
+    lr = final_lr + 0.5 * (base_lr - final_lr) * (1.0 + math.cos(math.pi * t))
+    return lr / base_lr
+
+
+def cosine_to_floor_config(
+    optimizer: torch.optim.Optimizer,
+    trainer: Any,
+    base_lr: float,
+    final_lr: float,
+    cosine_epochs: int | None,
+) -> dict[str, Any]:
+    """What ``configure_optimizers`` returns for :func:`cosine_to_floor` stepped per epoch
+    (``cosine_epochs=None``: the trainer's ``max_epochs``)."""
+    t = int(cosine_epochs if cosine_epochs is not None else max(1, trainer.max_epochs or 1))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda e: cosine_to_floor(e, t, base_lr, final_lr)
+    )
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}

@@ -76,12 +76,15 @@ def test_gaussian_prior_kernel_width() -> None:
     assert p[1, 20, 20] == p[1].max()
 
 
-def test_datamodule_prior_augmented_with_image(noldo_root: Path) -> None:
+@pytest.mark.parametrize("rotation", ["right_angles", "any"])
+def test_datamodule_prior_augmented_with_image(noldo_root: Path, rotation: str) -> None:
     # σ = 0: the spatial prior is the one-hot label of the drawn season, so after crops, flips
-    # and rotations it must still agree with the mask pixel for pixel
+    # and right-angle rotations it must still agree with the mask pixel for pixel; rotations
+    # by any angle resample the prior bilinearly and the mask by nearest neighbour, so they
+    # may disagree on class boundaries only
     dm = CromSSDataModule(
         prior="spatial", sigma=0.0, root=str(noldo_root), patch_size=48, crop_size=40,
-        batch_size=4, val_fraction=0.25, seed=0,
+        batch_size=4, val_fraction=0.25, seed=0, rotation=rotation,
     )  # fmt: skip
     dm.setup("fit")
     ds = dm.datasets["train"]
@@ -95,7 +98,8 @@ def test_datamodule_prior_augmented_with_image(noldo_root: Path) -> None:
         out = dm.augment(dm.normalize(batch))
         assert out[PRIOR_KEY].shape == (4, 9, 40, 40)
         valid = out["mask"] != 255
-        assert bool((out[PRIOR_KEY].argmax(1)[valid] == out["mask"][valid]).all())
+        agree = (out[PRIOR_KEY].argmax(1)[valid] == out["mask"][valid]).float().mean()
+        assert float(agree) == 1.0 if rotation == "right_angles" else float(agree) > 0.9
         assert out["mask_clean"].shape == (4, 40, 40)
     # the temporal prior differs from the spatial one; seasons vary between reads
     dm2 = CromSSDataModule(root=str(noldo_root), patch_size=48, batch_size=4, seed=1)

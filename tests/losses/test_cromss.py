@@ -1,5 +1,5 @@
 """CromSS losses and cross-modal sample selection against the authors' code
-(``../shared/conformance/cromss.npz``) and hand-computed edge cases."""
+(``tests/data/conformance/cromss.npz``) and hand-computed edge cases."""
 
 from __future__ import annotations
 

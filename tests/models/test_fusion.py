@@ -25,7 +25,8 @@ def _sig(v: float) -> float:
 
 
 def _gmu(gate: str) -> GatedMultimodalUnit:
-    g = GatedMultimodalUnit(("s1", "s2"), (2, 2), gate=gate, bias=False)
+    """A GMU whose gate reads the raw features (Eq. 4 as printed), weights set by hand."""
+    g = GatedMultimodalUnit(("s1", "s2"), (2, 2), gate=gate, bias=False, gate_input="eq4")
     with torch.no_grad():
         g.w1.weight.copy_(torch.eye(2))
         g.w2.weight.copy_(2 * torch.eye(2))
@@ -54,6 +55,31 @@ def test_vector_gmu_matches_hand_computation() -> None:
     want = torch.tensor([[zi * a + (1 - zi) * b for zi, a, b in zip(z, h1, h2)]])
     torch.testing.assert_close(h, want)
     assert g.last_gate.shape == (1, 2)
+
+
+def test_gate_inputs_by_source() -> None:
+    """mgsvit: gate on tanh(W x); arevalo: on W x before the tanh; eq4: on the raw x."""
+    x1, x2 = torch.tensor([[1.0, -1.0]]), torch.tensor([[0.5, 2.0]])
+    wz = torch.tensor([[1.0, 0.0, 0.0, 1.0]])  # z = σ(g_1 + g_4)
+    a1, a2 = x1, 2 * x2  # W_1 = I, W_2 = 2 I
+    expected = {
+        "mgsvit": _sig(math.tanh(a1[0, 0]) + math.tanh(a2[0, 1])),
+        "arevalo": _sig(a1[0, 0] + a2[0, 1]),
+        "eq4": _sig(x1[0, 0] + x2[0, 1]),
+    }
+    for source, z in expected.items():
+        g = GatedMultimodalUnit(("s1", "s2"), (2, 2), bias=False, gate_input=source)
+        with torch.no_grad():
+            g.w1.weight.copy_(torch.eye(2))
+            g.w2.weight.copy_(2 * torch.eye(2))
+            g.wz.weight.copy_(wz)
+        g({"s1": x1, "s2": x2})
+        assert float(g.last_gate) == pytest.approx(z, abs=1e-6), source
+    assert GatedMultimodalUnit(dims=(3, 5), hidden_dim=4).wz.in_features == 8  # 2H
+    assert GatedMultimodalUnit(dims=(3, 5), hidden_dim=4, gate_input="eq4").wz.in_features == 8
+    assert GatedMultimodalUnit(dims=(3, 6), hidden_dim=4, gate_input="eq4").wz.in_features == 9
+    with pytest.raises(ConfigError, match="gate_input"):
+        GatedMultimodalUnit(gate_input="paper")
 
 
 @pytest.mark.parametrize("gate", ["scalar", "vector"])

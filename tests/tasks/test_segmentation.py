@@ -66,7 +66,7 @@ def _trainer(tmp_path: Path, **kw) -> L.Trainer:
 
 # ---------------------------------------------------------------------------- metrics
 def test_metrics_match_a_hand_computed_confusion_matrix() -> None:
-    """Classes 0–2 present, class 3 absent from the split, 7 ignored pixels."""
+    """Classes 0–2 present, class 3 absent from the split, 7 ignored pixels (``exclude``)."""
     pairs = {(0, 0): 5, (0, 1): 1, (1, 1): 3, (1, 0): 1, (2, 2): 2, (2, 1): 2}
     pairs |= {(255, 0): 3, (255, 2): 4}  # unlabelled: never counted
     ref = torch.tensor([r for (r, _), n in pairs.items() for _ in range(n)])
@@ -76,7 +76,7 @@ def test_metrics_match_a_hand_computed_confusion_matrix() -> None:
         cm_metric.update(pred[i : i + 5], ref[i : i + 5])
     cm = cm_metric.compute()
     assert cm.tolist() == [[5, 1, 0, 0], [1, 3, 0, 0], [0, 2, 2, 0], [0, 0, 0, 0]]
-    m = metrics_from_confusion(cm, ["a", "b", "c", "absent"])
+    m = metrics_from_confusion(cm, ["a", "b", "c", "absent"], absent="exclude")
     assert m["OA"] == pytest.approx(10 / 14)
     assert m["AA"] == pytest.approx((5 / 6 + 3 / 4 + 2 / 4) / 3)
     iou = [5 / 7, 3 / 7, 2 / 4]
@@ -88,7 +88,7 @@ def test_metrics_match_a_hand_computed_confusion_matrix() -> None:
 
 
 def test_a_class_only_predicted_counts_as_zero_iou_but_has_no_recall() -> None:
-    m = metrics_from_confusion(torch.tensor([[1, 1], [0, 0]]), ["x", "y"])
+    m = metrics_from_confusion(torch.tensor([[1, 1], [0, 0]]), ["x", "y"], absent="exclude")
     assert m["AA"] == pytest.approx(0.5)  # only class x has reference pixels
     assert m["IoU"]["y"] == 0.0 and m["F1"]["y"] == 0.0
     assert m["mIoU"] == pytest.approx(0.25)
@@ -224,3 +224,27 @@ def test_frozen_encoder_gets_no_updates_and_keeps_bn_statistics(
         assert not task.model.encoder.training
     else:
         assert "conv1.weight" in changed_enc and "bn1.running_mean" in changed_enc
+
+
+# ---------------------------------------------------------------------------- optimiser
+def test_default_optimiser_and_schedule_are_the_cromss_code() -> None:
+    """Adam (weight decay 1e-8), lr 5e-4 cosine to 1e-5 over 40 epochs then flat, per epoch
+    (``pl_finetune.configure_optimizers`` with ``--scheduler_type cos --scheduler_values 40``)."""
+    from types import SimpleNamespace
+
+    task = SegmentationTask(architecture="fpn", modalities=["s2"], **SMALL)
+    task._trainer = SimpleNamespace(max_epochs=50)
+    cfg = task.configure_optimizers()
+    task._trainer = None
+    opt, sched = cfg["optimizer"], cfg["lr_scheduler"]
+    assert type(opt) is torch.optim.Adam and cfg["lr_scheduler"]["interval"] == "epoch"
+    assert {g["weight_decay"] for g in opt.param_groups} <= {1e-8, 0.0}
+    lr, final, t = 5e-4, 1e-5, 40
+    lrs = []
+    for _ in range(50):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched["scheduler"].step()
+    want = [final + (1 + math.cos(math.pi * e / t)) * (lr - final) / 2 if e < t else final
+            for e in range(50)]  # fmt: skip
+    assert lrs == pytest.approx(want, rel=1e-9)

@@ -267,14 +267,26 @@ SEGMENTATION_DATASETS: tuple[str, ...] = ("dfc2020", "ssl4eo-s12-dw", "ssl4eo-s1
 
 
 def segmentation_augmentation(
-    crop_size: int | None = None, rotate_p: float = 0.2, spatial_keys: Sequence[str] = ()
+    crop_size: int | None = None,
+    rotate_p: float = 0.2,
+    spatial_keys: Sequence[str] = (),
+    rotation: Literal["any", "right_angles"] = "any",
+    mask_keys: Sequence[str] = ("mask_clean",),
 ) -> BatchAugmentation:
-    """CromSS's segmentation augmentation: random crop, flips (p = 0.5), 90° rotations.
+    """CromSS's segmentation augmentation: random crop, flips (p = 0.5), rotations.
+
+    ``rotation="any"`` (the CromSS code's albumentations ``A.Rotate(p=0.2)``): a rotation by
+    an angle drawn uniformly in [−90°, 90°] with p = ``rotate_p``, bilinear for images and
+    nearest for masks, the corners filled by reflection (albumentations reflects with
+    ``BORDER_REFLECT_101``, torch's ``grid_sample`` about the pixel edges: the corner pixels
+    differ by one). ``"right_angles"``: a random multiple of 90° (exact, no resampling).
 
     Args:
         crop_size: random crop (no resize) to this side, e.g. 256 from 264, or None.
-        rotate_p: probability of a random multiple-of-90° rotation (CromSS: 0.2).
+        rotate_p: probability of rotating a sample (CromSS: 0.2).
         spatial_keys: extra float [B, K, H, W] keys cropped/flipped with the images.
+        rotation: ``any`` (default) or ``right_angles``.
+        mask_keys: extra label keys moved like ``mask`` (nearest; default ``mask_clean``).
 
     Returns:
         A :class:`BatchAugmentation`; ``mask`` follows the images, 255 where padded.
@@ -283,15 +295,19 @@ def segmentation_augmentation(
 
     from rsfuse.data.transforms import RandomRot90
 
+    if rotation not in ("any", "right_angles"):
+        raise ConfigError(
+            f"rotation must be 'any' or 'right_angles', got {rotation!r}", key="rotation"
+        )
     geometric: list[Any] = []
     if crop_size is not None:
         geometric.append(K.RandomCrop((int(crop_size), int(crop_size))))
-    geometric += [
-        K.RandomHorizontalFlip(p=0.5),
-        K.RandomVerticalFlip(p=0.5),
-        RandomRot90(p=rotate_p),
-    ]
-    return BatchAugmentation(geometric=geometric, spatial_keys=spatial_keys)
+    geometric += [K.RandomHorizontalFlip(p=0.5), K.RandomVerticalFlip(p=0.5)]
+    if rotation == "any":
+        geometric.append(K.RandomAffine(degrees=90.0, padding_mode="reflection", p=rotate_p))
+    else:
+        geometric.append(RandomRot90(p=rotate_p))
+    return BatchAugmentation(geometric=geometric, spatial_keys=spatial_keys, mask_keys=mask_keys)
 
 
 class SegmentationDataModule(LightningDataModule):
@@ -326,7 +342,9 @@ class SegmentationDataModule(LightningDataModule):
         num_workers: DataLoader worker processes.
         crop_size: random training crop side (CromSS: 256 from 264), or None.
         stats: statistics name in :mod:`rsfuse.bands` (default ``ssl4eo-s12-l1c``).
-        augment: augment training batches (crop, flips, 90° rotations with p = 0.2).
+        augment: augment training batches (crop, flips, rotations with p = 0.2).
+        rotation: ``any`` angle in ±90° (CromSS code, default) or ``right_angles``; see
+            :func:`segmentation_augmentation`.
         augmentation: a custom training :class:`BatchAugmentation` (overrides ``augment``).
         normalization: ``standardize`` or ``dino-mm``.
         format: NoLDO-S12 on-disk form: ``auto``, ``lmdb`` or ``geotiff``.
@@ -359,6 +377,7 @@ class SegmentationDataModule(LightningDataModule):
         crop_size: int | None = None,
         stats: str | None = None,
         augment: bool = True,
+        rotation: Literal["any", "right_angles"] = "any",
         augmentation: BatchAugmentation | None = None,
         normalization: str = "standardize",
         format: str = "auto",
@@ -387,6 +406,7 @@ class SegmentationDataModule(LightningDataModule):
         if not 0.0 <= val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}", "val_fraction")
         self.dataset = dataset
+        self.rotation = rotation
         self.root = root
         self.modalities = bands.check_modalities(modalities)
         self.s2_bands = s2_bands
@@ -408,7 +428,7 @@ class SegmentationDataModule(LightningDataModule):
         if augmentation is not None:
             self.augmentation: BatchAugmentation | None = augmentation
         elif augment:
-            self.augmentation = segmentation_augmentation(crop_size, spatial_keys=("mask_clean",))
+            self.augmentation = segmentation_augmentation(crop_size, rotation=rotation)
         else:
             self.augmentation = None
         self.datasets: dict[str, Dataset] = {}
@@ -530,11 +550,8 @@ class SegmentationDataModule(LightningDataModule):
         return self._loader("test", shuffle=False)
 
     def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
-        """Normalise every batch on its device; augment training batches.
-
-        ``mask_clean`` travels through the geometric augmentation as a float spatial key
-        (exact for crops, flips and 90° rotations) and comes back as int64.
-        """
+        """Normalise every batch on its device; augment training batches (``mask`` and
+        ``mask_clean`` move with the images: nearest neighbour, 255 where padded)."""
         batch = self.normalize(batch)
         trainer = getattr(self, "trainer", None)
         if trainer is not None and trainer.training and self.augmentation is not None:
@@ -544,14 +561,7 @@ class SegmentationDataModule(LightningDataModule):
     def augment(self, batch: Batch) -> Batch:
         """Apply the training augmentation to a (normalised) batch."""
         assert self.augmentation is not None
-        batch = dict(batch)
-        clean = batch.pop("mask_clean", None)
-        if clean is not None and "mask_clean" in self.augmentation.spatial_keys:
-            batch["mask_clean"] = clean.unsqueeze(1).float()
-        out = self.augmentation(batch)
-        if "mask_clean" in out:
-            out["mask_clean"] = out["mask_clean"].squeeze(1).round().long()
-        return out
+        return self.augmentation(batch)
 
     def state_dict(self) -> dict[str, Any]:
         """Saved in every checkpoint: the normalisation (:meth:`Normalize.describe`), the

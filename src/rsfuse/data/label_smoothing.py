@@ -21,7 +21,7 @@ float spatial key ``label_prior`` [B, C, H, W] through
 :class:`~rsfuse.data.transforms.BatchAugmentation`, so crops, flips and rotations apply to
 image and prior together; :meth:`SpatialTemporalLabelSmoothing.smooth` then forms Eq. 13
 on the device. These semantics reproduce ``zhu-xlab/CromSS``
-``get_smoothed_maps`` (``../shared/conformance/cromss.npz``).
+``get_smoothed_maps`` (``tests/data/conformance/cromss.npz``).
 """
 
 from __future__ import annotations
@@ -274,7 +274,7 @@ class CromSSDataModule(SegmentationDataModule):
                 )
         elif self.augmentation is not None:
             self.augmentation = segmentation_augmentation(
-                self.crop_size, spatial_keys=("mask_clean", PRIOR_KEY)
+                self.crop_size, spatial_keys=(PRIOR_KEY,), rotation=self.rotation
             )
 
     def _source(self, split: str) -> Dataset:

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import kornia.augmentation as K
 import torch
@@ -52,6 +52,7 @@ __all__ = [
     "MultiCropAugmentation",
     "Normalize",
     "RandomBrightness",
+    "RandomBrightnessContrast",
     "RandomBrightnessOrContrast",
     "RandomContrast",
     "RandomGaussianBlur",
@@ -545,6 +546,55 @@ class RandomBrightnessOrContrast(K.IntensityAugmentationBase2D):
         return input * f + _channel_mean(input) * (1 - f) + delta
 
 
+class RandomBrightnessContrast(K.IntensityAugmentationBase2D):
+    """Multiplicative brightness, then contrast, applied together (the authors' code).
+
+    MGSViT's and DINO-MM's training code apply ``RandomApply([RandomBrightness(0.4),
+    RandomContrast(0.4)], p=0.8)``: with probability ``p`` a sample is first scaled,
+    ``x · b``, then stretched around each band's mean, ``(y − μ_c) · c + μ_c`` (``μ_c`` the
+    per-sample per-channel spatial mean of the scaled ``y``), with
+    ``b, c ~ U(max(0, 1 − max_delta), 1 + max_delta)`` drawn per sample and shared by all
+    channels. :class:`RandomBrightnessOrContrast` is the paper's text (one or the other,
+    additive brightness).
+
+    Args:
+        max_delta: half-width of both factor ranges around 1.
+        p: probability of changing a sample.
+        same_on_batch: share one draw across the batch.
+        keepdim: kornia's ``keepdim``.
+
+    Shapes:
+        [B, C, H, W] (or [C, H, W]) in, [B, C, H, W] out.
+    """
+
+    def __init__(
+        self,
+        max_delta: float = 0.4,
+        p: float = 0.8,
+        same_on_batch: bool = False,
+        keepdim: bool = False,
+    ) -> None:
+        super().__init__(p=p, same_on_batch=same_on_batch, keepdim=keepdim)
+        d = _check_delta("brightness/contrast", max_delta)
+        self.max_delta = d
+        lo = max(0.0, 1.0 - d)
+        self._param_generator = _uniform_sampler(
+            (torch.tensor([lo, 1.0 + d]), "brightness_factor", None, None),
+            (torch.tensor([lo, 1.0 + d]), "contrast_factor", None, None),
+        )
+
+    def apply_transform(
+        self,
+        input: Tensor,
+        params: dict[str, Tensor],
+        flags: dict[str, Any],
+        transform: Tensor | None = None,
+    ) -> Tensor:
+        y = input * _param(params, "brightness_factor", input)
+        mu = _channel_mean(y)
+        return (y - mu) * _param(params, "contrast_factor", input) + mu
+
+
 class RandomGrayscale(K.IntensityAugmentationBase2D):
     """Replace every channel by the per-pixel band mean, for any channel count.
 
@@ -657,31 +707,45 @@ class RandomGaussianBlur(K.RandomGaussianBlur):
 
 
 class RandomSolarize(K.IntensityAugmentationBase2D):
-    """Solarisation for any channel count: values at or above a threshold are mirrored.
+    """Solarisation for any channel count: values on one side of a threshold are mirrored.
 
-    ``y = x`` where ``x < threshold``, else ``y = upper − x`` (torchvision / PIL solarise on
-    uint8 data is ``threshold = 128, upper = 255``). The defaults suit data scaled to [0, 1]
-    (DINO-MM's ``"dino-mm"`` normalisation): bands at or above 0.5 become ``1 − x``. For
-    standardised data use ``threshold = 0, upper = 0`` (positive values change sign).
-    DINO / DINO-MM solarise the second global crop with p = 0.2. Every channel of a sample
-    uses the same threshold, so a dropped (all-zero) sensor stays zero when ``threshold > 0``.
+    ``direction="above"`` (torchvision / PIL, facebookresearch/dino): ``y = upper − x`` where
+    ``x >= threshold``, else ``x`` (PIL on uint8 data is ``threshold = 128, upper = 255``).
+    ``direction="below"`` (the DINO-MM code's ``Solarize(128)``): ``y = upper − x`` where
+    ``x < threshold``, else ``x``. The threshold defaults suit data scaled to [0, 1]
+    (DINO-MM's ``"dino-mm"`` normalisation): 0.5 and ``1 − x``. For standardised data use
+    ``threshold = 0, upper = 0`` (values on that side change sign). DINO / DINO-MM solarise
+    the second global crop with p = 0.2. :class:`BatchAugmentation` sets samples whose sensor
+    is absent back to zero after its intensity ops, so an absent sensor stays absent.
 
     Args:
-        threshold: values ``>= threshold`` are mirrored.
+        threshold: where the mirroring starts.
         upper: the mirror ``upper − x``.
         p: probability of solarising a sample.
         keepdim: kornia's ``keepdim``.
+        direction: ``"above"`` (mirror ``x >= threshold``) or ``"below"`` (``x < threshold``).
 
     Shapes:
         [B, C, H, W] (or [C, H, W]) in, [B, C, H, W] out.
     """
 
     def __init__(
-        self, threshold: float = 0.5, upper: float = 1.0, p: float = 0.2, keepdim: bool = False
+        self,
+        threshold: float = 0.5,
+        upper: float = 1.0,
+        p: float = 0.2,
+        keepdim: bool = False,
+        direction: Literal["above", "below"] = "above",
     ) -> None:
         super().__init__(p=p, same_on_batch=False, keepdim=keepdim)
+        if direction not in ("above", "below"):
+            raise ConfigError(
+                f"solarize direction must be 'above' or 'below', got {direction!r}",
+                key="direction",
+            )
         self.threshold = float(threshold)
         self.upper = float(upper)
+        self.direction = direction
 
     def apply_transform(
         self,
@@ -690,7 +754,8 @@ class RandomSolarize(K.IntensityAugmentationBase2D):
         flags: dict[str, Any],
         transform: Tensor | None = None,
     ) -> Tensor:
-        return torch.where(input < self.threshold, input, self.upper - input)
+        mirror = input >= self.threshold if self.direction == "above" else input < self.threshold
+        return torch.where(mirror, self.upper - input, input)
 
 
 # --------------------------------------------------------------------------------------------
@@ -908,7 +973,10 @@ class BatchAugmentation(nn.Module):
        nearest neighbour; pixels a transform brings in from outside become 255 (ignore).
     2. ``intensity`` ops run on ``s1`` and ``s2`` separately, each with its own random draw, so
        e.g. grayscale averages SAR bands and optical bands separately and never mixes them.
-       Samples whose sensor is absent (``present`` False) are kept exactly zero.
+       With ``joint_intensity=True`` they run once on the stacked S2 + S1 channels instead
+       (the DINO-MM code augments its 14-channel stack this way: one brightness / contrast
+       draw per sample for both sensors, grayscale = mean of all 14 channels). Samples
+       whose sensor is absent (``present`` False) are kept exactly zero.
     3. ``sensor_drop`` (e.g. :class:`RandomSensorDrop`) last.
 
     Batches with only ``s1``, only ``s2`` or both, with or without ``mask``, are accepted; other
@@ -923,6 +991,10 @@ class BatchAugmentation(nn.Module):
         sensor_drop: applied last, or ``None``.
         spatial_keys: extra float [B, K, H, W] keys (e.g. a CromSS label prior) transformed
             geometrically with the images (bilinear), without intensity changes.
+        mask_keys: extra int64 [B, H, W] label keys (e.g. ``mask_clean``) transformed like
+            ``mask``: nearest neighbour, 255 where a transform brings pixels in.
+        joint_intensity: run the intensity ops on the stacked S2 + S1 channels of batches
+            that hold both sensors (otherwise per sensor).
 
     Shapes:
         ``s1`` [B, 2, H, W], ``s2`` [B, C, H, W], ``mask`` int64 [B, H, W]; spatial size becomes
@@ -935,8 +1007,12 @@ class BatchAugmentation(nn.Module):
         intensity: Sequence[nn.Module] = (),
         sensor_drop: RandomSensorDrop | None = None,
         spatial_keys: Sequence[str] = (),
+        mask_keys: Sequence[str] = (),
+        joint_intensity: bool = False,
     ) -> None:
         super().__init__()
+        self.mask_keys = tuple(mask_keys)
+        self.joint_intensity = bool(joint_intensity)
         geometric = list(geometric)
         self.geometric = K.AugmentationSequential(*geometric, data_keys=None) if geometric else None
         self.intensity = nn.ModuleList(intensity)
@@ -965,18 +1041,18 @@ class BatchAugmentation(nn.Module):
             )
         tensors = [batch[k] for k in keys]
         sizes = {k: tuple(t.shape[-2:]) for k, t in zip(keys, tensors)}
-        if "mask" in batch:
-            sizes["mask"] = tuple(batch["mask"].shape[-2:])
+        masks = [k for k in ("mask", *self.mask_keys) if k in batch]
+        sizes |= {k: tuple(batch[k].shape[-2:]) for k in masks}
         if len(set(sizes.values())) > 1:
             raise DataError(f"spatial sizes differ between batch keys: {sizes}")
         dtype = tensors[0].dtype
         x = torch.cat([t.to(dtype) for t in tensors], dim=1)
-        if "mask" in batch:
-            mask = batch["mask"]
+        if masks:
             # Shift so that ignore (255) is 0: anything a transform pads with zeros is then ignore.
-            shifted = (mask.to(x.dtype) - IGNORE_INDEX).unsqueeze(1)
-            x, m = self.geometric(x, shifted, data_keys=["input", "mask"])
-            out["mask"] = (m.squeeze(1).round() + IGNORE_INDEX).to(mask.dtype)
+            shifted = [(batch[k].to(x.dtype) - IGNORE_INDEX).unsqueeze(1) for k in masks]
+            x, *moved = self.geometric(x, *shifted, data_keys=["input"] + ["mask"] * len(masks))
+            for k, m in zip(masks, moved):
+                out[k] = (m.squeeze(1).round() + IGNORE_INDEX).to(batch[k].dtype)
         else:
             x = self.geometric(x, data_keys=["input"])
         chunks = torch.split(x, [t.shape[1] for t in tensors], dim=1)
@@ -993,13 +1069,14 @@ class BatchAugmentation(nn.Module):
         if self.geometric is not None:
             self._geometric(batch, out)
         if len(self.intensity) > 0:
-            for key in IMAGE_KEYS:
-                if key not in out:
-                    continue
-                x = out[key]
+            joint = self.joint_intensity and all(k in out for k in IMAGE_KEYS)
+            groups = [("s2", "s1")] if joint else [(k,) for k in IMAGE_KEYS if k in out]
+            for keys in groups:
+                x = torch.cat([out[k] for k in keys], dim=1)  # early-fusion order: S2, S1
                 for op in self.intensity:
                     x = op(x)
-                out[key] = _zero_absent(x, _presence(batch, key, x.shape[0], x.device))
+                for k, y in zip(keys, torch.split(x, [out[k].shape[1] for k in keys], dim=1)):
+                    out[k] = _zero_absent(y, _presence(batch, k, y.shape[0], y.device))
         if self.sensor_drop is not None:
             out = self.sensor_drop(out)
         return out
@@ -1028,24 +1105,43 @@ def classification_augmentation(crop_size: int | None = None) -> BatchAugmentati
 
 
 def mgsvit_ssl_augmentation(
-    size: int, sensor_drop: RandomSensorDrop | None = None
+    size: int,
+    sensor_drop: RandomSensorDrop | None = None,
+    recipe: Literal["code", "paper"] = "code",
+    view: Literal[1, 2] = 1,
 ) -> BatchAugmentation:
-    """The MGSViT self-supervised augmentation (Liu et al. 2024, §4.4).
+    """One view of the MGSViT self-supervised augmentation (Liu et al. 2024).
 
-    RandomResizedCrop to ``size`` with scale (0.2, 1.0); brightness or contrast with maximum
-    delta 0.4 and p = 0.8; grayscale (band mean) p = 0.2; Gaussian blur σ ∈ [0.1, 2], p = 1.0.
+    ``recipe="code"`` (default; the authors' ``ours_train_pretrain.py``): RandomResizedCrop
+    to ``size`` with scale (0.2, 1.0); multiplicative brightness *and* contrast (0.4) with
+    p = 0.8 (:class:`RandomBrightnessContrast`); grayscale (band mean) p = 0.2; Gaussian
+    blur σ ∈ [0.1, 2] with p = 1.0 on view 1 and p = 0.1 on view 2; horizontal flip p = 0.5.
+
+    ``recipe="paper"`` (§4.4 as printed): the same crop; brightness *or* contrast with
+    maximum delta 0.4 and p = 0.8 (:class:`RandomBrightnessOrContrast`); grayscale p = 0.2;
+    Gaussian blur σ ∈ [0.1, 2] with p = 1.0; both views alike, no flip.
 
     Args:
-        size: output size of the crop (128 for MGSViT pretraining).
+        size: output size of the crop (128 in the paper; 224 in the code's default).
         sensor_drop: optional :class:`RandomSensorDrop` appended (not part of MGSViT).
+        recipe: ``code`` or ``paper``.
+        view: 1 or 2 (the views differ in blur probability under ``code``).
     """
+    if recipe not in ("code", "paper"):
+        raise ConfigError(f"recipe must be 'code' or 'paper', got {recipe!r}", key="recipe")
+    if view not in (1, 2):
+        raise ConfigError(f"view must be 1 or 2, got {view!r}", key="view")
+    geometric: list[nn.Module] = [RandomResizedCrop(size, scale=(0.2, 1.0))]
+    if recipe == "code":
+        geometric.append(K.RandomHorizontalFlip(p=0.5))
+        color: nn.Module = RandomBrightnessContrast(max_delta=0.4, p=0.8)
+        blur_p = 1.0 if view == 1 else 0.1
+    else:
+        color = RandomBrightnessOrContrast(max_delta=0.4, p=0.8)
+        blur_p = 1.0
     return BatchAugmentation(
-        geometric=[RandomResizedCrop(size, scale=(0.2, 1.0))],
-        intensity=[
-            RandomBrightnessOrContrast(max_delta=0.4, p=0.8),
-            RandomGrayscale(p=0.2),
-            RandomGaussianBlur(sigma=(0.1, 2.0), p=1.0),
-        ],
+        geometric=geometric,
+        intensity=[color, RandomGrayscale(p=0.2), RandomGaussianBlur(sigma=(0.1, 2.0), p=blur_p)],
         sensor_drop=sensor_drop,
     )
 
@@ -1058,21 +1154,29 @@ class MultiCropAugmentation(nn.Module):
     (``local_crops_scale``) are drawn, each with its own random crop per sample and (DINO's
     augmentation, REFERENCE.md):
 
-    ===========================  =========  =========  =========
-    op                           global 1   global 2   local
-    ===========================  =========  =========  =========
-    horizontal flip              0.5        0.5        0.5
-    brightness or contrast 0.4   0.8        0.8        0.8
-    grayscale (band mean)        0.2        0.2        0.2
-    Gaussian blur σ ∈ [0.1, 2]   1.0        0.1        0.5
-    solarize                     0          0.2        0
-    RandomSensorDrop             per view   per view   per view
-    ===========================  =========  =========  =========
+    ================================  =========  =========  =========
+    op                                global 1   global 2   local
+    ================================  =========  =========  =========
+    horizontal flip                   0.5        0.5        0.5
+    brightness and contrast (×, 0.4)  0.8        0.8        0.8
+    grayscale (band mean)             0.2        0.2        0.2
+    Gaussian blur σ ∈ [0.1, 2]        1.0        0.1        0.5
+    solarize                          0          0.2        0
+    RandomSensorDrop                  per view   per view   per view
+    ================================  =========  =========  =========
 
-    Intensity ops act on ``s1`` and ``s2`` separately (grayscale averages SAR bands and
-    optical bands apart; see :class:`BatchAugmentation`); the crop is shared by both sensors
-    of a sample within a view. ``sensor_drop`` draws independently for every view, so with
-    the defaults each view is 50 % joint, 25 % SAR-only, 25 % optical-only. With
+    The defaults follow the DINO-MM code (``main_dino_B14.DataAugmentationDINO``), which
+    augments the 14-channel S2 + S1 stack as one image: multiplicative brightness then
+    contrast (``color="brightness_and_contrast"``, :class:`RandomBrightnessContrast`), one
+    draw per sample for both sensors, grayscale over all 14 channels
+    (``joint_sensors=True``), and a solarisation that mirrors the values *below* the
+    threshold (``solarize_direction="below"``, the code's ``Solarize(128)``). The
+    alternatives, one argument away: ``color="brightness_or_contrast"`` (additive brightness
+    or contrast, the MGSViT paper's text), ``joint_sensors=False`` (intensity ops per sensor,
+    so grayscale never mixes SAR and optical bands) and ``solarize_direction="above"``
+    (torchvision / PIL, facebookresearch/dino). The crop is shared by both sensors of a
+    sample within a view. ``sensor_drop`` draws independently for every view, so with the
+    defaults each view is 50 % joint, 25 % SAR-only, 25 % optical-only. With
     ``local_crops_number = 0`` this gives MoCo v3's two views (blur 1.0 / 0.1, solarize 0 /
     0.2).
 
@@ -1091,6 +1195,11 @@ class MultiCropAugmentation(nn.Module):
         solarize_threshold: see :class:`RandomSolarize` (0.5 for [0, 1] data).
         solarize_upper: see :class:`RandomSolarize` (1.0 for [0, 1] data).
         sensor_drop: a :class:`RandomSensorDrop` applied per view, or ``None``.
+        color: ``brightness_and_contrast`` (the DINO-MM / MGSViT code) or
+            ``brightness_or_contrast``.
+        joint_sensors: run the intensity ops on the stacked S2 + S1 channels (DINO-MM code)
+            instead of per sensor.
+        solarize_direction: ``below`` (DINO-MM code) or ``above`` (PIL / DINO).
 
     Shapes:
         a batch with ``s1`` [B, 2, H, W] and/or ``s2`` [B, C, H, W] in; a list of
@@ -1114,8 +1223,19 @@ class MultiCropAugmentation(nn.Module):
         solarize_threshold: float = 0.5,
         solarize_upper: float = 1.0,
         sensor_drop: RandomSensorDrop | None = None,
+        color: Literal["brightness_and_contrast", "brightness_or_contrast"] = (
+            "brightness_and_contrast"
+        ),
+        joint_sensors: bool = True,
+        solarize_direction: Literal["above", "below"] = "below",
     ) -> None:
         super().__init__()
+        if color not in ("brightness_and_contrast", "brightness_or_contrast"):
+            raise ConfigError(
+                f"color must be 'brightness_and_contrast' or 'brightness_or_contrast', "
+                f"got {color!r}",
+                key="color",
+            )
         if local_crops_number < 0:
             raise ConfigError(
                 f"local_crops_number must be >= 0, got {local_crops_number}",
@@ -1129,15 +1249,22 @@ class MultiCropAugmentation(nn.Module):
         self.local_crops_size = int(local_crops_size)
 
         def view(size: int, scale: tuple[float, float], blur: float, solar: float) -> nn.Module:
-            intensity: list[nn.Module] = [
-                RandomBrightnessOrContrast(max_delta=max_delta, p=color_p),
-                RandomGrayscale(p=grayscale_p),
-            ]
+            color_op: nn.Module = (
+                RandomBrightnessContrast(max_delta=max_delta, p=color_p)
+                if color == "brightness_and_contrast"
+                else RandomBrightnessOrContrast(max_delta=max_delta, p=color_p)
+            )
+            intensity: list[nn.Module] = [color_op, RandomGrayscale(p=grayscale_p)]
             if blur > 0:
                 intensity.append(RandomGaussianBlur(sigma=tuple(blur_sigma), p=blur))
             if solar > 0:
                 intensity.append(
-                    RandomSolarize(threshold=solarize_threshold, upper=solarize_upper, p=solar)
+                    RandomSolarize(
+                        threshold=solarize_threshold,
+                        upper=solarize_upper,
+                        p=solar,
+                        direction=solarize_direction,
+                    )
                 )
             return BatchAugmentation(
                 geometric=[
@@ -1146,6 +1273,7 @@ class MultiCropAugmentation(nn.Module):
                 ],
                 intensity=intensity,
                 sensor_drop=sensor_drop,
+                joint_intensity=joint_sensors,
             )
 
         gs, ls = tuple(global_crops_scale), tuple(local_crops_scale)

@@ -614,7 +614,7 @@ def demo_stage(
         task = SegmentationTask(
             modalities=["s2"], num_classes=dm.num_classes, class_names=list(dm.classes),
             architecture="pspnet", encoder="resnet18", decoder_kwargs={"encoder_depth": 3},
-            encoder_checkpoint=ckpt, plot_samples=0,
+            encoder_checkpoint=ckpt, plot_samples=0, cosine_epochs=None,
         )  # fmt: skip
         tr = trainer(epochs, val=False)
         tr.fit(task, datamodule=dm)

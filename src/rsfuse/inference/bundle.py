@@ -382,7 +382,12 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"cannot read {weights}: {e}") from e
     cls = _import_class(str(config["class_path"]), str(path))
-    task = _build_task(cls, dict(config["init_args"]), str(path))
+    init_args = dict(config["init_args"])
+    if init_args.get("fusion") == "gmu" and "gmu_gate_input" not in init_args:
+        # rsfuse 0.1 computed the GMU gate from the raw features (Eq. 4 as printed); later
+        # versions default to MGSViT's code (the tanh outputs): keep the trained behaviour.
+        init_args["gmu_gate_input"] = "eq4"
+    task = _build_task(cls, init_args, str(path))
     _load_weights(task.model, state, str(weights))
     task.eval().to(device)
     return Bundle(path, config, task, Normalize.from_description(config["normalization"]))

@@ -6,9 +6,13 @@ label ``y`` [B, C, H, W] (one-hot, or Eq. 13's smoothed form) and the sample sel
 (Eq. 11), the segmentation loss of Eq. 6 is::
 
     L_CE^i   = Σ_n w_n · (−Σ_c y_nc · log p_nc) / Σ_n w_n                         (6, CE)
-    L_Dice^i = 1/C · Σ_c [c ∈ batch] · (1 − 2 Σ_n w_n p_nc y_nc / Σ_n w_n (p_nc + y_nc))
+    L_Dice^i = 1/C · Σ_c [Σ_n y_nc > 0] · (1 − 2 Σ_n w_n p_nc y_nc / Σ_n w_n (p_nc + y_nc))
 
-(``[c ∈ batch]``: classes with no pixel labelled ``c`` contribute 0 to the mean). The
+(``[Σ_n y_nc > 0]``: a class whose target has no mass over the labelled pixels of the batch
+contributes 0 to the mean over all C classes. As in the authors' ``SoftDiceLoss`` this is
+decided on the target the loss sees: with hard labels a class counts when some pixel is
+labelled ``c``; with Eq. 13's smoothed labels every class has mass (β/C > 0), so every class
+counts). The
 consistency loss of Eq. 7 uses the other branch's detached prediction as a soft target,
 weighted by the other branch's consistency mask ``w'_j`` (Eq. 12)::
 
@@ -17,7 +21,7 @@ weighted by the other branch's consistency mask ``w'_j`` (Eq. 12)::
     ℓ =  Σ_c p_jc (log p_jc − log p_ic)  ("kl"; Eq. 5 of the paper)
 
 and the total (Eq. 1) is ``Σ_i (L_CE^i + L_Dice^i) + λ · (con_1 + con_2)`` with λ = 1.
-These semantics reproduce ``zhu-xlab/CromSS`` (``../shared/conformance/cromss.npz``).
+These semantics reproduce ``zhu-xlab/CromSS`` (``tests/data/conformance/cromss.npz``).
 """
 
 from __future__ import annotations
@@ -121,8 +125,11 @@ class WeightedCrossEntropyLoss(nn.Module):
 class WeightedSoftDiceLoss(nn.Module):
     """Pixel-weighted soft Dice loss over batch and pixels per class (Eq. 6, Dice part).
 
-    ``L = 1/C Σ_c [c ∈ batch] (1 − 2 Σ_n w_n p_nc y_nc / Σ_n w_n (p_nc + y_nc))``, ``p``
-    the softmax, ``[c ∈ batch]`` = some valid pixel has hard label ``c``.
+    ``L = 1/C Σ_c [Σ_n y_nc > 0] (1 − 2 Σ_n w_n p_nc y_nc / Σ_n w_n (p_nc + y_nc))``, ``p``
+    the softmax and ``y`` the target (one-hot or smoothed). Whether class ``c`` counts is
+    decided on the unweighted target over the labelled pixels, as the CromSS code's
+    ``SoftDiceLoss`` does: with smoothed labels every class counts
+    (``tests/data/conformance/cromss_v2.npz``).
 
     Args:
         ignore_index: label of unlabelled pixels (weight 0).
@@ -141,14 +148,13 @@ class WeightedSoftDiceLoss(nn.Module):
     ) -> Tensor:
         """Weighted soft Dice (arguments as :class:`WeightedCrossEntropyLoss`)."""
         soft, w, hard = _targets(logits, target, weight, labels, self.ignore_index)
-        c = logits.shape[1]
         p = F.softmax(logits.float(), dim=1)
         w = w.unsqueeze(1)
         inter = (w * p * soft).sum((0, 2, 3))  # [C]
         union = (w * (p + soft)).sum((0, 2, 3))  # [C]
-        valid = hard != self.ignore_index
-        counts = torch.bincount(hard[valid].flatten(), minlength=c)[:c]
-        dice = (1.0 - 2.0 * inter / union.clamp_min(_EPS)) * (counts > 0)
+        valid = (hard != self.ignore_index).unsqueeze(1)
+        has_mass = (soft * valid).sum((0, 2, 3)) > 0  # [C]
+        dice = (1.0 - 2.0 * inter / union.clamp_min(_EPS)) * has_mass
         return dice.mean()
 
 

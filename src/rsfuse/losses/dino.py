@@ -16,7 +16,7 @@ centre moves towards the mean teacher output of the global batch (all DDP ranks)
 The teacher temperature warms up linearly from ``warmup_teacher_temp`` to ``teacher_temp``
 over ``warmup_teacher_temp_epochs`` epochs (:func:`teacher_temp_schedule`, endpoints
 included, as ``np.linspace`` in the DINO code) and stays there. These semantics reproduce
-``facebookresearch/dino`` ``DINOLoss`` (``../shared/conformance/dino.npz``).
+``facebookresearch/dino`` ``DINOLoss`` (``tests/data/conformance/dino.npz``).
 """
 
 from __future__ import annotations

@@ -22,7 +22,12 @@ CromSS-lateF       ``[s1, s2]``          ``late``      True
 =================  ====================  ============  ======================
 
 Optimisation as the authors': Adam (lr 0.005, weight decay 1e-8), ReduceLROnPlateau
-(patience 30, factor 0.5) on the validation loss; mixed precision comes from the trainer's
+(patience 30, factor 0.5) on the validation loss. The validation loss is the authors'
+(``validation_loss="plain"``, their ``validation_step``): CE + Dice on the integer noisy
+labels plus the unweighted consistency term, with neither label smoothing nor selection
+masks, so it measures the predictions and not the epoch's schedule
+(``tests/data/conformance/cromss_v2.npz``); ``"training"`` scores validation batches with
+the training loss of the epoch instead. Mixed precision comes from the trainer's
 ``precision`` (``bf16-mixed`` in the GPU configs); selection and losses run in float32.
 Validation reports per modality OA / mIoU against the noisy labels and, on synthetic data,
 against the clean ones (``mask_clean``); training logs the precision of the selection
@@ -103,6 +108,12 @@ class CromSS(LightningModule):
         lr_patience: ReduceLROnPlateau patience in epochs (30).
         lr_factor: ReduceLROnPlateau factor (0.5).
         monitor: metric of ReduceLROnPlateau.
+        validation_loss: ``"plain"`` (authors' code, default): CE + Dice on the integer
+            labels + unweighted consistency, no smoothing, no selection; ``"training"``:
+            the epoch's training loss (smoothing and selection masks) on validation batches.
+        absent_classes: 0/0 convention of the validation metrics
+            (:func:`~rsfuse.metrics.segmentation.metrics_from_confusion`; ``"one"``, the
+            CromSS code, or ``"exclude"``).
         export_dir: folder for the encoders at the end of ``fit`` (None: no export).
         export_name: file stem prefix of the exported encoders (default: derived from the
             variant).
@@ -137,6 +148,8 @@ class CromSS(LightningModule):
         lr_patience: int = 30,
         lr_factor: float = 0.5,
         monitor: str = "val/loss",
+        validation_loss: Literal["plain", "training"] = "plain",
+        absent_classes: Literal["one", "exclude"] = "one",
         export_dir: str | None = None,
         export_name: str | None = None,
         channels_last: bool = False,
@@ -150,6 +163,11 @@ class CromSS(LightningModule):
             raise ConfigError("fusion 'single' needs one modality", key="modalities")
         if sample_selection and fusion == "single":
             raise ConfigError("cross-modal sample selection needs two modalities", "fusion")
+        if validation_loss not in ("plain", "training"):
+            raise ConfigError(
+                f"validation_loss must be 'plain' or 'training', got {validation_loss!r}",
+                key="validation_loss",
+            )
         self.modalities = tuple(m for m in ("s1", "s2") if m in self.modalities)
         self.s2_band_names = bands.s2_bands(s2_bands, "L1C") if "s2" in self.modalities else ()
         channels = {"s1": len(bands.S1_ORDER), "s2": len(self.s2_band_names)}
@@ -219,11 +237,19 @@ class CromSS(LightningModule):
             )
         return self.smoothing(y, prior)
 
-    def compute_loss(self, batch: dict, epoch: int) -> tuple[dict[str, Tensor], dict | None]:
-        """All loss terms of a batch at ``epoch`` and the selection output (or None)."""
-        logits = self(batch)
+    def loss_terms(
+        self, logits: dict[str, Tensor], batch: dict, epoch: int, train: bool = True
+    ) -> tuple[dict[str, Tensor], dict | None]:
+        """Loss terms of given logits ``{modality: [B, C, H, W]}`` and the selection output.
+
+        Training (and validation with ``validation_loss="training"``): smoothed targets
+        (Eq. 13) and the selection masks of ``epoch`` (Eq. 8–12). Validation with
+        ``validation_loss="plain"`` (authors' code): integer labels, no masks.
+        """
         zs = [logits[m] for m in self.modalities]
         y = batch["mask"]
+        if not train and self.hparams.validation_loss == "plain":
+            return self.criterion(zs, y), None
         sel = self.selection(zs[0], zs[1], y, epoch) if self.selection is not None else None
         terms = self.criterion(
             zs,
@@ -232,6 +258,15 @@ class CromSS(LightningModule):
             label_masks=None if sel is None else sel["label_masks"],
             consistency_masks=None if sel is None else sel["consistency_masks"],
         )
+        return terms, sel
+
+    def compute_loss(
+        self, batch: dict, epoch: int, train: bool = True
+    ) -> tuple[dict[str, Tensor], dict | None]:
+        """All loss terms of a batch at ``epoch`` (``terms["logits"]``: the logits) and the
+        selection output (or None); see :meth:`loss_terms`."""
+        logits = self(batch)
+        terms, sel = self.loss_terms(logits, batch, epoch, train)
         terms["logits"] = logits  # type: ignore[assignment]
         return terms, sel
 
@@ -259,7 +294,7 @@ class CromSS(LightningModule):
         return terms["loss"]
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        terms, _ = self.compute_loss(batch, self.current_epoch)
+        terms, _ = self.compute_loss(batch, self.current_epoch, train=False)
         b = batch["mask"].shape[0]
         self.log("val/loss", terms["loss"], prog_bar=True, batch_size=b, sync_dist=True)
         for m, z in terms["logits"].items():  # type: ignore[union-attr]
@@ -275,7 +310,7 @@ class CromSS(LightningModule):
             cm.reset()
             if float(mat.sum()) == 0:
                 continue
-            m = metrics_from_confusion(mat, self.class_names)
+            m = metrics_from_confusion(mat, self.class_names, self.hparams.absent_classes)
             out[key] = m
             mod, ref = key.split("_")
             self.log_dict({f"val/{mod}/{ref}_{k}": float(m[k]) for k in ("OA", "mIoU")})

@@ -51,6 +51,7 @@ from rsfuse.tasks.classification import MultiLabelClassificationTask
 
 __all__ = [
     "DINOMM",
+    "MOCO_VIT_SMALL",
     "DINOMMEvalTask",
     "MultiCropWrapper",
     "build_vit",
@@ -71,16 +72,26 @@ VIT_SMALL: dict[str, Any] = {
 }
 
 
-def build_vit(in_chans: int, backbone_kwargs: dict[str, Any] | None = None) -> GatedViT:
+#: ViT-S/16 of MoCo v3's recipe (``vits.vit_small``): 12 heads (DINO's ViT-S has 6) and no
+#: stochastic depth; MoCo-MM's default backbone.
+MOCO_VIT_SMALL: dict[str, Any] = {**VIT_SMALL, "num_heads": 12, "drop_path_rate": 0.0}
+
+
+def build_vit(
+    in_chans: int,
+    backbone_kwargs: dict[str, Any] | None = None,
+    defaults: dict[str, Any] | None = None,
+) -> GatedViT:
     """A plain :class:`GatedViT` (no shortcuts) with ViT-S defaults, CLS token and CLS pooling.
 
-    ``backbone_kwargs`` override :data:`VIT_SMALL` (``img_size`` is best left unset during
-    pretraining so that global and local crops keep their sizes).
+    ``backbone_kwargs`` override ``defaults`` (:data:`VIT_SMALL`, DINO's ViT-S, unless given;
+    ``img_size`` is best left unset during pretraining so that global and local crops keep
+    their sizes).
 
     Raises:
         ConfigError: bad arguments.
     """
-    kwargs = {**VIT_SMALL, **(backbone_kwargs or {})}
+    kwargs = {**(VIT_SMALL if defaults is None else defaults), **(backbone_kwargs or {})}
     try:
         return GatedViT(in_chans, **kwargs)
     except TypeError as e:
@@ -88,15 +99,18 @@ def build_vit(in_chans: int, backbone_kwargs: dict[str, Any] | None = None) -> G
 
 
 def eval_backbone_kwargs(
-    backbone_kwargs: dict[str, Any] | None = None, img_size: int | None = None
+    backbone_kwargs: dict[str, Any] | None = None,
+    img_size: int | None = None,
+    defaults: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``backbone_kwargs`` for a classification task that loads an exported backbone.
 
-    The pretraining ViT's architecture (with :data:`VIT_SMALL` defaults filled in) with
-    ``img_size`` set (inputs are resized to it, e.g. 120 → 128 as DINO-MM does; the weights do
-    not depend on it) and no stochastic depth.
+    The pretraining ViT's architecture (with ``defaults`` filled in: :data:`VIT_SMALL` for
+    DINO-MM, :data:`MOCO_VIT_SMALL` for a MoCo-MM encoder) with ``img_size`` set (inputs are
+    resized to it, e.g. 120 → 128 as DINO-MM does; the weights do not depend on it) and no
+    stochastic depth.
     """
-    kwargs = {**VIT_SMALL, **(backbone_kwargs or {})}
+    kwargs = {**(VIT_SMALL if defaults is None else defaults), **(backbone_kwargs or {})}
     kwargs["drop_path_rate"] = 0.0
     kwargs["img_size"] = img_size
     return kwargs
@@ -201,6 +215,13 @@ class DINOMM(LightningModule):
             data normalised to [0, 1], the ``"dino-mm"`` normalisation; use 0 with
             ``"standardize"``).
         solarize_upper: its mirror value (1.0; 0 with ``"standardize"``).
+        solarize_direction: ``below`` (DINO-MM code: values under the threshold are
+            mirrored, default) or ``above`` (PIL / facebookresearch/dino).
+        color: ``brightness_and_contrast`` (DINO-MM code: multiplicative brightness, then
+            contrast, default) or ``brightness_or_contrast`` (additive brightness or contrast).
+        joint_sensors: intensity ops on the stacked S2 + S1 channels as the DINO-MM code
+            does (one draw per sample; grayscale = mean of all channels; default) or, with
+            ``False``, per sensor (grayscale never mixes SAR and optical bands).
         lr: base learning rate (5e-4), multiplied by global batch / 256 when
             ``scale_lr_by_batch``.
         scale_lr_by_batch: apply the linear scaling rule.
@@ -241,6 +262,11 @@ class DINOMM(LightningModule):
         sensor_drop_s2_prob: float = 0.5,
         solarize_threshold: float = 0.5,
         solarize_upper: float = 1.0,
+        solarize_direction: Literal["above", "below"] = "below",
+        color: Literal["brightness_and_contrast", "brightness_or_contrast"] = (
+            "brightness_and_contrast"
+        ),
+        joint_sensors: bool = True,
         lr: float = 5e-4,
         scale_lr_by_batch: bool = True,
         min_lr: float = 1e-6,
@@ -278,6 +304,9 @@ class DINOMM(LightningModule):
             local_crops_scale=tuple(local_crops_scale),
             solarize_threshold=solarize_threshold,
             solarize_upper=solarize_upper,
+            solarize_direction=solarize_direction,
+            color=color,
+            joint_sensors=joint_sensors,
             sensor_drop=drop,
         )
         self.criterion = DINOLoss(

@@ -15,10 +15,19 @@ modality (S1 or S2). Per batch ``x`` (Algorithm 1)::
     Loss = w_rec · Loss_rec + w_con · Loss_con             # Eq. 10 with weights 1, 1
 
 ``contrast_weight=0`` is MAE-only and ``reconstruction_weight=0`` MoCo v3-only: the switched
-off branch is not run at all (its heads get no gradients). The momentum ``m`` follows MoCo
-v3's cosine from ``base_momentum`` (0.99) to 1 over training. The learning rate is
-``base_lr × global batch / 256`` (linear scaling rule) with linear warm-up and cosine decay;
-AdamW without weight decay on norms and biases.
+off branch is not run at all (its heads get no gradients). The momentum ``m`` stays at
+``base_momentum`` (0.99) as in the authors' runs (``momentum_schedule="constant"``: their
+``--moco-m-cos`` flag is off by default and ``run.sh`` never sets it); ``"cosine"`` is that
+flag, MoCo v3's cosine from ``base_momentum`` to 1 per iteration over training. The
+learning rate is ``base_lr × global batch / 256`` (linear scaling rule) with linear warm-up
+and cosine decay; AdamW with betas (0.9, 0.95) as the authors' code, without weight decay on
+norms and biases.
+
+The two views follow the authors' code (``augmentation_recipe="code"``,
+:func:`~rsfuse.data.transforms.mgsvit_ssl_augmentation`): RandomResizedCrop (0.2–1),
+multiplicative brightness *and* contrast (0.4) with p = 0.8, grayscale p = 0.2, Gaussian
+blur σ ∈ [0.1, 2] with p = 1.0 on the first view and 0.1 on the second, horizontal flip;
+``"paper"`` is §4.4 as printed (brightness *or* contrast, blur p = 1.0 on both, no flip).
 
 After training, :meth:`MGSViTPretraining.export_encoder` (called automatically at the end of
 ``fit`` when ``export_path`` is set) writes the encoder as safetensors with a JSON of its
@@ -83,15 +92,20 @@ class MGSViTPretraining(LightningModule):
         proj_hidden_dim: projector / predictor hidden width (4096).
         proj_dim: projection width (256).
         temperature: τ of ``ctr`` (authors' code: 1.0; MoCo v3 ViT: 0.2).
-        base_momentum: momentum at the start of the cosine schedule (0.99).
+        base_momentum: momentum m0 of the key encoder (0.99).
+        momentum_schedule: ``constant`` (authors' runs: m = m0 throughout) or ``cosine``
+            (their ``--moco-m-cos``: m0 → 1 along a half cosine per iteration).
         reconstruction_weight: weight of ``Loss_rec`` (0 = MoCo v3-only).
         contrast_weight: weight of ``Loss_con`` (0 = MAE-only).
         base_lr: learning rate per 256 samples of global batch (authors: 1e-5).
         weight_decay: AdamW weight decay (0.05).
+        betas: AdamW betas (authors' code: (0.9, 0.95); torch's default: (0.9, 0.999)).
         warmup_epochs: linear warm-up (40 of 100 epochs in the authors' runs).
         min_lr_ratio: final lr / peak lr (cosine to 0 in the paper).
-        augmentation: the two views' augmentation; default §4.4
-            (:func:`~rsfuse.data.transforms.mgsvit_ssl_augmentation` at ``crop_size``).
+        augmentation_recipe: ``code`` (authors' code, default) or ``paper`` (§4.4 as
+            printed); see :func:`~rsfuse.data.transforms.mgsvit_ssl_augmentation`.
+        augmentation: a custom :class:`~rsfuse.data.transforms.BatchAugmentation` drawn
+            once per view (overrides ``augmentation_recipe``).
         export_path: where :meth:`export_encoder` writes at the end of ``fit`` (``None``:
             don't).
         plot_dir: folder of the reconstruction PNGs (default: the trainer's log dir).
@@ -116,12 +130,15 @@ class MGSViTPretraining(LightningModule):
         proj_dim: int = 256,
         temperature: float = 1.0,
         base_momentum: float = 0.99,
+        momentum_schedule: Literal["constant", "cosine"] = "constant",
         reconstruction_weight: float = 1.0,
         contrast_weight: float = 1.0,
         base_lr: float = 1e-5,
         weight_decay: float = 0.05,
+        betas: tuple[float, float] = (0.9, 0.95),
         warmup_epochs: float = 40.0,
         min_lr_ratio: float = 0.0,
+        augmentation_recipe: Literal["code", "paper"] = "code",
         augmentation: BatchAugmentation | None = None,
         export_path: str | None = None,
         plot_dir: str | None = None,
@@ -133,6 +150,11 @@ class MGSViTPretraining(LightningModule):
             raise ConfigError(f"modality must be 's1' or 's2', got {modality!r}", key="modality")
         if reconstruction_weight < 0 or contrast_weight < 0:
             raise ConfigError("loss weights must be >= 0", key="reconstruction_weight")
+        if momentum_schedule not in ("constant", "cosine"):
+            raise ConfigError(
+                f"momentum_schedule must be 'constant' or 'cosine', got {momentum_schedule!r}",
+                key="momentum_schedule",
+            )
         if reconstruction_weight == 0 and contrast_weight == 0:
             raise ConfigError(
                 "reconstruction_weight and contrast_weight are both 0: nothing to train",
@@ -165,9 +187,12 @@ class MGSViTPretraining(LightningModule):
             num_prefix_tokens=vit.num_prefix_tokens,
         )
         self.reconstruction_loss = MAEReconstructionLoss(norm_pix=norm_pix)
-        self.augmentation = (
-            augmentation if augmentation is not None else mgsvit_ssl_augmentation(crop_size)
-        )
+        self.view_augmentations = torch.nn.ModuleList(
+            [augmentation, augmentation]
+            if augmentation is not None
+            else [mgsvit_ssl_augmentation(crop_size, recipe=augmentation_recipe, view=v)
+                  for v in (1, 2)]
+        )  # fmt: skip
         self._plot_batch: Tensor | None = None
 
     @property
@@ -194,7 +219,9 @@ class MGSViTPretraining(LightningModule):
 
     def views(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Two independently augmented views of [B, C, H, W] (Algorithm 1: Aug(x) twice)."""
-        return tuple(self.augmentation({self.modality: x})[self.modality] for _ in range(2))
+        batch = {self.modality: x}
+        v1, v2 = (aug(batch)[self.modality] for aug in self.view_augmentations)
+        return v1, v2
 
     def model_input(self, x: Tensor) -> Tensor:
         """The pixels the encoder sees (resized to ``img_size`` if the encoder has one)."""
@@ -217,10 +244,18 @@ class MGSViTPretraining(LightningModule):
         # Lightning's estimated_stepping_batches may rebuild the train loader: read it once.
         self._total_steps = float(self.trainer.estimated_stepping_batches)
 
+    def momentum_at(self, step: float, total_steps: float) -> float:
+        """Key-encoder momentum after ``step`` of ``total_steps`` optimiser steps: m0
+        (``constant``) or ``1 − ½(1 + cos(π·step/total))(1 − m0)`` (``cosine``; per
+        iteration, i.e. fractional epochs, as the authors' ``adjust_moco_momentum``)."""
+        hp = self.hparams
+        if hp.momentum_schedule == "constant":
+            return float(hp.base_momentum)
+        return cosine_momentum(step, total_steps, hp.base_momentum)
+
     def momentum(self) -> float:
-        """MoCo v3's cosine momentum at the current step (``base_momentum`` → 1)."""
-        total = getattr(self, "_total_steps", 0.0)
-        return cosine_momentum(self.global_step, total, self.hparams.base_momentum)
+        """The momentum at the current step (see :meth:`momentum_at`)."""
+        return self.momentum_at(self.global_step, getattr(self, "_total_steps", 0.0))
 
     def losses(self, x1: Tensor, x2: Tensor, momentum: float | None) -> dict[str, Tensor]:
         """Algorithm 1 on two views: ``loss``, ``loss_rec`` and ``loss_con`` (scalars)."""
@@ -344,5 +379,5 @@ class MGSViTPretraining(LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
         lr = scaled_lr(hp.base_lr, global_batch_size(self.trainer))
-        opt = build_optimizer(self, lr=lr, weight_decay=hp.weight_decay)
+        opt = build_optimizer(self, lr=lr, weight_decay=hp.weight_decay, betas=tuple(hp.betas))
         return warmup_cosine_config(opt, self.trainer, hp.warmup_epochs, hp.min_lr_ratio)

@@ -10,8 +10,10 @@ per batch, each of which independently keeps both sensors (50 %), S1 only (25 %)
     θ_k ← m θ_k + (1 − m) θ_q                 # m: 0.99 → 1 cosine over (fractional) epochs
 
 The augmentation is MoCo v3's two-crop recipe (blur 1.0 / 0.1, solarize 0 / 0.2, grayscale
-0.2, brightness-or-contrast 0.8) made multispectral-aware by
-:class:`~rsfuse.data.transforms.MultiCropAugmentation` with no local crops. AdamW with
+0.2, colour 0.8) made multispectral-aware by
+:class:`~rsfuse.data.transforms.MultiCropAugmentation` with no local crops, with the same
+intensity ops as DINO-MM's code (multiplicative brightness and contrast, grayscale and
+solarisation on the stacked channels), so the two methods differ only in their objective. AdamW with
 linear warm-up and cosine decay per step; ``lr × global batch / 256``. At the end of ``fit``
 the online (base) encoder, which MoCo v3 evaluates, is written with
 :func:`~rsfuse.models.checkpoints.save_encoder` when ``export_path`` is set.
@@ -30,7 +32,7 @@ from torch import Tensor
 from rsfuse import bands
 from rsfuse.data.transforms import MultiCropAugmentation, RandomSensorDrop
 from rsfuse.errors import DataError
-from rsfuse.methods.dino_mm import build_vit
+from rsfuse.methods.dino_mm import MOCO_VIT_SMALL, build_vit
 from rsfuse.methods.momentum import cosine_momentum
 from rsfuse.models.checkpoints import save_encoder
 from rsfuse.models.fusion import early_fusion_input
@@ -48,8 +50,12 @@ class MoCoMM(LightningModule):
             modality this is single-modality MoCo v3 (no sensor drop).
         s2_bands: S2 band subset name or list.
         s2_product: ``L2A`` or ``L1C``.
-        backbone_kwargs: :class:`~rsfuse.models.vit.GatedViT` arguments over ViT-S/16 with a
-            CLS token (see :data:`rsfuse.methods.dino_mm.VIT_SMALL`).
+        backbone_kwargs: :class:`~rsfuse.models.vit.GatedViT` arguments over MoCo v3's
+            ViT-S/16 (:data:`rsfuse.methods.dino_mm.MOCO_VIT_SMALL`: 12 heads, CLS token, no
+            stochastic depth). DINO's ViT-S has 6 heads and drop-path 0.1; to compare the
+            two methods on one architecture pass the same ``backbone_kwargs`` to both.
+            Whatever the online encoder uses, the momentum encoder runs without drop-path
+            (:func:`~rsfuse.methods.momentum.momentum_copy`), so its keys are deterministic.
         proj_layers: projector layers (3).
         hidden_dim: projector / predictor hidden width (4096).
         out_dim: projection width (256).
@@ -62,6 +68,13 @@ class MoCoMM(LightningModule):
         sensor_drop_s2_prob: probability that the lost sensor is S2 (0.5).
         solarize_threshold: see :class:`~rsfuse.data.transforms.RandomSolarize`.
         solarize_upper: see :class:`~rsfuse.data.transforms.RandomSolarize`.
+        solarize_direction: ``below`` (DINO-MM code: values under the threshold are
+            mirrored, default) or ``above`` (PIL / facebookresearch/dino).
+        color: ``brightness_and_contrast`` (DINO-MM code: multiplicative brightness, then
+            contrast, default) or ``brightness_or_contrast`` (additive brightness or contrast).
+        joint_sensors: intensity ops on the stacked S2 + S1 channels as the DINO-MM code
+            does (one draw per sample; grayscale = mean of all channels; default) or, with
+            ``False``, per sensor (grayscale never mixes SAR and optical bands).
         lr: base learning rate (MoCo v3 ViT: 1.5e-4).
         scale_lr_by_batch: multiply ``lr`` by global batch / 256.
         min_lr_ratio: final lr / peak lr.
@@ -89,6 +102,11 @@ class MoCoMM(LightningModule):
         sensor_drop_s2_prob: float = 0.5,
         solarize_threshold: float = 0.5,
         solarize_upper: float = 1.0,
+        solarize_direction: Literal["above", "below"] = "below",
+        color: Literal["brightness_and_contrast", "brightness_or_contrast"] = (
+            "brightness_and_contrast"
+        ),
+        joint_sensors: bool = True,
         lr: float = 1.5e-4,
         scale_lr_by_batch: bool = True,
         min_lr_ratio: float = 0.0,
@@ -102,7 +120,7 @@ class MoCoMM(LightningModule):
         self.modalities = bands.check_modalities(modalities)
         self.s2_band_names = bands.s2_bands(s2_bands, s2_product) if "s2" in self.modalities else ()
         self.channels = bands.early_fusion_channels(self.modalities, self.s2_band_names)
-        encoder = build_vit(len(self.channels), backbone_kwargs)
+        encoder = build_vit(len(self.channels), backbone_kwargs, defaults=MOCO_VIT_SMALL)
         self.moco = MoCoV3(
             encoder,
             encoder.num_features,
@@ -123,6 +141,9 @@ class MoCoMM(LightningModule):
             local_crops_number=0,
             solarize_threshold=solarize_threshold,
             solarize_upper=solarize_upper,
+            solarize_direction=solarize_direction,
+            color=color,
+            joint_sensors=joint_sensors,
             sensor_drop=drop,
         )
 

@@ -18,6 +18,7 @@ import copy
 import math
 
 import torch
+from timm.layers import DropPath
 from torch import nn
 
 from rsfuse.errors import ConfigError
@@ -38,10 +39,21 @@ def cosine_momentum(t: float, total: float, base: float, final: float = 1.0) -> 
 
 
 def momentum_copy(module: nn.Module) -> nn.Module:
-    """A deep copy of ``module`` whose parameters never receive gradients."""
+    """A deterministic deep copy of ``module`` whose parameters never receive gradients.
+
+    Stochastic depth and dropout are switched off in the copy (``drop_prob`` / ``p`` set
+    to 0; the parameters, and so the EMA pairing, are unchanged): MoCo v3's momentum
+    encoder and DINO's teacher are built without drop-path, so the keys / teacher targets
+    are a deterministic function of the view even though the copy runs in train mode.
+    """
     twin = copy.deepcopy(module)
     for p in twin.parameters():
         p.requires_grad_(False)
+    for m in twin.modules():
+        if isinstance(m, DropPath):
+            m.drop_prob = 0.0
+        elif isinstance(m, nn.modules.dropout._DropoutNd):
+            m.p = 0.0
     return twin
 
 

@@ -15,7 +15,7 @@ Three steps on the detached softmax ``p_m`` [B, C, H, W] of each modality ``m``:
    Consistency (Eq. 12): ``w'_m = (1 − ramp(e)) + ramp(e) · c̃'_m`` (= ``c̃'_m`` from T on).
 
 Unlabelled pixels (255) get weight 0 in the segmentation masks. These semantics reproduce
-``zhu-xlab/CromSS`` (``../shared/conformance/cromss.npz``).
+``zhu-xlab/CromSS`` (``tests/data/conformance/cromss.npz``).
 """
 
 from __future__ import annotations

@@ -113,20 +113,34 @@ class ConcatFusion(nn.Module):
         return torch.cat([_mask(feats[m], present.get(m)) for m in self.modalities], dim=-1)
 
 
+#: Where the GMU gate z reads its input (:class:`GatedMultimodalUnit`), by source.
+GMU_GATE_INPUTS: tuple[str, ...] = ("mgsvit", "arevalo", "eq4")
+
+
 class GatedMultimodalUnit(nn.Module):
     """Gated multimodal unit (Arevalo et al. 2017) fusing two modalities, Eq. 2–5::
 
         h_1 = tanh(W_1 x_1)                                                     (2)
         h_2 = tanh(W_2 x_2)                                                     (3)
-        z   = σ(W_z [x_1; x_2])                                                 (4)
+        z   = σ(W_z g)                                                          (4)
         h   = z · h_1 + (1 − z) · h_2                                           (5)
 
-    with x_1 = S1 features [B, D_1], x_2 = S2 features [B, D_2], h [B, H].
+    with x_1 = S1 features [B, D_1], x_2 = S2 features [B, D_2], h [B, H]. What the gate
+    reads, ``g``, differs between the sources (``gate_input``):
 
-    ``gate="scalar"`` (default, the authors' code): ``W_z: D_1 + D_2 → 1``, one weight per
-    sample. ``gate="vector"`` (Arevalo et al.): ``W_z: D_1 + D_2 → H``, one per feature.
-    The authors' code uses biases in ``W_1, W_2, W_z`` (``bias=True``); Arevalo et al. apply
-    BatchNorm to the inputs and use no bias (``input_norm=True, bias=False``, ``H = 512``).
+    * ``"mgsvit"`` (default, MGSViT's code ``GatedMultimodalLayer``): the tanh outputs,
+      ``g = [h_1; h_2]`` [B, 2H];
+    * ``"arevalo"`` (Arevalo et al.'s code, ``GatedBimodal``): the projections before the
+      tanh, ``g = [W_1 x_1; W_2 x_2]`` [B, 2H];
+    * ``"eq4"`` (Eq. 4 as printed in MGSViT): the raw features, ``g = [x_1; x_2]``
+      [B, D_1 + D_2].
+
+    ``gate="scalar"`` (default, MGSViT's code): ``W_z → 1``, one weight per sample.
+    ``gate="vector"`` (Arevalo et al.): ``W_z → H``, one per feature. MGSViT's code uses
+    biases in ``W_1, W_2, W_z`` (``bias=True``); Arevalo et al. apply BatchNorm to the inputs
+    and use no bias (``input_norm=True, bias=False``, ``H = 512``). Parameter names map to
+    MGSViT's code as ``w1`` = ``hidden1``, ``w2`` = ``hidden2``, ``wz`` = ``hidden_sigmoid``
+    (``tests/data/conformance/mgsvit.npz``).
 
     **Missing modality.** With presence flags, a sample whose x_2 is absent gets z = 1
     (h = h_1), one whose x_1 is absent gets z = 0 (h = h_2): the gate is forced to the
@@ -139,6 +153,7 @@ class GatedMultimodalUnit(nn.Module):
         gate: ``scalar`` or ``vector``.
         bias: biases in the three Linear layers.
         input_norm: BatchNorm1d on each input first (Arevalo et al.).
+        gate_input: ``mgsvit``, ``arevalo`` or ``eq4`` (see above).
     """
 
     def __init__(
@@ -149,22 +164,30 @@ class GatedMultimodalUnit(nn.Module):
         gate: Literal["scalar", "vector"] = "scalar",
         bias: bool = True,
         input_norm: bool = False,
+        gate_input: Literal["mgsvit", "arevalo", "eq4"] = "mgsvit",
     ) -> None:
         super().__init__()
         if len(modalities) != 2 or len(dims) != 2:
             raise ConfigError(f"the GMU fuses exactly 2 modalities, got {list(modalities)}")
         if gate not in ("scalar", "vector"):
             raise ConfigError(f"gmu gate must be 'scalar' or 'vector', got {gate!r}", key="gate")
+        if gate_input not in GMU_GATE_INPUTS:
+            raise ConfigError(
+                f"gmu gate_input must be one of {list(GMU_GATE_INPUTS)}, got {gate_input!r}",
+                key="gate_input",
+            )
         d1, d2 = int(dims[0]), int(dims[1])
         hidden = int(hidden_dim or d1)
         self.modalities = tuple(modalities)
         self.gate_kind = gate
+        self.gate_input = gate_input
         self.out_dim = hidden
         self.norm1 = nn.BatchNorm1d(d1) if input_norm else nn.Identity()
         self.norm2 = nn.BatchNorm1d(d2) if input_norm else nn.Identity()
         self.w1 = nn.Linear(d1, hidden, bias=bias)
         self.w2 = nn.Linear(d2, hidden, bias=bias)
-        self.wz = nn.Linear(d1 + d2, 1 if gate == "scalar" else hidden, bias=bias)
+        gate_in = d1 + d2 if gate_input == "eq4" else 2 * hidden
+        self.wz = nn.Linear(gate_in, 1 if gate == "scalar" else hidden, bias=bias)
         self.last_gate: Tensor | None = None
 
     def forward(self, feats: dict[str, Tensor], present: dict[str, Tensor] | None = None) -> Tensor:
@@ -174,9 +197,10 @@ class GatedMultimodalUnit(nn.Module):
         p1, p2 = present.get(m1), present.get(m2)
         x1 = self.norm1(_mask(feats[m1], p1))
         x2 = self.norm2(_mask(feats[m2], p2))
-        h1 = torch.tanh(self.w1(x1))  # Eq. 2
-        h2 = torch.tanh(self.w2(x2))  # Eq. 3
-        z = torch.sigmoid(self.wz(torch.cat([x1, x2], dim=-1)))  # Eq. 4, [B, 1] or [B, H]
+        a1, a2 = self.w1(x1), self.w2(x2)  # [B, H]
+        h1, h2 = torch.tanh(a1), torch.tanh(a2)  # Eq. 2, 3
+        g = {"mgsvit": (h1, h2), "arevalo": (a1, a2), "eq4": (x1, x2)}[self.gate_input]
+        z = torch.sigmoid(self.wz(torch.cat(g, dim=-1)))  # Eq. 4, [B, 1] or [B, H]
         if p1 is not None or p2 is not None:
             b = z.shape[0]
             ones = torch.ones(b, dtype=torch.bool, device=z.device)

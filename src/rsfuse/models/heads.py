@@ -2,7 +2,9 @@
 
 * :func:`projection_mlp` — MoCo v3's projector and predictor MLPs (Chen, Xie & He 2021):
   Linear (no bias) → BatchNorm → ReLU for every hidden layer, and a final Linear followed by
-  a BatchNorm without affine parameters (projector) or nothing (ViT predictor).
+  a BatchNorm without affine parameters. MoCo v3's ViT variant (``MoCo_ViT``) and MGSViT's
+  pretraining model (``MCMAE._build_mlp``) keep that last BatchNorm in the projector *and*
+  the predictor; only MoCo v3's ResNet variant builds its predictor without it.
 * :class:`MAEDecoder` — MAE's light transformer decoder (He et al. 2022): embeds the kept
   tokens, puts a learned mask token at every removed position, adds fixed sin-cos positions
   and predicts the pixels of every patch.
@@ -25,8 +27,10 @@ def projection_mlp(
 ) -> nn.Sequential:
     """MoCo v3 MLP: ``num_layers`` Linear layers, BN + ReLU between, optional affine-free BN.
 
-    MoCo v3 (ViT): projector ``projection_mlp(3, D, 4096, 256)``, predictor
-    ``projection_mlp(2, 256, 4096, 256, last_bn=False)``.
+    MoCo v3 (ViT) and MGSViT: projector ``projection_mlp(3, D, 4096, 256)``, predictor
+    ``projection_mlp(2, 256, 4096, 256)`` (both with the last BatchNorm; MoCo v3's ResNet
+    predictor passes ``last_bn=False``). Layer indices follow the reference code, so its
+    state dicts load unchanged (``0`` Linear, ``1`` BatchNorm, ``2`` ReLU, …).
 
     Args:
         num_layers: Linear layers (≥ 1).

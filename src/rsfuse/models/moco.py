@@ -41,6 +41,8 @@ class MoCoV3(nn.Module):
         pred_layers: predictor Linear layers (2).
         temperature: τ of ``ctr`` (MoCo v3 ViT: 0.2; MGSViT code: 1.0).
         gather_keys: gather keys from all DDP ranks.
+        pred_last_bn: an affine-free BatchNorm after the predictor's last Linear (MoCo v3's
+            ViT variant and MGSViT's code: yes, the default; MoCo v3's ResNet variant: no).
     """
 
     def __init__(
@@ -53,11 +55,14 @@ class MoCoV3(nn.Module):
         pred_layers: int = 2,
         temperature: float = 0.2,
         gather_keys: bool = True,
+        pred_last_bn: bool = True,
     ) -> None:
         super().__init__()
         self.encoder = encoder
         self.projector = projection_mlp(proj_layers, feature_dim, hidden_dim, out_dim)
-        self.predictor = projection_mlp(pred_layers, out_dim, hidden_dim, out_dim, last_bn=False)
+        self.predictor = projection_mlp(
+            pred_layers, out_dim, hidden_dim, out_dim, last_bn=pred_last_bn
+        )
         self.momentum_encoder = momentum_copy(encoder)
         self.momentum_projector = momentum_copy(self.projector)
         self.criterion = MoCoV3Loss(temperature, gather=gather_keys)

@@ -111,6 +111,10 @@ class MultiLabelClassificationTask(LightningModule):
         gmu_hidden_dim: GMU width H (default: the encoder width).
         gmu_input_norm: BatchNorm on the GMU inputs (Arevalo et al.).
         gmu_bias: biases in the GMU's Linear layers (authors' code: yes).
+        gmu_gate_input: what the GMU gate reads: ``mgsvit`` (MGSViT's code: the tanh
+            outputs, default), ``arevalo`` (Arevalo et al.'s code: the projections before
+            the tanh) or ``eq4`` (Eq. 4 as printed: the raw features); see
+            :class:`~rsfuse.models.fusion.GatedMultimodalUnit`.
         mode: ``scratch``, ``finetune`` or ``linear_probe`` (see the module docstring).
         encoder_checkpoints: encoder name → weight file, for ``finetune`` / ``linear_probe``.
             Names: ``s1`` and ``s2`` for concat/GMU; ``s1``, ``s2`` or ``s1s2`` for early
@@ -147,6 +151,7 @@ class MultiLabelClassificationTask(LightningModule):
         gmu_hidden_dim: int | None = None,
         gmu_input_norm: bool = False,
         gmu_bias: bool = True,
+        gmu_gate_input: Literal["mgsvit", "arevalo", "eq4"] = "mgsvit",
         mode: Literal["scratch", "finetune", "linear_probe"] = "scratch",
         encoder_checkpoints: dict[str, str] | None = None,
         checkpoint_prefix: str = "",
@@ -220,6 +225,7 @@ class MultiLabelClassificationTask(LightningModule):
             "gate": hp.gmu_gate,
             "bias": hp.gmu_bias,
             "input_norm": hp.gmu_input_norm,
+            "gate_input": hp.gmu_gate_input,
         }
         return MultiModalClassifier(
             encoders, dims, hp.num_classes, fusion=hp.fusion, last_k=last_k, gmu_kwargs=gmu

@@ -53,7 +53,7 @@ from rsfuse.models.checkpoints import load_encoder
 from rsfuse.models.fusion import check_s2_channels, drop_modalities, early_fusion_input
 from rsfuse.models.upernet import ViTUPerNet
 from rsfuse.models.vit import GatedViT
-from rsfuse.optim import build_optimizer, warmup_cosine_config
+from rsfuse.optim import build_optimizer, cosine_to_floor_config, warmup_cosine_config
 
 Architecture = Literal["unet", "pspnet", "deeplabv3plus", "fpn", "upernet"]
 
@@ -200,11 +200,21 @@ class SegmentationTask(LightningModule):
             the encoder stays in eval mode (BatchNorm statistics fixed).
         ce_weight: weight of the cross-entropy term.
         dice_weight: weight of the Dice term.
-        optimizer: ``adamw`` (paper: Adam) or ``sgd``.
-        lr: peak learning rate (paper: 5e-4).
-        weight_decay: weight decay (weights only).
-        warmup_epochs: linear warm-up in epochs (fractional allowed), then cosine.
-        min_lr_ratio: final lr as a fraction of ``lr``.
+        optimizer: ``adam`` (CromSS code, default), ``adamw`` or ``sgd``.
+        lr: peak learning rate (CromSS: 5e-4).
+        weight_decay: weight decay (CromSS code: 1e-8; weights only).
+        schedule: ``cosine_to_floor`` (CromSS code, default): cosine from ``lr`` to
+            ``final_lr`` over ``cosine_epochs`` epochs, then flat, stepped per epoch
+            (:func:`~rsfuse.optim.cosine_to_floor`); ``warmup_cosine``: per-step linear
+            warm-up over ``warmup_epochs`` then cosine to ``min_lr_ratio · lr``.
+        cosine_epochs: T of ``cosine_to_floor`` (CromSS: 40 of 50 epochs; None: the
+            trainer's ``max_epochs``).
+        final_lr: floor of ``cosine_to_floor`` (CromSS: 1e-5).
+        warmup_epochs: linear warm-up in epochs (``warmup_cosine``; fractional allowed).
+        min_lr_ratio: final lr as a fraction of ``lr`` (``warmup_cosine``).
+        absent_classes: 0/0 convention of the metrics for classes absent from a split
+            (:func:`~rsfuse.metrics.segmentation.metrics_from_confusion`): ``one`` (CromSS
+            code, default) or ``exclude``.
         test_drop: modalities to mark absent at test time (e.g. ``["s2"]``: S1 only).
         plot_dir: folder for the test-time PNGs (default: the trainer's log dir).
         plot_samples: number of test samples in the PNG grid (0: no figures).
@@ -228,11 +238,15 @@ class SegmentationTask(LightningModule):
         freeze_encoder: bool = False,
         ce_weight: float = 1.0,
         dice_weight: float = 1.0,
-        optimizer: Literal["adamw", "sgd"] = "adamw",
+        optimizer: Literal["adam", "adamw", "sgd"] = "adam",
         lr: float = 5e-4,
-        weight_decay: float = 1e-4,
+        weight_decay: float = 1e-8,
+        schedule: Literal["cosine_to_floor", "warmup_cosine"] = "cosine_to_floor",
+        cosine_epochs: int | None = 40,
+        final_lr: float = 1e-5,
         warmup_epochs: float = 0.0,
         min_lr_ratio: float = 0.0,
+        absent_classes: Literal["one", "exclude"] = "one",
         test_drop: list[str] | None = None,
         plot_dir: str | None = None,
         plot_samples: int = 4,
@@ -247,6 +261,11 @@ class SegmentationTask(LightningModule):
         if class_names is not None and len(class_names) != num_classes:
             raise ConfigError(
                 f"{len(class_names)} class names for {num_classes} classes", key="class_names"
+            )
+        if schedule not in ("cosine_to_floor", "warmup_cosine"):
+            raise ConfigError(
+                f"schedule must be 'cosine_to_floor' or 'warmup_cosine', got {schedule!r}",
+                key="schedule",
             )
         if 0 <= ignore_index < num_classes:
             raise ConfigError(
@@ -327,7 +346,7 @@ class SegmentationTask(LightningModule):
         self.val_cm.update(logits.argmax(dim=1), target)
 
     def _summary(self, cm: MulticlassConfusionMatrix, prefix: str) -> dict[str, Any]:
-        m = metrics_from_confusion(cm.compute(), self.class_names)
+        m = metrics_from_confusion(cm.compute(), self.class_names, self.hparams.absent_classes)
         cm.reset()
         self.log_dict({f"{prefix}/{k}": float(m[k]) for k in ("OA", "AA", "mIoU", "mF1")})
         return m
@@ -422,4 +441,6 @@ class SegmentationTask(LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
         opt = build_optimizer(self, name=hp.optimizer, lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.schedule == "cosine_to_floor":
+            return cosine_to_floor_config(opt, self.trainer, hp.lr, hp.final_lr, hp.cosine_epochs)
         return warmup_cosine_config(opt, self.trainer, hp.warmup_epochs, hp.min_lr_ratio)
