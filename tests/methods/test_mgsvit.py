@@ -106,11 +106,11 @@ def test_momentum_encoder_moves_by_one_minus_m_and_gets_no_gradient() -> None:
     with torch.no_grad():  # make online and momentum weights differ
         for p in m.moco.encoder.parameters():
             p.add_(0.1 * torch.randn_like(p))
-    k0 = {n: p.clone() for n, p in m.moco.momentum_encoder.named_parameters()}
+    k0 = {n: p.clone() for n, p in m.moco.momentum_encoder.module.named_parameters()}
     q0 = {n: p.clone() for n, p in m.moco.encoder.named_parameters()}
     out = m.losses(torch.randn(4, 12, 32, 32), torch.randn(4, 12, 32, 32), momentum=0.9)
     out["loss"].backward()
-    for n, p in m.moco.momentum_encoder.named_parameters():
+    for n, p in m.moco.momentum_encoder.module.named_parameters():
         torch.testing.assert_close(p, 0.9 * k0[n] + 0.1 * q0[n])
         assert p.grad is None and not p.requires_grad
 
@@ -207,7 +207,9 @@ def test_lr_is_scaled_by_global_batch_and_norms_are_not_decayed(
     from rsfuse.data.datamodules import BigEarthNetDataModule
 
     m = _method(base_lr=0.0256, weight_decay=0.05, warmup_epochs=0, plot_dir=str(tmp_path))
-    dm = BigEarthNetDataModule(str(ben_v2_root), modalities=["s2"], batch_size=4)
+    dm = BigEarthNetDataModule(
+        str(ben_v2_root), modalities=["s2"], batch_size=4, augmentation=None
+    )
     trainer = L.Trainer(
         max_epochs=1,
         limit_train_batches=1,

@@ -115,7 +115,7 @@ def pretrain_variant(
     import lightning as L
     from lightning.pytorch.loggers import CSVLogger
 
-    from rsfuse.data.label_smoothing import CromSSDataModule
+    from rsfuse.data.datamodules import CromSSDataModule
     from rsfuse.methods.cromss import CromSS
 
     cfg_dir = args.config_dir or default_config_dir()
@@ -557,7 +557,7 @@ def demo_stage(
     import lightning as L
 
     from rsfuse.data.datamodules import SegmentationDataModule
-    from rsfuse.data.label_smoothing import CromSSDataModule
+    from rsfuse.data.datamodules import CromSSDataModule
     from rsfuse.data.synthetic import synthesize
     from rsfuse.methods.cromss import CromSS, variant_kwargs
     from rsfuse.tasks.segmentation import SegmentationTask

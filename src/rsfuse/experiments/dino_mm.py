@@ -21,7 +21,7 @@ Per training seed, on a BigEarthNet-v2-layout dataset of the synthetic Sentinel 
      Random init = the same probe on an untrained ViT. Single-modality SSL = the S1 model
      on S1, the S2 model on S2, and both models' features concatenated for S1+S2.
    * ``fine-tune``: the DINO-MM backbone and a head trained end to end
-     (:class:`~rsfuse.methods.dino_mm.DINOMMEvalTask`, AdamW).
+     (:class:`~rsfuse.tasks.classification.DINOMMEvalTask`, AdamW).
    * ``supervised``: the same ViT trained from scratch with labels only, on that input
      case (S1 only / S2 only: a 2- / 12-channel model).
 
@@ -365,13 +365,14 @@ def train_end_to_end(
 ) -> dict[str, float]:
     """Fine-tune an exported backbone (``checkpoint``) or train from scratch (``None``).
 
-    Runs :class:`~rsfuse.methods.dino_mm.DINOMMEvalTask` (AdamW, CLS features) for ``steps``
+    Runs :class:`~rsfuse.tasks.classification.DINOMMEvalTask` (AdamW, CLS features) for ``steps``
     optimiser steps on ``dm``'s train split with ``drop`` zeroed, then scores the whole
     test split with the same input case.
     """
     import lightning as L
 
-    from rsfuse.methods.dino_mm import DINOMMEvalTask, eval_backbone_kwargs
+    from rsfuse.methods.dino_mm import eval_backbone_kwargs
+    from rsfuse.tasks.classification import DINOMMEvalTask
     from rsfuse.tasks.classification import encoder_key
 
     L.seed_everything(seed, verbose=False)

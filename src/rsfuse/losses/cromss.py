@@ -2,7 +2,7 @@
 
 For branch (modality) ``i`` with softmax prediction ``p_i`` [B, C, H, W], (smoothed) noisy
 label ``y`` [B, C, H, W] (one-hot, or Eq. 13's smoothed form) and the sample selection mask
-``w_i`` [B, H, W] of :class:`~rsfuse.methods.sample_selection.CrossModalSampleSelection`
+``w_i`` [B, H, W] of :class:`~rsfuse.losses.sample_selection.CrossModalSampleSelection`
 (Eq. 11), the segmentation loss of Eq. 6 is::
 
     L_CE^i   = Σ_n w_n · (−Σ_c y_nc · log p_nc) / Σ_n w_n                         (6, CE)

@@ -18,46 +18,45 @@ decayed parameter group; teacher temperature per epoch (:func:`teacher_temp_sche
 
 The backbone is :class:`~rsfuse.models.vit.GatedViT` without shortcuts, with a CLS token and
 CLS pooling, so :class:`~rsfuse.tasks.classification.MultiLabelClassificationTask` (or
-:class:`DINOMMEvalTask`) can probe it with ``probe_features="last4"`` (CLS of the last 4
-blocks concatenated, DINO's linear evaluation). Positions are GatedViT's fixed 2-D sin-cos
-embedding computed for each crop's grid, so global and local crops need no interpolation of
-learned positions (DINO interpolates learned ones: a deliberate difference). At the end of
-``fit`` the *teacher* backbone is written with :func:`rsfuse.models.checkpoints.save_encoder`
-when ``export_path`` is set.
+:class:`~rsfuse.tasks.classification.DINOMMEvalTask`) can probe it with
+``probe_features="last4"`` (CLS of the last 4 blocks concatenated, DINO's linear
+evaluation). Positions are GatedViT's fixed 2-D sin-cos embedding computed for each crop's
+grid, so global and local crops need no interpolation of learned positions (DINO
+interpolates learned ones: a deliberate difference). At the end of
+``fit`` the *teacher* backbone is exported (safetensors + JSON, the one encoder format) to
+``export_path``, or into the run folder's ``encoders/`` when none is given.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from lightning import LightningModule
 from torch import Tensor, nn
 
-from rsfuse import bands
 from rsfuse.data.transforms import MultiCropAugmentation, RandomSensorDrop
-from rsfuse.errors import ConfigError, DataError
+from rsfuse.inputs import InputSpec
 from rsfuse.losses.dino import DINOLoss
-from rsfuse.methods.momentum import cosine_momentum, ema_update, momentum_copy
-from rsfuse.models.checkpoints import save_encoder
-from rsfuse.models.fusion import drop_modalities, early_fusion_input
+from rsfuse.models.encoders import create_encoder
+from rsfuse.models.fusion import early_fusion_input
 from rsfuse.models.heads import DINOHead
+from rsfuse.models.momentum import ema_update, momentum_copy
 from rsfuse.models.vit import GatedViT
-from rsfuse.optim import build_optimizer
-from rsfuse.tasks.classification import MultiLabelClassificationTask
+from rsfuse.training.module import RsfuseModule
+from rsfuse.training.optim import OptimSettings
+from rsfuse.training.schedules import cosine_momentum, cosine_ramp
 
 __all__ = [
     "DINOMM",
     "MOCO_VIT_SMALL",
-    "DINOMMEvalTask",
+    "VIT_SMALL",
     "MultiCropWrapper",
     "build_vit",
     "clip_gradients",
-    "cosine_schedule",
     "eval_backbone_kwargs",
+    "vit_export_config",
 ]
 
 #: ViT-S/16 with a CLS token, as in DINO-MM (the released run used patch 8).
@@ -92,10 +91,18 @@ def build_vit(
         ConfigError: bad arguments.
     """
     kwargs = {**(VIT_SMALL if defaults is None else defaults), **(backbone_kwargs or {})}
-    try:
-        return GatedViT(in_chans, **kwargs)
-    except TypeError as e:
-        raise ConfigError(f"bad ViT arguments: {e}", key="backbone_kwargs") from e
+    return create_encoder("gated_vit", in_chans, kwargs)  # type: ignore[return-value]
+
+
+def vit_export_config(vit: GatedViT, channels: Sequence[str], modalities: Sequence[str]) -> dict:
+    """The encoder JSON of an exported early-fusion ViT (class, arguments, bands)."""
+    return {
+        "class": "rsfuse.models.vit.GatedViT",
+        "timm_name": "gated_vit",
+        "kwargs": dict(getattr(vit, "init_kwargs", {})),
+        "modality": "".join(sorted(modalities)),
+        "bands": list(channels),
+    }
 
 
 def eval_backbone_kwargs(
@@ -114,27 +121,6 @@ def eval_backbone_kwargs(
     kwargs["drop_path_rate"] = 0.0
     kwargs["img_size"] = img_size
     return kwargs
-
-
-def cosine_schedule(
-    step: float,
-    total: float,
-    base: float,
-    final: float,
-    warmup: float = 0.0,
-    warmup_start: float = 0.0,
-) -> float:
-    """DINO's ``cosine_scheduler`` as a function of the step.
-
-    Linear warm-up from ``warmup_start`` to ``base`` over ``warmup`` steps, then
-    ``final + ½ (base − final) (1 + cos(π · (step − warmup) / (total − warmup)))``.
-    """
-    if warmup > 0 and step < warmup:
-        return warmup_start + (base - warmup_start) * step / warmup
-    if total <= warmup:
-        return base
-    t = min(max((step - warmup) / (total - warmup), 0.0), 1.0)
-    return final + 0.5 * (base - final) * (1.0 + math.cos(math.pi * t))
 
 
 @torch.no_grad()
@@ -178,7 +164,7 @@ class MultiCropWrapper(nn.Module):
         return self.head(torch.cat(feats, dim=0))
 
 
-class DINOMM(LightningModule):
+class DINOMM(RsfuseModule):
     """DINO-MM pretraining (DINO with multi-crop and Random Sensor Drop on early-fused input).
 
     With one modality (``["s1"]`` or ``["s2"]``) this is plain single-modality DINO (no
@@ -234,6 +220,8 @@ class DINOMM(LightningModule):
             or torch file), or ``None``.
     """
 
+    augments_views = True  # multi-crop views are made here, not by the datamodule
+
     def __init__(
         self,
         modalities: Sequence[str] = ("s1", "s2"),
@@ -278,9 +266,7 @@ class DINOMM(LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.modalities = bands.check_modalities(modalities)
-        self.s2_band_names = bands.s2_bands(s2_bands, s2_product) if "s2" in self.modalities else ()
-        self.channels = bands.early_fusion_channels(self.modalities, self.s2_band_names)
+        self.set_input_spec(InputSpec.create(modalities, s2_bands, s2_product))
         backbone = build_vit(len(self.channels), backbone_kwargs)
         head = DINOHead(
             backbone.num_features,
@@ -329,7 +315,7 @@ class DINOMM(LightningModule):
     @property
     def teacher_backbone(self) -> GatedViT:
         """The teacher backbone (what is exported and evaluated)."""
-        return self.teacher.backbone  # type: ignore[return-value]
+        return self.teacher.module.backbone  # type: ignore[return-value]
 
     def train(self, mode: bool = True) -> DINOMM:
         """As ``nn.Module.train``, but the teacher stays in eval mode (no drop-path)."""
@@ -339,18 +325,10 @@ class DINOMM(LightningModule):
 
     def sensors(self, batch: dict) -> dict:
         """The batch reduced to this model's sensors (and their presence flags)."""
-        missing = [m for m in self.modalities if m not in batch]
-        if missing:
-            raise DataError(f"DINO-MM needs {list(self.modalities)}; the batch lacks {missing}")
+        self.check_batch(batch)
         out = {m: batch[m] for m in self.modalities}
         present = batch.get("present", {})
         out["present"] = {m: present[m] for m in self.modalities if m in present}
-        if "s2" in out and out["s2"].shape[1] != len(self.s2_band_names):
-            raise ConfigError(
-                f"the model expects {len(self.s2_band_names)} S2 bands, the data gives "
-                f"{out['s2'].shape[1]}",
-                key="model.s2_bands",
-            )
         return out
 
     def crops(self, batch: dict) -> list[Tensor]:
@@ -366,45 +344,22 @@ class DINOMM(LightningModule):
         return self.criterion(student_out, teacher_out, epoch)
 
     # ------------------------------------------------------------------ schedules
-    def _steps(self) -> tuple[float, float]:
-        """(total optimiser steps, steps per epoch), computed once per ``fit``."""
-        cached = getattr(self, "_steps_cache", None)
-        if cached is not None and cached[0] is self.trainer:
-            return cached[1]
-        trainer = self.trainer
-        total = float(max(1, int(trainer.estimated_stepping_batches)))
-        epochs = max(1, trainer.max_epochs or 1)
-        self._steps_cache = (trainer, (total, total / epochs))
-        return total, total / epochs
-
-    def base_lr(self) -> float:
-        """``lr`` × global batch / 256 (or ``lr``)."""
-        hp = self.hparams
-        if not hp.scale_lr_by_batch:
-            return hp.lr
-        dm = getattr(self.trainer, "datamodule", None)
-        per_device = int(getattr(dm, "batch_size", 256) or 256)
-        return hp.lr * per_device * self.trainer.world_size / 256
-
     def schedules(self, step: int) -> dict[str, float]:
-        """Learning rate, weight decay and teacher momentum at optimiser step ``step``."""
+        """Weight decay and teacher momentum at optimiser step ``step`` (cosine per step;
+        the learning rate follows timm's scheduler, :meth:`optim_settings`)."""
         hp = self.hparams
-        total, per_epoch = self._steps()
+        total = self.total_steps
         return {
-            "lr": cosine_schedule(
-                step, total, self.base_lr(), hp.min_lr, hp.warmup_epochs * per_epoch
-            ),
-            "wd": cosine_schedule(step, total, hp.weight_decay, hp.weight_decay_end),
+            "wd": cosine_ramp(step, total, hp.weight_decay, hp.weight_decay_end),
             "momentum": cosine_momentum(step, total, hp.momentum_teacher),
         }
 
     # ------------------------------------------------------------------ steps
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        s = self.schedules(self.global_step)
-        for i, group in enumerate(self.optimizers().optimizer.param_groups):
-            group["lr"] = s["lr"]
-            if i == 0:  # the regularised group (rsfuse.optim.param_groups puts it first)
-                group["weight_decay"] = s["wd"]
+        wd = self.schedules(self.global_step)["wd"]
+        for group in self.optimizers().optimizer.param_groups:
+            if group.get("weight_decay", 0.0) > 0:  # the regularised group only
+                group["weight_decay"] = wd
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         crops = self.crops(batch)
@@ -416,7 +371,7 @@ class DINOMM(LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         self.log_dict(
             {
-                "train/lr": s["lr"],
+                "train/lr": self.optimizers().optimizer.param_groups[0]["lr"],
                 "train/wd": s["wd"],
                 "train/momentum": s["momentum"],
                 "train/teacher_temp": self.criterion.teacher_temp(self.current_epoch),
@@ -446,71 +401,31 @@ class DINOMM(LightningModule):
         self.log("val/loss", loss, prog_bar=True, batch_size=batch["label"].shape[0])
 
     def on_fit_end(self) -> None:
-        if self.hparams.export_path and self.trainer.is_global_zero:
+        if not self.trainer.is_global_zero:
+            return
+        if self.hparams.export_path:
             self.export_teacher(self.hparams.export_path)
+        elif self.trainer.log_dir:
+            self.export_teacher(Path(self.trainer.log_dir) / "encoders" / "dino_mm_teacher")
 
     def export_teacher(self, path: str | Path) -> Path:
-        """Write the teacher backbone's weights (loadable by ``encoder_checkpoints``)."""
-        return save_encoder(self.teacher_backbone, path)
+        """Write the teacher backbone (safetensors + JSON; loadable by
+        ``encoder_checkpoints``)."""
+        config = vit_export_config(self.teacher_backbone, self.channels, self.modalities)
+        return self.write_encoder(self.teacher_backbone, path, config)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    # ------------------------------------------------------------------ optim
+    def optimized_module(self) -> nn.Module:
+        """Only the student is optimised (the teacher follows by EMA)."""
+        return self.student
+
+    def optim_settings(self) -> OptimSettings:
         hp = self.hparams
-        return build_optimizer(self.student, lr=hp.lr, weight_decay=hp.weight_decay)
-
-
-class DINOMMEvalTask(MultiLabelClassificationTask):
-    """Classification with DINO's linear-evaluation optimiser and a sensor-drop input case.
-
-    A :class:`~rsfuse.tasks.classification.MultiLabelClassificationTask` (all its arguments
-    apply; for a linear probe: ``mode="linear_probe"``, ``probe_features="last4"``,
-    ``backbone="gated_vit"``) with:
-
-    Args:
-        optimizer: ``sgd`` (DINO linear evaluation: momentum 0.9, no weight decay, cosine)
-            or ``adamw``.
-        momentum: SGD momentum.
-        head_init_std: the Linear head starts from N(0, std²) weights and zero bias (DINO:
-            0.01); ``None`` keeps the task's default.
-        input_drop: sensors zeroed (and flagged absent) in *every* split — the DINO-MM
-            missing-modality cases: ``["s2"]`` = S1 only, ``["s1"]`` = S2 only.
-        **kwargs: :class:`MultiLabelClassificationTask` arguments.
-    """
-
-    def __init__(
-        self,
-        optimizer: Literal["sgd", "adamw"] = "sgd",
-        momentum: float = 0.9,
-        head_init_std: float | None = 0.01,
-        input_drop: list[str] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        if optimizer not in ("sgd", "adamw"):
-            raise ConfigError(f"optimizer must be 'sgd' or 'adamw', got {optimizer!r}")
-        self.input_drop = list(input_drop or [])
-        unknown = [m for m in self.input_drop if m not in self.modalities]
-        if unknown or len(self.input_drop) >= len(self.modalities):
-            raise ConfigError(
-                f"input_drop {self.input_drop} must name some but not all of the model's "
-                f"modalities {list(self.modalities)}",
-                key="input_drop",
-            )
-        if head_init_std is not None:
-            nn.init.normal_(self.model.head.weight, std=head_init_std)
-            nn.init.zeros_(self.model.head.bias)
-
-    def forward(self, batch: dict) -> Tensor:
-        if self.input_drop:
-            batch = drop_modalities(batch, self.input_drop)
-        return super().forward(batch)
-
-    def configure_optimizers(self) -> dict[str, Any]:
-        if self.hparams.optimizer == "adamw":
-            return super().configure_optimizers()
-        from rsfuse.optim import warmup_cosine_config
-
-        hp = self.hparams
-        opt = build_optimizer(self, name="sgd", lr=hp.lr, weight_decay=hp.weight_decay)
-        for g in opt.param_groups:
-            g["momentum"] = hp.momentum
-        return warmup_cosine_config(opt, self.trainer, hp.warmup_epochs, hp.min_lr_ratio)
+        return OptimSettings(
+            name="adamw",
+            lr=hp.lr,
+            scale_by_batch=hp.scale_lr_by_batch,
+            weight_decay=hp.weight_decay,
+            warmup_epochs=hp.warmup_epochs,
+            min_lr=hp.min_lr,
+        )

@@ -18,24 +18,6 @@ from rsfuse.bands import check_modalities
 from rsfuse.errors import ConfigError, DataError
 
 
-def check_s2_channels(batch: dict, modalities: Sequence[str], s2_band_names: Sequence[str]) -> None:
-    """Raise :class:`ConfigError` when the batch's S2 channels differ from the model's bands.
-
-    Args:
-        batch: collated batch (``s2`` [B, C, H, W]).
-        modalities: the model's sensors.
-        s2_band_names: the S2 bands the model was built for, in channel order.
-    """
-    if "s2" in modalities and "s2" in batch:
-        c = batch["s2"].shape[1]
-        if c != len(s2_band_names):
-            raise ConfigError(
-                f"the model expects {len(s2_band_names)} S2 bands {list(s2_band_names)} but "
-                f"the data gives {c}; set model s2_bands to the datamodule's s2_bands",
-                key="model.s2_bands",
-            )
-
-
 def early_fusion_input(batch: dict, modalities: Sequence[str]) -> Tensor:
     """Stack the requested modalities of a batch into one tensor.
 

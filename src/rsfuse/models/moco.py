@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from rsfuse.losses.infonce import MoCoV3Loss
-from rsfuse.methods.momentum import ema_update, momentum_copy
+from rsfuse.models.momentum import ema_update, momentum_copy
 from rsfuse.models.heads import projection_mlp
 
 

@@ -23,7 +23,7 @@ import segmentation_models_pytorch as smp
 from torch import Tensor, nn
 
 from rsfuse.errors import ConfigError
-from rsfuse.tasks.segmentation import pad_to_multiple
+from rsfuse.models.segmentation import pad_to_multiple
 
 __all__ = [
     "CromSSUNet",
