@@ -1,8 +1,8 @@
 """The ``rsfuse`` command.
 
 ``rsfuse fit|validate|test`` is a LightningCLI over any rsfuse LightningModule and
-LightningDataModule, configured by YAML files (``configs/``) in TorchGeo's
-``class_path``/``init_args`` style. ``rsfuse export`` turns a checkpoint into a
+LightningDataModule (:mod:`rsfuse.training.cli`), configured by YAML files in TorchGeo's
+``class_path``/``init_args`` style — the packaged ones by name (``rsfuse configs``). ``rsfuse export`` turns a checkpoint into a
 self-describing model bundle and ``rsfuse predict`` runs a bundle over whole georeferenced
 scenes. ``rsfuse synth`` writes synthetic datasets in the real on-disk layouts and
 ``rsfuse demo`` runs the main job end to end on them.
@@ -51,10 +51,11 @@ usage: rsfuse <command> [options]
 
 rsfuse {__version__}: learning from paired Sentinel-1 SAR and Sentinel-2 multispectral imagery.
 
-Training and evaluation (LightningCLI; configure with YAML under configs/):
-  fit        train a model:            rsfuse fit --config configs/classification/<name>.yaml
+Training and evaluation (LightningCLI; YAML configs ship with rsfuse, see `rsfuse configs`):
+  fit        train a model:            rsfuse fit --config classification/<name>
   validate   evaluate on the val split: rsfuse validate --config CFG --ckpt_path CKPT
   test       evaluate on the test split: rsfuse test --config CFG --ckpt_path CKPT
+  configs    list the packaged configs: rsfuse configs [PREFIX]; print one: --show NAME
 
 Inference over whole scenes:
   export     write a self-describing model bundle (safetensors + JSON) from a checkpoint:
@@ -92,26 +93,41 @@ Every command explains itself with --help, e.g. `rsfuse fit --help`,
 
 def _lightning(argv: Sequence[str]) -> None:
     """Run a LightningCLI subcommand; parse errors become :class:`ConfigError`."""
-    from jsonargparse import ArgumentError
-    from lightning import LightningDataModule, LightningModule
-    from lightning.pytorch.cli import LightningCLI
-
     import rsfuse.data.datamodules
     import rsfuse.tasks.classification  # noqa: F401
+    from rsfuse.training.cli import run_cli
 
-    try:
-        LightningCLI(
-            LightningModule,
-            LightningDataModule,
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            # from the shell, let LightningCLI read sys.argv itself (no "args and argv" warning)
-            args=None if list(argv) == sys.argv[1:] else list(argv),
-            save_config_kwargs={"overwrite": True},
-            parser_kwargs={"exit_on_error": False, "description": OVERVIEW.splitlines()[2]},
-        )
-    except ArgumentError as e:
-        raise ConfigError(f"invalid configuration: {e}") from e
+    run_cli(argv, description=OVERVIEW.splitlines()[2])
+
+
+def _configs(argv: Sequence[str]) -> None:
+    """``rsfuse configs [PREFIX]``: the packaged configs and their first comment line."""
+    from rsfuse.training.configs import config_root, list_configs
+
+    p = argparse.ArgumentParser(
+        prog="rsfuse configs",
+        description=(
+            "List the YAML configs that ship with rsfuse. Pass a name to --config of rsfuse "
+            "fit / validate / test (e.g. --config classification/ben_v2_s1s2_early_fusion); "
+            "a path to a file of your own works too. --show NAME prints one."
+        ),
+    )
+    p.add_argument("prefix", nargs="?", default="", help="only names starting with this")
+    p.add_argument("--show", metavar="NAME", help="print the config NAME")
+    a = p.parse_args(list(argv))
+    if a.show:
+        from rsfuse.training.configs import resolve_config
+
+        print(resolve_config(a.show).read_text(), end="")
+        return
+    root = config_root()
+    names = list_configs(a.prefix)
+    width = max((len(n) for n in names), default=0)
+    for n in names:
+        first = (root / f"{n}.yaml").read_text().splitlines()[:1]
+        title = first[0].lstrip("# ").strip() if first and first[0].startswith("#") else ""
+        print(f"{n:<{width}}  {title[:100]}")
+    print(f"\n{len(names)} configs under {root}")
 
 
 def _synth(argv: Sequence[str]) -> None:
@@ -250,6 +266,8 @@ def run(argv: Sequence[str] | None = None) -> None:
         _lightning(args)
     elif cmd == "synth":
         _synth(rest)
+    elif cmd == "configs":
+        _configs(rest)
     elif cmd == "demo":
         _demo(rest)
     elif cmd == "experiment":

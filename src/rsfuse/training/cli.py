@@ -1,0 +1,192 @@
+"""The one route from YAML to a run: rsfuse's LightningCLI, for the command and for Python.
+
+``rsfuse fit|validate|test`` (:func:`run_cli`) and every experiment (:func:`build_run`)
+build their model, datamodule and Trainer here, from the same YAML configs with the same
+keys (TorchGeo-style ``class_path`` / ``init_args``): packaged configs by name
+(:mod:`rsfuse.training.configs`) or files by path, later ``--config`` files and
+``--key=value`` overrides winning. This is the only place rsfuse constructs a Trainer
+(LightningCLI does, from the ``trainer`` section).
+
+The datamodule's ``s2_bands`` and ``s2_product`` are linked into the model
+(``link_arguments``): a config names the bands once, under ``data``, and the model is built
+for them; :class:`~rsfuse.inputs.InputSpec` then checks model and data once when the run
+starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lightning import LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.cli import LightningCLI
+
+from rsfuse.errors import ConfigError, RsfuseError
+from rsfuse.training.configs import resolve_config
+
+__all__ = ["BuiltRun", "RsfuseCLI", "build_run", "resolve_config_args", "run_cli"]
+
+
+class RsfuseCLI(LightningCLI):
+    """LightningCLI over any rsfuse LightningModule and LightningDataModule (subclass mode)
+    with the datamodule's bands linked into the model."""
+
+    def add_arguments_to_parser(self, parser: Any) -> None:
+        for key in ("s2_bands", "s2_product"):
+            parser.link_arguments(
+                f"data.init_args.{key}", f"model.init_args.{key}", apply_on="parse"
+            )
+
+
+def resolve_config_args(argv: Sequence[str]) -> list[str]:
+    """``argv`` with every ``--config NAME`` turned into the file of that packaged config
+    (paths to existing files are kept)."""
+    out: list[str] = []
+    it = iter(argv)
+    for a in it:
+        if a == "--config":
+            out += [a, str(resolve_config(next(it, "")))]
+        elif a.startswith("--config="):
+            out.append(f"--config={resolve_config(a.split('=', 1)[1])}")
+        else:
+            out.append(a)
+    return out
+
+
+@contextlib.contextmanager
+def _config_errors() -> Iterator[None]:
+    """jsonargparse and LightningCLI errors → :class:`ConfigError` (rsfuse errors raised
+    while classes are built keep their type)."""
+    from jsonargparse import ArgumentError
+
+    try:
+        yield
+    except RsfuseError:
+        raise
+    except ArgumentError as e:
+        cause = e.__cause__ or e.__context__
+        while cause is not None and not isinstance(cause, RsfuseError):
+            cause = cause.__cause__ or cause.__context__
+        if isinstance(cause, RsfuseError):
+            raise cause from None
+        raise ConfigError(f"invalid configuration: {e}") from e
+
+
+def run_cli(argv: Sequence[str], description: str = "") -> None:
+    """``rsfuse fit|validate|test ARGS``: LightningCLI with packaged config names resolved."""
+    import sys
+
+    args = resolve_config_args(argv)
+    with _config_errors():
+        RsfuseCLI(
+            LightningModule,
+            LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            # from the shell, let LightningCLI read sys.argv itself (no "args and argv" warning)
+            args=None if list(argv) == sys.argv[1:] and args == list(argv) else args,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"exit_on_error": False, "description": description},
+        )
+
+
+@dataclass
+class BuiltRun:
+    """A model, datamodule and Trainer built from configs (see :func:`build_run`)."""
+
+    model: LightningModule
+    datamodule: LightningDataModule
+    trainer: Trainer
+    config: dict[str, Any]
+
+
+def build_run(
+    configs: Sequence[str | Path],
+    overrides: Sequence[str] = (),
+    *,
+    run_dir: str | Path | None = None,
+    datamodule: LightningDataModule | None = None,
+    seed: int | None = None,
+    checkpoints: bool = False,
+    quiet: bool = True,
+) -> BuiltRun:
+    """Build one run from configs the way ``rsfuse fit`` does, without running it.
+
+    Args:
+        configs: packaged config names or files, merged in order (a config, then its
+            overrides: ``["mgsvit/ablation_c4_gmu", "mgsvit/overrides/tiny_cpu"]``).
+        overrides: ``--key=value`` arguments applied last, e.g.
+            ``["--trainer.max_epochs=3", "--data.init_args.root=/data/BEN"]``.
+        run_dir: the run's folder: CSV logs and figures go there (default: the config's
+            ``trainer.default_root_dir``).
+        datamodule: a datamodule instance to use instead of the config's (e.g. one whose
+            splits are already read into memory); the config's ``data`` section must still
+            parse, because the model's bands are linked from it.
+        seed: ``seed_everything`` of the run.
+        checkpoints: keep the config's callbacks and checkpointing (off: no callbacks, no
+            checkpoint files — experiments score the model after its last epoch).
+        quiet: no progress bar and no model summary.
+
+    Returns:
+        The built :class:`BuiltRun`.
+
+    Raises:
+        ConfigError: an unknown config, key or value (naming it).
+    """
+    args: list[str] = []
+    for c in configs:
+        args += ["--config", str(resolve_config(c))]
+    if seed is not None:
+        args.append(f"--seed_everything={seed}")
+    if not checkpoints:
+        args += ["--trainer.callbacks=[]", "--trainer.enable_checkpointing=false"]
+    if quiet:
+        args += ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+    args += list(overrides)
+    defaults: dict[str, Any] = {}
+    if run_dir is not None:
+        run_dir = Path(run_dir)
+        defaults = {
+            "default_root_dir": str(run_dir),
+            "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger",
+                       "init_args": {"save_dir": str(run_dir), "name": "", "version": ""}},
+        }  # fmt: skip
+    with _config_errors(), _quiet() if quiet else _null():
+        cli = RsfuseCLI(
+            LightningModule,
+            LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            run=False,
+            args=args,
+            trainer_defaults=defaults,
+            save_config_callback=None,
+            parser_kwargs={"exit_on_error": False},
+        )
+    config = cli.config.as_dict() if hasattr(cli.config, "as_dict") else dict(cli.config)
+    return BuiltRun(cli.model, datamodule or cli.datamodule, cli.trainer, config)
+
+
+@contextlib.contextmanager
+def _null() -> Iterator[None]:
+    yield
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """No stdout and only Lightning warnings while a run is built (its device banner and
+    tips would repeat for every run of an experiment)."""
+    import logging
+
+    log = logging.getLogger("lightning.pytorch")
+    level = log.level
+    log.setLevel(logging.WARNING)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        log.setLevel(level)
