@@ -2,10 +2,11 @@
 
 ``rsfuse fit|validate|test`` is a LightningCLI over any rsfuse LightningModule and
 LightningDataModule (:mod:`rsfuse.training.cli`), configured by YAML files in TorchGeo's
-``class_path``/``init_args`` style — the packaged ones by name (``rsfuse configs``). ``rsfuse export`` turns a checkpoint into a
-self-describing model bundle and ``rsfuse predict`` runs a bundle over whole georeferenced
-scenes. ``rsfuse synth`` writes synthetic datasets in the real on-disk layouts and
-``rsfuse demo`` runs the main job end to end on them.
+``class_path``/``init_args`` style — the packaged ones by name (``rsfuse configs``).
+``rsfuse export`` turns a checkpoint into a self-describing model bundle and
+``rsfuse predict`` runs a bundle over whole georeferenced scenes. ``rsfuse synth`` writes
+synthetic datasets in the real on-disk layouts and ``rsfuse demo`` runs the main job end to
+end on them (:mod:`rsfuse.experiments.demo`).
 """
 
 from __future__ import annotations
@@ -197,29 +198,6 @@ def _synth(argv: Sequence[str]) -> None:
     print(f"wrote {n} {a.layout} {what} to {out}")
 
 
-def _demo(argv: Sequence[str]) -> None:
-    from rsfuse.demo import add_arguments, run_demo
-
-    p = argparse.ArgumentParser(
-        prog="rsfuse demo",
-        description=(
-            "The main job end to end on the synthetic Sentinel world: synthesise a "
-            "BigEarthNet-v2-layout dataset, train multi-label classifiers on S1+S2 (early "
-            "fusion), S1 only, S2 only and S1 GMU S2 (MGSViT) from scratch and after "
-            "MGSViT's MAE + MoCo v3 pretraining of each encoder, test them on the whole "
-            "test split and print micro/macro mAP and F1 beside the label-frequency "
-            "baseline; then pretrain DINO-MM on S1+S2 with RandomSensorDrop and "
-            "linear-probe it on S1+S2, S1-only and S2-only input; finally pretrain CromSS on "
-            "noisy labels and fine-tune its S2 encoder on DFC2020 segmentation; last, export "
-            "the better segmentation model as a bundle and map a synthetic whole scene with "
-            "rsfuse predict (COG + quick-look PNG). Writes the tables (markdown + JSON) and "
-            "plots into the work folder."
-        ),
-    )
-    add_arguments(p)
-    run_demo(**vars(p.parse_args(list(argv))))
-
-
 def _module_main(module: str, argv: Sequence[str], what: str) -> None:
     """Call ``main(argv)`` of an rsfuse module, or fail with a clear error if it is absent."""
     import importlib
@@ -269,7 +247,7 @@ def run(argv: Sequence[str] | None = None) -> None:
     elif cmd == "configs":
         _configs(rest)
     elif cmd == "demo":
-        _demo(rest)
+        _module_main("rsfuse.experiments.demo", rest, "command 'demo'")
     elif cmd == "experiment":
         _experiment(rest)
     elif cmd == "benchmark":

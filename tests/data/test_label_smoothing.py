@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from rsfuse.data.transforms import segmentation_augmentation
 from rsfuse.data.datamodules import CromSSDataModule
 from rsfuse.data.label_smoothing import (
     PRIOR_KEY,
@@ -17,6 +16,7 @@ from rsfuse.data.label_smoothing import (
     gaussian_class_prior,
 )
 from rsfuse.data.sample import collate
+from rsfuse.data.transforms import segmentation_augmentation
 from rsfuse.errors import ConfigError
 from tests.conformance import load
 

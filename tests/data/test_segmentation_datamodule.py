@@ -9,8 +9,7 @@ import pytest
 import torch
 
 from rsfuse.data.datamodules import SegmentationDataModule
-from rsfuse.data.transforms import segmentation_augmentation
-from rsfuse.data.transforms import BatchAugmentation
+from rsfuse.data.transforms import BatchAugmentation, segmentation_augmentation
 from rsfuse.errors import ConfigError
 
 

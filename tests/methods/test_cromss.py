@@ -12,8 +12,8 @@ import torch
 from rsfuse.data.datamodules import CromSSDataModule
 from rsfuse.data.label_smoothing import PRIOR_KEY
 from rsfuse.errors import ConfigError, DataError
-from rsfuse.methods.cromss import VARIANTS, CromSS, variant_kwargs
 from rsfuse.losses.sample_selection import CrossModalSampleSelection
+from rsfuse.methods.cromss import VARIANTS, CromSS, variant_kwargs
 
 TINY = {"encoder": "resnet18", "encoder_depth": 3, "decoder_channels": [16, 8, 8]}
 

@@ -22,6 +22,7 @@ from rsfuse.methods.dino_mm import (
 from rsfuse.models.checkpoints import load_encoder
 from rsfuse.models.heads import DINOHead
 from rsfuse.tasks.classification import DINOMMEvalTask
+from rsfuse.training.configs import config_root
 from rsfuse.training.optim import OptimSettings, configure, step_scheduler
 from rsfuse.training.schedules import cosine_ramp
 
@@ -39,6 +40,7 @@ def cosine_schedule(step: int, total: int, base: float, final: float, warmup: in
     cfg = configure(net, OptimSettings(lr=base, min_lr=final, warmup_epochs=1.0), trainer)
     step_scheduler(cfg["lr_scheduler"]["scheduler"], "step", step, 0, None)
     return cfg["optimizer"].param_groups[0]["lr"]
+
 
 TINY_VIT = {"patch_size": 8, "embed_dim": 32, "depth": 4, "num_heads": 2}
 TINY = {
@@ -217,8 +219,8 @@ def test_eval_configs_run_on_an_exported_teacher(
     DINOMM(**{**TINY, "backbone_kwargs": TINY_VIT}).export_teacher(path)
     run(
         [
-            "fit", "--config", str(REPO / "configs" / "dino_mm" / "eval" / config),
-            "--config", str(REPO / "configs" / "dino_mm" / "overrides" / "tiny_cpu_eval.yaml"),
+            "fit", "--config", str(config_root() / "dino_mm" / "eval" / config),
+            "--config", str(config_root() / "dino_mm" / "overrides" / "tiny_cpu_eval.yaml"),
             f"--data.init_args.root={ben_v2_root}",
             f"--model.init_args.encoder_checkpoints.s1s2={path}",
             "--trainer.fast_dev_run=true", f"--trainer.default_root_dir={tmp_path}", *extra,

@@ -11,9 +11,10 @@ import torch
 from rsfuse.errors import CheckpointError, ConfigError, DataError
 from rsfuse.methods.mgsvit import MGSViTPretraining
 from rsfuse.models.checkpoints import read_encoder_config
+from rsfuse.training.configs import config_root
 
 REPO = Path(__file__).resolve().parents[2]
-MGSVIT = REPO / "configs" / "mgsvit"
+MGSVIT = config_root() / "mgsvit"
 TINY = {"patch_size": 8, "embed_dim": 32, "depth": 4, "num_heads": 2}
 
 
@@ -132,7 +133,7 @@ def test_wrong_modality_or_band_count_is_named() -> None:
 
 
 def _tiny_cpu_pretrain(cfg: Path) -> dict:
-    from rsfuse.experiments.mgsvit_ablation import load_config
+    from rsfuse.training.configs import load_config
 
     return load_config(cfg, MGSVIT / "overrides" / "tiny_cpu_pretrain.yaml")
 
@@ -180,7 +181,7 @@ def test_fit_writes_pngs_and_an_encoder_the_gmu_classifier_loads(
     s1 = MGSViTPretraining(**tiny).export_encoder(tmp_path / "pretrained" / "mgsvit_c4_s1")
     assert s1.name == "mgsvit_c4_s1.safetensors"
 
-    from rsfuse.experiments.mgsvit_ablation import load_config
+    from rsfuse.training.configs import load_config
 
     cfg = load_config(MGSVIT / "ssl" / "ablation_base.yaml", MGSVIT / "overrides" / "tiny_cpu.yaml")
     args = cfg["model"]["init_args"]  # encoder_checkpoints: pretrained/mgsvit_c4_{s1,s2}
@@ -207,9 +208,7 @@ def test_lr_is_scaled_by_global_batch_and_norms_are_not_decayed(
     from rsfuse.data.datamodules import BigEarthNetDataModule
 
     m = _method(base_lr=0.0256, weight_decay=0.05, warmup_epochs=0, plot_dir=str(tmp_path))
-    dm = BigEarthNetDataModule(
-        str(ben_v2_root), modalities=["s2"], batch_size=4, augmentation=None
-    )
+    dm = BigEarthNetDataModule(str(ben_v2_root), modalities=["s2"], batch_size=4, augmentation=None)
     trainer = L.Trainer(
         max_epochs=1,
         limit_train_batches=1,

@@ -12,10 +12,10 @@ from torchmetrics.classification import MultilabelAveragePrecision
 
 from rsfuse.data.datamodules import BigEarthNetDataModule
 from rsfuse.errors import CheckpointError, ConfigError, DataError
-from rsfuse.experiments.mgsvit_ablation import load_config
 from rsfuse.models.checkpoints import load_encoder, save_encoder
 from rsfuse.models.fusion import drop_modalities, early_fusion_input
 from rsfuse.tasks.classification import MultiLabelClassificationTask
+from rsfuse.training.configs import config_root, load_config
 
 TINY = {
     "img_size": 120,
@@ -120,7 +120,7 @@ def test_validation_metrics_cover_the_whole_split(ben_v2_root) -> None:
 
 # ---------------------------------------------------------------------------- MGSViT modes
 GVIT = {"img_size": 120, "patch_size": 30, "embed_dim": 32, "depth": 4, "num_heads": 2}
-MGSVIT = Path(__file__).resolve().parents[2] / "configs" / "mgsvit"
+MGSVIT = config_root() / "mgsvit"
 
 
 def _mgsvit(**kw) -> MultiLabelClassificationTask:

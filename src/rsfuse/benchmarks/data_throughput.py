@@ -290,9 +290,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "torchgeo": lambda: _TorchGeoAdapter(src),
         # the training path: the datamodule's store dataset (batch reads, uint16 S2)
         "store": lambda: store_dataset(str(store), "train", store_kwargs, "uint16"),
-        "store-item": lambda: PerSample(
-            store_dataset(str(store), "train", store_kwargs, "uint16")
-        ),
+        "store-item": lambda: PerSample(store_dataset(str(store), "train", store_kwargs, "uint16")),
         "store-f32": lambda: store_dataset(str(store), "train", store_kwargs, "float32"),
         "lmdb": lambda: LmdbSafetensors(lmdb_path, s2_dtype="uint16"),
         "lmdb-f32": lambda: LmdbSafetensors(lmdb_path, s2_dtype="float32"),

@@ -47,7 +47,6 @@ from rsfuse.experiments.runner import (
     build_run,
     dotted,
     ensure_synthetic,
-    save_figure,
     write_csv,
     write_json,
     write_text,

@@ -16,7 +16,7 @@ from typing import Any
 import timm
 from torch import nn
 
-import rsfuse.models.vit  # noqa: F401  (registers the gated_vit family with timm)
+import rsfuse.models.vit  # registers the gated_vit family with timm
 from rsfuse.errors import ConfigError
 
 #: Names of rsfuse's registered GatedViT family (accept ``shortcut_every`` and ``gate``).

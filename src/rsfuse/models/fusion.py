@@ -270,8 +270,8 @@ class MultiModalClassifier(nn.Module):
         self.out_dim = out_dim
         self.head = nn.Linear(out_dim, num_classes)
 
-    def features(self, batch: dict) -> Tensor:
-        """Fused features [B, out_dim] of a batch."""
+    def encode(self, batch: dict) -> dict[str, Tensor]:
+        """Pooled features of every encoder: ``{name: [B, D_name]}`` (before fusion)."""
         feats = {}
         for m, enc in self.encoders.items():
             if m == "early":
@@ -281,9 +281,17 @@ class MultiModalClassifier(nn.Module):
                     raise DataError(f"the model needs modality {m!r}; the batch lacks it")
                 x = batch[m]
             feats[m] = encoder_features(enc, x, self.last_k)
+        return feats
+
+    def fuse(self, feats: dict[str, Tensor], present: dict[str, Tensor] | None) -> Tensor:
+        """Fused features [B, out_dim] of :meth:`encode`'s output."""
         if self.fusion is None:
             return next(iter(feats.values()))
-        return self.fusion(feats, batch.get("present"))
+        return self.fusion(feats, present)
+
+    def features(self, batch: dict) -> Tensor:
+        """Fused features [B, out_dim] of a batch."""
+        return self.fuse(self.encode(batch), batch.get("present"))
 
     def forward(self, batch: dict) -> Tensor:
         """Batch → logits [B, K]."""

@@ -24,8 +24,8 @@ import torch
 from torch import Tensor, nn
 
 from rsfuse.losses.infonce import MoCoV3Loss
-from rsfuse.models.momentum import ema_update, momentum_copy
 from rsfuse.models.heads import projection_mlp
+from rsfuse.models.momentum import ema_update, momentum_copy
 
 
 class MoCoV3(nn.Module):

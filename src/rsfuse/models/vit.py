@@ -38,9 +38,7 @@ GateKind = Literal["token", "channel"]
 PosEmbedOrder = Literal["mae", "rows_first"]
 
 
-def sincos_pos_embed_2d(
-    grid_h: int, grid_w: int, dim: int, order: PosEmbedOrder = "mae"
-) -> Tensor:
+def sincos_pos_embed_2d(grid_h: int, grid_w: int, dim: int, order: PosEmbedOrder = "mae") -> Tensor:
     """Fixed 2-D sin-cos position embedding, built by timm (``build_sincos2d_pos_embed``).
 
     Half of the features encode the column, half the row; each half is

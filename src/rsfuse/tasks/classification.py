@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
+import torch
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1Score
@@ -115,6 +116,11 @@ class MultiLabelClassificationTask(RsfuseModule):
         head_init_std: the Linear head starts from N(0, std²) weights and zero bias (DINO:
             0.01); ``None`` keeps PyTorch's default initialisation.
         threshold: score threshold for F1.
+        cache_features: linear probe only: keep each training sample's frozen encoder
+            features (by its ``meta`` id) after their first computation, so later epochs
+            train the probe without running the encoders. Needs training batches without
+            random augmentation (the datamodule's ``augmentation`` must be None); the
+            features of a linear probe on frozen encoders are then the same every epoch.
     """
 
     def __init__(
@@ -148,6 +154,7 @@ class MultiLabelClassificationTask(RsfuseModule):
         min_lr_ratio: float = 0.01,
         head_init_std: float | None = None,
         threshold: float = 0.5,
+        cache_features: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -194,6 +201,9 @@ class MultiLabelClassificationTask(RsfuseModule):
         self.test_metrics = multilabel_metrics(num_classes, "test/", threshold)
         self.test_per_class_ap = MultilabelAveragePrecision(num_classes, average=None)
         self.last_test_per_class_ap: list[float] | None = None
+        if cache_features and mode != "linear_probe":
+            raise ConfigError("cache_features needs mode='linear_probe'", key="cache_features")
+        self._feature_cache: dict[str, dict[Any, Tensor]] = {}
 
     def _encoder(self, in_chans: int) -> tuple[nn.Module, int]:
         """One encoder of the configured architecture and its pooled feature width."""
@@ -258,11 +268,23 @@ class MultiLabelClassificationTask(RsfuseModule):
             load_encoder(self.model.encoders[k], paths[name], prefix.replace("{name}", k))
             print(f"[rsfuse] loaded the {name} encoder from {paths[name]}")
 
+    def setup(self, stage: str) -> None:
+        """The base checks, and no feature cache over augmented training batches."""
+        super().setup(stage)
+        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if stage == "fit" and self.hparams.cache_features and getattr(dm, "augmentation", None):
+            raise ConfigError(
+                "cache_features needs training batches without random augmentation: set the "
+                "datamodule's augmentation to null",
+                key="data.augmentation",
+            )
+
     def on_fit_start(self) -> None:
         """Refuse to train a ``finetune`` / ``linear_probe`` model whose encoders were not
         loaded (the architecture alone may be built without them, e.g. by
         :func:`rsfuse.inference.bundle.load_bundle`)."""
         super().on_fit_start()
+        self._feature_cache = {}
         hp = self.hparams
         if hp.mode != "scratch" and hp.encoder_checkpoints is None:
             raise ConfigError(
@@ -284,7 +306,27 @@ class MultiLabelClassificationTask(RsfuseModule):
         self.check_batch(batch)
         if self.input_drop:
             batch = drop_modalities(batch, self.input_drop)
+        if self.training and self.hparams.cache_features and batch.get("meta"):
+            feats = self._cached_features(batch)
+            return self.model.head(self.model.fuse(feats, batch.get("present")))
         return self.model(batch)
+
+    def _cached_features(self, batch: dict) -> dict[str, Tensor]:
+        """The frozen encoders' features of a batch, computed once per sample id."""
+        ids = [m.get("id") for m in batch["meta"]]
+        missing = any(i not in self._feature_cache.get(name, {}) for name in
+                      self.model.encoders for i in ids)  # fmt: skip
+        if missing:
+            with torch.no_grad():
+                fresh = self.model.encode(batch)
+            for name, f in fresh.items():
+                cache = self._feature_cache.setdefault(name, {})
+                for i, row in zip(ids, f.detach()):
+                    cache.setdefault(i, row)
+        return {
+            name: torch.stack([self._feature_cache[name][i] for i in ids])
+            for name in self.model.encoders
+        }
 
     def _shared_step(self, batch: dict) -> tuple[Tensor, Tensor, Tensor]:
         logits = self(batch)

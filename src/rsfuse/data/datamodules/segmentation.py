@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 #: Dataset names of :class:`SegmentationDataModule`.
 SEGMENTATION_DATASETS: tuple[str, ...] = ("dfc2020", "ssl4eo-s12-dw", "ssl4eo-s12-osm", "noldo-s12")
 
+
 class SegmentationDataModule(LightningDataModule):
     """Semantic segmentation datasets (DFC2020, SSL4EO-S12@DW / @OSM, NoLDO-S12 pretraining).
 
