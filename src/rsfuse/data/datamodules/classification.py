@@ -6,12 +6,11 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from lightning import LightningDataModule
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from rsfuse.data.bigearthnet import BigEarthNetV1, BigEarthNetV2
+from rsfuse.data.datamodules.base import RsfuseDataModule
 from rsfuse.data.datamodules.cache import InMemoryCache
-from rsfuse.data.sample import Batch, collate
 from rsfuse.data.transforms import BatchAugmentation, Normalize, resolve_augmentation
 from rsfuse.errors import ConfigError
 from rsfuse.inputs import InputSpec
@@ -43,7 +42,7 @@ def store_dataset(
     )
 
 
-class BigEarthNetDataModule(LightningDataModule):
+class BigEarthNetDataModule(RsfuseDataModule):
     """BigEarthNet v1 or v2 (reBEN) with S1, S2 or both, for multi-label classification.
 
     Args:
@@ -138,11 +137,10 @@ class BigEarthNetDataModule(LightningDataModule):
             self.dataset_class.stats_name, self.s2_band_names, mode=normalization
         )
         self.augmentation = resolve_augmentation(augmentation)
-        self.datasets: dict[str, Dataset] = {}
         self.store = store
         self.store_s2_dtype = store_s2_dtype
 
-    def _dataset(self, split: str) -> Dataset:
+    def split_dataset(self, split: str) -> Dataset:
         if split not in self.datasets:
             ds: Dataset
             if self.store is not None:
@@ -160,62 +158,21 @@ class BigEarthNetDataModule(LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit"):
-            self._dataset("train")
-            self._dataset("val")
+            self.split_dataset("train")
+            self.split_dataset("val")
         if stage in (None, "fit", "validate"):
-            self._dataset("val")
+            self.split_dataset("val")
         if stage in (None, "test"):
-            self._dataset("test")
+            self.split_dataset("test")
         if stage == "predict":
-            self._dataset("test")
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            self._dataset(split),
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            collate_fn=collate,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=False,
-            drop_last=shuffle and len(self._dataset(split)) > self.batch_size,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
-        """Normalise every batch on its device; augment training batches."""
-        batch = self.normalize(batch)
-        trainer = getattr(self, "trainer", None)
-        if trainer is not None and trainer.training and self.augmentation is not None:
-            batch = self.augmentation(batch)
-        return batch
-
-    def state_dict(self) -> dict[str, Any]:
-        """Saved in every checkpoint: the normalisation (:meth:`Normalize.describe`), the
-        bands in order and the patch size, so ``rsfuse export`` can write a self-describing
-        model bundle."""
-        return {
-            "normalization": self.normalize.describe(),
-            "patch_size": self.patch_size,
-            "bands": {"s1": list(self.input_spec.s1_bands), "s2": list(self.s2_band_names)},
-            "input_spec": self.input_spec.to_dict(),
-        }
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Nothing to restore: the normalisation follows from the constructor arguments."""
+            self.split_dataset("test")
 
     @property
     def patch_size(self) -> int:
         """Side of the samples in pixels (BigEarthNet: 120 on the 10 m grid)."""
         return int(self.dataset_class.image_size)
+
+    @property
+    def training_patch_size(self) -> int:
+        """Side of the training inputs (the patch size: no crop)."""
+        return self.patch_size

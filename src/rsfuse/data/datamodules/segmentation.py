@@ -6,11 +6,10 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from lightning import LightningDataModule
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from rsfuse.data.datamodules.base import RsfuseDataModule
 from rsfuse.data.datamodules.cache import InMemoryCache
-from rsfuse.data.sample import Batch, collate
 from rsfuse.data.transforms import (
     BatchAugmentation,
     Normalize,
@@ -26,7 +25,7 @@ log = logging.getLogger(__name__)
 SEGMENTATION_DATASETS: tuple[str, ...] = ("dfc2020", "ssl4eo-s12-dw", "ssl4eo-s12-osm", "noldo-s12")
 
 
-class SegmentationDataModule(LightningDataModule):
+class SegmentationDataModule(RsfuseDataModule):
     """Semantic segmentation datasets (DFC2020, SSL4EO-S12@DW / @OSM, NoLDO-S12 pretraining).
 
     Splits per dataset (``val_fraction`` of the training samples, drawn with ``split_seed``,
@@ -152,7 +151,6 @@ class SegmentationDataModule(LightningDataModule):
             self.augmentation = segmentation_augmentation(crop_size, rotation=rotation)
         else:
             self.augmentation = resolve_augmentation(augmentation)
-        self.datasets: dict[str, Dataset] = {}
 
     # ------------------------------------------------------------------ datasets
     @property
@@ -212,7 +210,7 @@ class SegmentationDataModule(LightningDataModule):
         perm = np.random.default_rng(self.split_seed).permutation(n)
         return sorted(perm[n_val:].tolist()), sorted(perm[:n_val].tolist())
 
-    def _dataset(self, split: str) -> Dataset:
+    def split_dataset(self, split: str) -> Dataset:
         from torch.utils.data import Subset
 
         if split in self.datasets:
@@ -233,7 +231,7 @@ class SegmentationDataModule(LightningDataModule):
                 if self.dataset != "noldo-s12":
                     raise
                 log.info("no SSL4EO-S12@DW test split under %s; testing on val", self.root)
-                ds = self._dataset("val")
+                ds = self.split_dataset("val")
         if self.cache:
             ds = InMemoryCache(ds).preload(desc=f"reading {split}")
         self.datasets[split] = ds
@@ -241,63 +239,14 @@ class SegmentationDataModule(LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit", "validate"):
-            self._dataset("train")
-            self._dataset("val")
+            self.split_dataset("train")
+            self.split_dataset("val")
         if stage in (None, "test", "predict"):
-            self._dataset("test")
+            self.split_dataset("test")
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        ds = self._dataset(split)
-        return DataLoader(
-            ds,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            collate_fn=collate,
-            persistent_workers=self.num_workers > 0,
-            drop_last=shuffle and len(ds) > self.batch_size,  # type: ignore[arg-type]
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
-        """Normalise every batch on its device; augment training batches (``mask`` and
-        ``mask_clean`` move with the images: nearest neighbour, 255 where padded)."""
-        batch = self.normalize(batch)
-        trainer = getattr(self, "trainer", None)
-        if trainer is not None and trainer.training and self.augmentation is not None:
-            batch = self.augment(batch)
-        return batch
-
-    def augment(self, batch: Batch) -> Batch:
-        """Apply the training augmentation to a (normalised) batch."""
-        assert self.augmentation is not None
-        return self.augmentation(batch)
-
-    def state_dict(self) -> dict[str, Any]:
-        """Saved in every checkpoint: the normalisation (:meth:`Normalize.describe`), the
-        training patch size and the class names, so ``rsfuse export`` can write a
-        self-describing model bundle."""
-        return {
-            "normalization": self.normalize.describe(),
-            "patch_size": self.training_patch_size,
-            "class_names": list(self.classes),
-            "bands": {"s1": list(self.input_spec.s1_bands), "s2": list(self.s2_band_names)},
-            "input_spec": self.input_spec.to_dict(),
-        }
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Nothing to restore: the normalisation follows from the constructor arguments."""
+    def extra_state(self) -> dict[str, Any]:
+        """Checkpoints also remember the class names of ``mask``."""
+        return {"class_names": list(self.classes)}
 
     @property
     def training_patch_size(self) -> int:
