@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,7 +156,9 @@ def build_run(
             "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger",
                        "init_args": {"save_dir": str(run_dir), "name": "", "version": ""}},
         }  # fmt: skip
-    with _config_errors(), _quiet() if quiet else _null():
+    with _config_errors(), _quiet() if quiet else _null(), warnings.catch_warnings():
+        # built from Python on purpose while an experiment's own argv is in sys.argv
+        warnings.filterwarnings("ignore", message=".*args parameter is intended.*")
         cli = RsfuseCLI(
             LightningModule,
             LightningDataModule,

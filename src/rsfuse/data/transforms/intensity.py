@@ -20,23 +20,19 @@ from torch import Tensor
 from rsfuse.errors import ConfigError
 
 
-def _uniform_sampler(*ranges: tuple[Tensor, str, None, None]) -> rg.PlainUniformGenerator:
-    """kornia's uniform parameter sampler, with its range buffers kept out of ``state_dict``.
+def _uniform_sampler(ranges: dict[str, tuple[float, float]]) -> rg.PlainUniformGenerator:
+    """kornia's uniform parameter sampler over named ``(low, high)`` ranges, with its range
+    buffers re-registered as non-persistent.
 
     kornia registers the ranges as persistent buffers, so an augmentation held by a
     LightningModule would add (config-dependent) keys to every checkpoint.
     """
-    gen = rg.PlainUniformGenerator(*ranges)
-    for name, _ in gen.named_buffers(recurse=False):
-        gen._non_persistent_buffers_set.add(name)
-    return gen
-
-
-def _param(params: dict[str, Tensor], name: str, like: Tensor) -> Tensor:
-    """A per-sample parameter [B] as [B, 1, 1, 1] on ``like``'s device and dtype."""
-    return (
-        params[name].to(device=like.device, dtype=like.dtype, non_blocking=True).view(-1, 1, 1, 1)
+    gen = rg.PlainUniformGenerator(
+        *((torch.tensor(r, dtype=torch.float32), name, None, None) for name, r in ranges.items())
     )
+    for name, buf in list(gen.named_buffers(recurse=False)):
+        gen.register_buffer(name, buf, persistent=False)
+    return gen
 
 
 def _check_delta(name: str, max_delta: float, factor: bool = False) -> float:
@@ -51,7 +47,66 @@ def _check_delta(name: str, max_delta: float, factor: bool = False) -> float:
     return float(max_delta)
 
 
-class RandomBrightness(K.IntensityAugmentationBase2D):
+def _channel_mean(x: Tensor) -> Tensor:
+    """Per-sample per-channel spatial mean, [B, C, 1, 1]."""
+    return x.mean(dim=(-2, -1), keepdim=True)
+
+
+class IntensityOp(K.IntensityAugmentationBase2D):
+    """Base of rsfuse's intensity augmentations: kornia's sampling, rsfuse's ``intensity``.
+
+    Subclasses name the per-sample uniform parameters they draw (:meth:`ranges`) and map a
+    batch with them (:meth:`intensity`); kornia applies the op to a sample with probability
+    ``p`` and handles ``same_on_batch`` / ``keepdim``.
+    """
+
+    def __init__(self, p: float, same_on_batch: bool = False, keepdim: bool = False) -> None:
+        super().__init__(p=p, same_on_batch=same_on_batch, keepdim=keepdim)
+        ranges = self.ranges()
+        self.sampled = tuple(ranges)
+        if ranges:
+            self._param_generator = _uniform_sampler(ranges)
+
+    def ranges(self) -> dict[str, tuple[float, float]]:
+        """Name → ``(low, high)`` of each per-sample uniform parameter (none by default)."""
+        return {}
+
+    def intensity(self, x: Tensor, f: dict[str, Tensor]) -> Tensor:
+        """The op on [B, C, H, W] ``x`` with its parameters ``f`` as [B, 1, 1, 1]."""
+        raise NotImplementedError
+
+    def apply_transform(
+        self,
+        input: Tensor,
+        params: dict[str, Tensor],
+        flags: dict[str, Any],
+        transform: Tensor | None = None,
+    ) -> Tensor:
+        f = {
+            k: params[k].to(device=input.device, dtype=input.dtype).view(-1, 1, 1, 1)
+            for k in self.sampled
+        }
+        return self.intensity(input, f)
+
+
+class _DeltaOp(IntensityOp):
+    """An :class:`IntensityOp` parametrised by one ``max_delta`` (brightness / contrast)."""
+
+    default_p = 1.0
+    factor = False  # max_delta is also a factor half-width around 1, so at most 1
+
+    def __init__(
+        self,
+        max_delta: float = 0.4,
+        p: float | None = None,
+        same_on_batch: bool = False,
+        keepdim: bool = False,
+    ) -> None:
+        self.max_delta = _check_delta(type(self).__name__, max_delta, self.factor)
+        super().__init__(self.default_p if p is None else p, same_on_batch, keepdim)
+
+
+class RandomBrightness(_DeltaOp):
     """Additive brightness shift for any channel count: ``x + δ``.
 
     ``δ ~ U(-max_delta, max_delta)`` is drawn per sample and shared by all channels of that
@@ -60,7 +115,7 @@ class RandomBrightness(K.IntensityAugmentationBase2D):
 
     Args:
         max_delta: half-width of the shift range.
-        p: probability of applying the shift to a sample.
+        p: probability of applying the shift to a sample (default 1).
         same_on_batch: draw one shift for the whole batch.
         keepdim: kornia's ``keepdim``.
 
@@ -68,36 +123,14 @@ class RandomBrightness(K.IntensityAugmentationBase2D):
         [B, C, H, W] (or [C, H, W]) in, [B, C, H, W] out.
     """
 
-    def __init__(
-        self,
-        max_delta: float = 0.4,
-        p: float = 1.0,
-        same_on_batch: bool = False,
-        keepdim: bool = False,
-    ) -> None:
-        super().__init__(p=p, same_on_batch=same_on_batch, keepdim=keepdim)
-        d = _check_delta("brightness", max_delta)
-        self.max_delta = d
-        self._param_generator = _uniform_sampler(
-            (torch.tensor([-d, d]), "brightness_delta", None, None)
-        )
+    def ranges(self) -> dict[str, tuple[float, float]]:
+        return {"brightness_delta": (-self.max_delta, self.max_delta)}
 
-    def apply_transform(
-        self,
-        input: Tensor,
-        params: dict[str, Tensor],
-        flags: dict[str, Any],
-        transform: Tensor | None = None,
-    ) -> Tensor:
-        return input + _param(params, "brightness_delta", input)
+    def intensity(self, x: Tensor, f: dict[str, Tensor]) -> Tensor:
+        return x + f["brightness_delta"]
 
 
-def _channel_mean(x: Tensor) -> Tensor:
-    """Per-sample per-channel spatial mean, [B, C, 1, 1]."""
-    return x.mean(dim=(-2, -1), keepdim=True)
-
-
-class RandomContrast(K.IntensityAugmentationBase2D):
+class RandomContrast(_DeltaOp):
     """Contrast change around each band's mean for any channel count.
 
     ``(x - μ_c) · f + μ_c`` with ``f ~ U(1 - max_delta, 1 + max_delta)`` drawn per sample and
@@ -106,7 +139,7 @@ class RandomContrast(K.IntensityAugmentationBase2D):
 
     Args:
         max_delta: half-width of the factor range around 1 (must be <= 1).
-        p: probability of applying the change to a sample.
+        p: probability of applying the change to a sample (default 1).
         same_on_batch: draw one factor for the whole batch.
         keepdim: kornia's ``keepdim``.
 
@@ -114,32 +147,17 @@ class RandomContrast(K.IntensityAugmentationBase2D):
         [B, C, H, W] (or [C, H, W]) in, [B, C, H, W] out.
     """
 
-    def __init__(
-        self,
-        max_delta: float = 0.4,
-        p: float = 1.0,
-        same_on_batch: bool = False,
-        keepdim: bool = False,
-    ) -> None:
-        super().__init__(p=p, same_on_batch=same_on_batch, keepdim=keepdim)
-        d = _check_delta("contrast", max_delta, factor=True)
-        self.max_delta = d
-        self._param_generator = _uniform_sampler(
-            (torch.tensor([1.0 - d, 1.0 + d]), "contrast_factor", None, None)
-        )
+    factor = True
 
-    def apply_transform(
-        self,
-        input: Tensor,
-        params: dict[str, Tensor],
-        flags: dict[str, Any],
-        transform: Tensor | None = None,
-    ) -> Tensor:
-        mu = _channel_mean(input)
-        return (input - mu) * _param(params, "contrast_factor", input) + mu
+    def ranges(self) -> dict[str, tuple[float, float]]:
+        return {"contrast_factor": (1.0 - self.max_delta, 1.0 + self.max_delta)}
+
+    def intensity(self, x: Tensor, f: dict[str, Tensor]) -> Tensor:
+        mu = _channel_mean(x)
+        return (x - mu) * f["contrast_factor"] + mu
 
 
-class RandomBrightnessOrContrast(K.IntensityAugmentationBase2D):
+class RandomBrightnessOrContrast(_DeltaOp):
     """Either a brightness shift or a contrast change, chosen 50/50 per sample (MGSViT §4.4).
 
     MGSViT (Liu et al. 2024, §4.4) applies "brightness or contrast" with maximum delta 0.4 and
@@ -150,7 +168,7 @@ class RandomBrightnessOrContrast(K.IntensityAugmentationBase2D):
 
     Args:
         max_delta: brightness shift half-width and contrast factor half-width (<= 1).
-        p: probability of changing a sample at all.
+        p: probability of changing a sample at all (default 0.8).
         same_on_batch: share one draw across the batch.
         keepdim: kornia's ``keepdim``.
 
@@ -158,38 +176,22 @@ class RandomBrightnessOrContrast(K.IntensityAugmentationBase2D):
         [B, C, H, W] (or [C, H, W]) in, [B, C, H, W] out.
     """
 
-    def __init__(
-        self,
-        max_delta: float = 0.4,
-        p: float = 0.8,
-        same_on_batch: bool = False,
-        keepdim: bool = False,
-    ) -> None:
-        super().__init__(p=p, same_on_batch=same_on_batch, keepdim=keepdim)
-        d = _check_delta("brightness/contrast", max_delta, factor=True)
-        self.max_delta = d
-        self._param_generator = _uniform_sampler(
-            (torch.tensor([-d, d]), "brightness_delta", None, None),
-            (torch.tensor([1.0 - d, 1.0 + d]), "contrast_factor", None, None),
-            (torch.tensor([0.0, 1.0]), "choice", None, None),
-        )
+    default_p = 0.8
+    factor = True
 
-    def apply_transform(
-        self,
-        input: Tensor,
-        params: dict[str, Tensor],
-        flags: dict[str, Any],
-        transform: Tensor | None = None,
-    ) -> Tensor:
-        use_contrast = _param(params, "choice", input) < 0.5  # [B, 1, 1, 1]
-        one = torch.ones((), dtype=input.dtype, device=input.device)
-        zero = torch.zeros((), dtype=input.dtype, device=input.device)
-        f = torch.where(use_contrast, _param(params, "contrast_factor", input), one)
-        delta = torch.where(use_contrast, zero, _param(params, "brightness_delta", input))
-        return input * f + _channel_mean(input) * (1 - f) + delta
+    def ranges(self) -> dict[str, tuple[float, float]]:
+        d = self.max_delta
+        return {"brightness_delta": (-d, d), "contrast_factor": (1.0 - d, 1.0 + d),
+                "choice": (0.0, 1.0)}  # fmt: skip
+
+    def intensity(self, x: Tensor, f: dict[str, Tensor]) -> Tensor:
+        use_contrast = f["choice"] < 0.5  # [B, 1, 1, 1]
+        factor = torch.where(use_contrast, f["contrast_factor"], torch.ones_like(f["choice"]))
+        delta = torch.where(use_contrast, torch.zeros_like(f["choice"]), f["brightness_delta"])
+        return x * factor + _channel_mean(x) * (1 - factor) + delta
 
 
-class RandomBrightnessContrast(K.IntensityAugmentationBase2D):
+class RandomBrightnessContrast(_DeltaOp):
     """Multiplicative brightness, then contrast, applied together (the authors' code).
 
     MGSViT's and DINO-MM's training code apply ``RandomApply([RandomBrightness(0.4),
@@ -202,7 +204,7 @@ class RandomBrightnessContrast(K.IntensityAugmentationBase2D):
 
     Args:
         max_delta: half-width of both factor ranges around 1.
-        p: probability of changing a sample.
+        p: probability of changing a sample (default 0.8).
         same_on_batch: share one draw across the batch.
         keepdim: kornia's ``keepdim``.
 
@@ -210,35 +212,19 @@ class RandomBrightnessContrast(K.IntensityAugmentationBase2D):
         [B, C, H, W] (or [C, H, W]) in, [B, C, H, W] out.
     """
 
-    def __init__(
-        self,
-        max_delta: float = 0.4,
-        p: float = 0.8,
-        same_on_batch: bool = False,
-        keepdim: bool = False,
-    ) -> None:
-        super().__init__(p=p, same_on_batch=same_on_batch, keepdim=keepdim)
-        d = _check_delta("brightness/contrast", max_delta)
-        self.max_delta = d
-        lo = max(0.0, 1.0 - d)
-        self._param_generator = _uniform_sampler(
-            (torch.tensor([lo, 1.0 + d]), "brightness_factor", None, None),
-            (torch.tensor([lo, 1.0 + d]), "contrast_factor", None, None),
-        )
+    default_p = 0.8
 
-    def apply_transform(
-        self,
-        input: Tensor,
-        params: dict[str, Tensor],
-        flags: dict[str, Any],
-        transform: Tensor | None = None,
-    ) -> Tensor:
-        y = input * _param(params, "brightness_factor", input)
+    def ranges(self) -> dict[str, tuple[float, float]]:
+        r = (max(0.0, 1.0 - self.max_delta), 1.0 + self.max_delta)
+        return {"brightness_factor": r, "contrast_factor": r}
+
+    def intensity(self, x: Tensor, f: dict[str, Tensor]) -> Tensor:
+        y = x * f["brightness_factor"]
         mu = _channel_mean(y)
-        return (y - mu) * _param(params, "contrast_factor", input) + mu
+        return (y - mu) * f["contrast_factor"] + mu
 
 
-class RandomGrayscale(K.IntensityAugmentationBase2D):
+class RandomGrayscale(IntensityOp):
     """Replace every channel by the per-pixel band mean, for any channel count.
 
     The multispectral analogue of RGB grayscale used by MoCo/DINO/MGSViT augmentation (p=0.2):
@@ -254,16 +240,10 @@ class RandomGrayscale(K.IntensityAugmentationBase2D):
     """
 
     def __init__(self, p: float = 0.2, keepdim: bool = False) -> None:
-        super().__init__(p=p, same_on_batch=False, keepdim=keepdim)
+        super().__init__(p=p, keepdim=keepdim)
 
-    def apply_transform(
-        self,
-        input: Tensor,
-        params: dict[str, Tensor],
-        flags: dict[str, Any],
-        transform: Tensor | None = None,
-    ) -> Tensor:
-        return input.mean(dim=-3, keepdim=True).expand_as(input).contiguous()
+    def intensity(self, x: Tensor, f: dict[str, Tensor]) -> Tensor:
+        return x.mean(dim=-3, keepdim=True).expand_as(x).contiguous()
 
 
 def blur_kernel_size(sigma_max: float) -> int:
@@ -349,7 +329,7 @@ class RandomGaussianBlur(K.RandomGaussianBlur):
         )
 
 
-class RandomSolarize(K.IntensityAugmentationBase2D):
+class RandomSolarize(IntensityOp):
     """Solarisation for any channel count: values on one side of a threshold are mirrored.
 
     ``direction="above"`` (torchvision / PIL, facebookresearch/dino): ``y = upper − x`` where
@@ -380,7 +360,7 @@ class RandomSolarize(K.IntensityAugmentationBase2D):
         keepdim: bool = False,
         direction: Literal["above", "below"] = "above",
     ) -> None:
-        super().__init__(p=p, same_on_batch=False, keepdim=keepdim)
+        super().__init__(p=p, keepdim=keepdim)
         if direction not in ("above", "below"):
             raise ConfigError(
                 f"solarize direction must be 'above' or 'below', got {direction!r}",
@@ -390,12 +370,6 @@ class RandomSolarize(K.IntensityAugmentationBase2D):
         self.upper = float(upper)
         self.direction = direction
 
-    def apply_transform(
-        self,
-        input: Tensor,
-        params: dict[str, Tensor],
-        flags: dict[str, Any],
-        transform: Tensor | None = None,
-    ) -> Tensor:
-        mirror = input >= self.threshold if self.direction == "above" else input < self.threshold
-        return torch.where(mirror, self.upper - input, input)
+    def intensity(self, x: Tensor, f: dict[str, Tensor]) -> Tensor:
+        mirror = x >= self.threshold if self.direction == "above" else x < self.threshold
+        return torch.where(mirror, self.upper - x, x)
