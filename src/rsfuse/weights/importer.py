@@ -313,7 +313,19 @@ def import_weights(
     return written
 
 
-def _segmentation_task(enc: ImportedEncoder, num_classes: int, class_names: list[str]) -> Any:
+def _decoder_channels(rest: dict[str, Tensor]) -> list[int]:
+    """U-Net decoder widths from ``decoder.blocks.{i}.conv1.0.weight`` [out, in, 3, 3]."""
+    widths = []
+    while (w := rest.get(f"decoder.blocks.{len(widths)}.conv1.0.weight")) is not None:
+        widths.append(int(w.shape[0]))
+    if not widths:
+        raise CheckpointError("no U-Net decoder blocks (decoder.blocks.0.conv1.0.weight)")
+    return widths
+
+
+def _segmentation_task(
+    enc: ImportedEncoder, num_classes: int, class_names: list[str], decoder: list[int]
+) -> Any:
     from rsfuse.tasks.segmentation import SegmentationTask
 
     if enc.arch.family != "resnet" or enc.arch.smp_encoder is None:
@@ -328,6 +340,7 @@ def _segmentation_task(enc: ImportedEncoder, num_classes: int, class_names: list
         class_names=class_names,
         architecture="unet",
         encoder=enc.arch.smp_encoder,
+        decoder_kwargs={"encoder_depth": len(decoder), "decoder_channels": decoder},
         plot_samples=0,
     )
 
@@ -358,16 +371,17 @@ def _write_bundle(
     head = rest["segmentation_head.0.weight"]
     k = int(head.shape[0])
     names = list(DW9) if k == len(DW9) else [f"class_{i}" for i in range(k)]
-    task = _segmentation_task(enc, k, names)
+    task = _segmentation_task(enc, k, names, _decoder_channels(rest))
     state: dict[str, Tensor] = {f"encoder.{n}": v for n, v in enc.module.state_dict().items()}
     state.update(rest)
     own = task.model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    if missing or unexpected:
+    shapes = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or shapes:
         raise CheckpointError(
             f"{src}: the U-Net does not fit smp Unet({enc.arch.smp_encoder}): missing "
-            f"{missing[:6]}, unexpected {unexpected[:6]}"
+            f"{missing[:6]}, unexpected {unexpected[:6]}, shape mismatches {shapes[:6]}"
         )
     task.model.load_state_dict(state, strict=True)
     hparams = {**dict(task.hparams), "_class_path": "rsfuse.tasks.segmentation.SegmentationTask"}
