@@ -33,7 +33,7 @@ from rsfuse.errors import CheckpointError, ConfigError
 
 __all__ = ["ChannelPlan", "canonical_band", "canonical_bands", "rsfuse_order"]
 
-_S2_NAME = re.compile(r"^B0?(\d{1,2})([aA]?)$")
+_S2_NAME = re.compile(r"^[bB]0?(\d{1,2})([aA]?)$")
 
 
 def canonical_band(name: str) -> str:
