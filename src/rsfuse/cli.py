@@ -65,6 +65,14 @@ Inference over whole scenes:
              map, or GeoJSON cells; S1-only path under clouds):
              rsfuse predict --bundle BUNDLE --s2 S2.tif --s1 S1.tif --out map.tif
 
+Published weights:
+  weights    import SSL4EO-S12 / DINO-MM / CromSS / TorchGeo checkpoints as rsfuse encoders
+             (bands in order, normalisation, source recorded); list the known sources:
+             rsfuse weights import FILE.pth --out pretrained/ENC
+             rsfuse weights sources
+             (rsfuse export CKPT --format timm|torchgeo --out DIR writes encoders for timm
+             and TorchGeo)
+
 Data and the main job:
   synth      write a synthetic Sentinel dataset in a real on-disk layout (BigEarthNet,
              SSL4EO-S12, NoLDO-S12, DFC2020) or a whole scene pair:
@@ -258,6 +266,8 @@ def run(argv: Sequence[str] | None = None) -> None:
         _module_main("rsfuse.inference.bundle", rest, "command 'export'")
     elif cmd == "predict":
         _module_main("rsfuse.inference.predict", rest, "command 'predict'")
+    elif cmd == "weights":
+        _module_main("rsfuse.weights.cli", rest, "command 'weights'")
     else:
         raise ConfigError(f"unknown command {cmd!r}; run `rsfuse --help` for the list")
 

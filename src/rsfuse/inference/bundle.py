@@ -405,8 +405,27 @@ def main(argv: Sequence[str]) -> None:
             "use it with no config file."
         ),
     )
-    p.add_argument("checkpoint", type=Path, help="Lightning .ckpt of the trained task")
-    p.add_argument("--out", required=True, type=Path, help="bundle folder to write")
+    p.add_argument(
+        "checkpoint",
+        type=Path,
+        help="Lightning .ckpt of the trained task (with --format timm|torchgeo also a bundle "
+        "folder or an rsfuse encoder .safetensors)",
+    )
+    p.add_argument("--out", required=True, type=Path, help="bundle (or export) folder to write")
+    p.add_argument(
+        "--format",
+        choices=("bundle", "timm", "torchgeo"),
+        default="bundle",
+        help="bundle (default); timm: each encoder as NAME.safetensors that timm.create_model("
+        "..., pretrained_cfg_overlay=dict(file=...)) loads; torchgeo: NAME.ckpt for TorchGeo "
+        "trainers' weights= and NAME.pth; band order and normalisation in NAME.json "
+        "(rsfuse.weights.exporters, docs/weights.md)",
+    )
+    p.add_argument(
+        "--channel-order",
+        help="--format timm|torchgeo: rsfuse (default), torchgeo-bigearthnet (VH,VV,B01...) "
+        "or a comma-separated band list; the first layer is permuted to match",
+    )
     p.add_argument(
         "--stats",
         help="statistics name in rsfuse.bands, only for checkpoints that do not record "
@@ -415,6 +434,16 @@ def main(argv: Sequence[str]) -> None:
     p.add_argument("--normalization", choices=NORMALIZE_MODES, help="with --stats")
     p.add_argument("--patch-size", type=int, help="training patch size, if not recorded")
     a = p.parse_args(list(argv))
+    if a.format != "bundle":
+        from rsfuse.weights.exporters import export_encoders
+
+        kw = {"stats": a.stats, "normalization": a.normalization, "patch_size": a.patch_size}
+        written = export_encoders(
+            a.checkpoint, a.out, a.format, channel_order=a.channel_order, **kw
+        )
+        for path in written:
+            print(f"wrote {path} + {path.with_suffix('.json').name} ({a.format})")
+        return
     out = export_bundle(
         a.checkpoint, a.out, stats=a.stats, normalization=a.normalization, patch_size=a.patch_size
     )
