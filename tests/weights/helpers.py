@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from rsfuse.models.backbones import build_backbone
+from rsfuse.models.encoders import create_encoder
 from rsfuse.models.checkpoints import check_encoder_bands, load_encoder
 
 
@@ -24,11 +24,11 @@ def encoder_json(path: Path) -> dict[str, Any]:
 
 def load_as_classification_encoder(path: Path) -> nn.Module:
     """Build and load an imported encoder the way the classification task does
-    (``build_backbone(backbone, in_chans, 0, backbone_kwargs)`` + ``load_encoder``), from
+    (``create_encoder(backbone, in_chans, backbone_kwargs)`` + ``load_encoder``), from
     the usage the JSON records."""
     meta = encoder_json(path)
     usage = meta["usage"]["classification"]
-    enc = build_backbone(usage["backbone"], len(meta["bands"]), 0, usage["backbone_kwargs"])
+    enc = create_encoder(usage["backbone"], len(meta["bands"]), usage["backbone_kwargs"])
     check_encoder_bands(path, meta["bands"])
     load_encoder(enc, path)
     return enc.eval()

@@ -16,8 +16,16 @@ from tests.weights import fakes
 from tests.weights.helpers import assert_same
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIG = REPO / "configs" / "segmentation" / "from_published" / "dfc2020_pspnet_cromss_midf.yaml"
-TINY = REPO / "configs" / "segmentation" / "overrides" / "tiny_cpu.yaml"
+CONFIG = (
+    REPO
+    / "src"
+    / "rsfuse"
+    / "configs"
+    / "segmentation"
+    / "from_published"
+    / "dfc2020_pspnet_cromss_midf.yaml"
+)
+TINY = REPO / "src" / "rsfuse" / "configs" / "segmentation" / "overrides" / "tiny_cpu.yaml"
 
 
 def test_help_lists_the_weights_command(capsys: pytest.CaptureFixture) -> None:
