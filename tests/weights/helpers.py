@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from rsfuse.models.encoders import create_encoder
 from rsfuse.models.checkpoints import check_encoder_bands, load_encoder
+from rsfuse.models.encoders import create_encoder
 
 
 def permute_input(x: Tensor, source: tuple[str, ...], target: list[str]) -> Tensor:

@@ -280,8 +280,6 @@ class DINOMM(RsfuseModule):
         self.student = MultiCropWrapper(backbone, head)
         self.teacher = momentum_copy(self.student)
         self.teacher.eval()
-        fused = len(self.modalities) == 2
-        drop = RandomSensorDrop(sensor_drop_p, sensor_drop_s2_prob) if fused else None
         self.augment = MultiCropAugmentation(
             global_crops_size=global_crops_size,
             global_crops_scale=tuple(global_crops_scale),
@@ -293,7 +291,9 @@ class DINOMM(RsfuseModule):
             solarize_direction=solarize_direction,
             color=color,
             joint_sensors=joint_sensors,
-            sensor_drop=drop,
+            sensor_drop=RandomSensorDrop.for_sensors(
+                self.modalities, sensor_drop_p, sensor_drop_s2_prob
+            ),
         )
         self.criterion = DINOLoss(
             out_dim,
@@ -323,17 +323,9 @@ class DINOMM(RsfuseModule):
         self.teacher.eval()
         return self
 
-    def sensors(self, batch: dict) -> dict:
-        """The batch reduced to this model's sensors (and their presence flags)."""
-        self.check_batch(batch)
-        out = {m: batch[m] for m in self.modalities}
-        present = batch.get("present", {})
-        out["present"] = {m: present[m] for m in self.modalities if m in present}
-        return out
-
     def crops(self, batch: dict) -> list[Tensor]:
         """Multi-crop views of a (normalised) batch as early-fused tensors [B, C, h, w]."""
-        views = self.augment(self.sensors(batch))
+        views = self.augment(self.sensor_batch(batch))
         return [early_fusion_input(v, self.modalities) for v in views]
 
     def dino_loss(self, crops: Sequence[Tensor], epoch: int) -> Tensor:

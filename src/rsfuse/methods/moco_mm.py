@@ -127,11 +127,6 @@ class MoCoMM(RsfuseModule):
             pred_layers=pred_layers,
             temperature=temperature,
         )
-        drop = (
-            RandomSensorDrop(sensor_drop_p, sensor_drop_s2_prob)
-            if len(self.modalities) == 2
-            else None
-        )
         self.augment = MultiCropAugmentation(
             global_crops_size=crops_size,
             global_crops_scale=tuple(crops_scale),
@@ -141,16 +136,14 @@ class MoCoMM(RsfuseModule):
             solarize_direction=solarize_direction,
             color=color,
             joint_sensors=joint_sensors,
-            sensor_drop=drop,
+            sensor_drop=RandomSensorDrop.for_sensors(
+                self.modalities, sensor_drop_p, sensor_drop_s2_prob
+            ),
         )
 
     def views(self, batch: dict) -> tuple[Tensor, Tensor]:
         """Two augmented early-fused views [B, C, s, s] of a normalised batch."""
-        self.check_batch(batch)
-        sub = {m: batch[m] for m in self.modalities}
-        present = batch.get("present", {})
-        sub["present"] = {m: present[m] for m in self.modalities if m in present}
-        v1, v2 = self.augment(sub)
+        v1, v2 = self.augment(self.sensor_batch(batch))
         return early_fusion_input(v1, self.modalities), early_fusion_input(v2, self.modalities)
 
     def momentum(self) -> float:

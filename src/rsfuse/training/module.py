@@ -80,6 +80,14 @@ class RsfuseModule(LightningModule):
         """Raise when a batch lacks a sensor or its S2 channel count differs from the bands."""
         self.input_spec.check_batch(batch)
 
+    def sensor_batch(self, batch: dict) -> dict:
+        """The (checked) batch reduced to this model's sensors and their ``present`` flags."""
+        self.check_batch(batch)
+        present = batch.get("present", {})
+        out: dict = {m: batch[m] for m in self.modalities}
+        out["present"] = {m: present[m] for m in self.modalities if m in present}
+        return out
+
     def setup(self, stage: str) -> None:
         """Compare the datamodule's input with the model's, once per stage.
 

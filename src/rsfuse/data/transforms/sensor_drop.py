@@ -3,6 +3,8 @@ joint inputs."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -38,6 +40,13 @@ class RandomSensorDrop(nn.Module):
                 raise ConfigError(f"{name} must be in [0, 1], got {v}", key=name)
         self.p = float(p)
         self.s2_prob = float(s2_prob)
+
+    @classmethod
+    def for_sensors(
+        cls, modalities: Sequence[str], p: float, s2_prob: float
+    ) -> RandomSensorDrop | None:
+        """A sensor drop for a two-sensor input, ``None`` for one sensor (nothing to drop)."""
+        return cls(p, s2_prob) if len(modalities) == 2 else None
 
     def forward(self, batch: Batch) -> Batch:
         """Drop sensors in a (normalised) batch; returns a new batch dict."""
