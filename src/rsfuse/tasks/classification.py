@@ -306,7 +306,9 @@ class MultiLabelClassificationTask(RsfuseModule):
         self.check_batch(batch)
         if self.input_drop:
             batch = drop_modalities(batch, self.input_drop)
-        if self.training and self.hparams.cache_features and batch.get("meta"):
+        meta = batch.get("meta") or []
+        ids = [m.get("id") for m in meta if isinstance(m, dict)]
+        if self.training and self.hparams.cache_features and _unique_ids(ids, len(meta)):
             feats = self._cached_features(batch)
             return self.model.head(self.model.fuse(feats, batch.get("present")))
         return self.model(batch)
@@ -408,3 +410,8 @@ class DINOMMEvalTask(MultiLabelClassificationTask):
             min_lr_ratio=min_lr_ratio,
             **kwargs,
         )
+
+
+def _unique_ids(ids: list[Any], n: int) -> bool:
+    """True when every one of ``n`` samples has its own id (the feature cache's key)."""
+    return n > 0 and len(ids) == n and None not in ids and len(set(ids)) == n

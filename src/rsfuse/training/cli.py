@@ -37,10 +37,56 @@ class RsfuseCLI(LightningCLI):
     with the datamodule's bands linked into the model."""
 
     def add_arguments_to_parser(self, parser: Any) -> None:
-        for key in ("s2_bands", "s2_product"):
+        for key in LINKED:
             parser.link_arguments(
                 f"data.init_args.{key}", f"model.init_args.{key}", apply_on="parse"
             )
+
+
+#: Model arguments that are taken from the datamodule's (``link_arguments``).
+LINKED = ("s2_bands", "s2_product")
+
+
+def check_linked_targets(args: Sequence[str]) -> None:
+    """Refuse a model value that the link would silently replace with the data's.
+
+    jsonargparse overwrites a link target given in a config or on the command line; a user
+    who set ``model.init_args.s2_bands`` would get the data's bands without a word.
+
+    Raises:
+        ConfigError: naming the key and the config file (or ``the command line``).
+    """
+
+    def fail(key: str, where: str) -> None:
+        raise ConfigError(
+            f"model.init_args.{key} is taken from data.init_args.{key} (the data decides the "
+            f"model's input); set it under data, not under model ({where})",
+            key=f"model.init_args.{key}",
+        )
+
+    it = iter(args)
+    for a in it:
+        if a == "--config" or a.startswith("--config="):
+            path = Path(next(it, "") if a == "--config" else a.split("=", 1)[1])
+            for key in LINKED:
+                if key in _model_init_args(path):
+                    fail(key, str(path))
+        for key in LINKED:
+            if a.startswith((f"--model.init_args.{key}", f"--model.{key}")):
+                fail(key, "the command line")
+
+
+def _model_init_args(path: Path) -> dict[str, Any]:
+    """``model.init_args`` of a YAML config ({} when unreadable: the parser reports that)."""
+    import yaml
+
+    try:
+        cfg = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    model = cfg.get("model") if isinstance(cfg, dict) else None
+    init = model.get("init_args") if isinstance(model, dict) else None
+    return init if isinstance(init, dict) else {}
 
 
 def resolve_config_args(argv: Sequence[str]) -> list[str]:
@@ -82,6 +128,7 @@ def run_cli(argv: Sequence[str], description: str = "") -> None:
     import sys
 
     args = resolve_config_args(argv)
+    check_linked_targets(args)
     with _config_errors():
         RsfuseCLI(
             LightningModule,
@@ -148,6 +195,7 @@ def build_run(
     if quiet:
         args += ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
     args += list(overrides)
+    check_linked_targets(args)
     defaults: dict[str, Any] = {}
     if run_dir is not None:
         run_dir = Path(run_dir)
