@@ -561,6 +561,8 @@ def _epsg(value: Any, path: Path) -> str:
     Raises:
         DataError: anything else, naming the file.
     """
+    if isinstance(value, np.ndarray) and value.size != 1:
+        raise DataError(f"variable 'crs' has shape {value.shape} per sample, not one code", path)
     v = value.item() if isinstance(value, np.ndarray | np.generic) else value
     if isinstance(v, bytes):
         v = v.decode(errors="replace")
