@@ -49,6 +49,7 @@ from rsfuse import __version__, bands
 from rsfuse.data.transforms import NORMALIZE_MODES, Normalize
 from rsfuse.errors import CheckpointError, ConfigError, RsfuseError
 from rsfuse.io.atomic import atomic_output, write_atomic
+from rsfuse.io.checkpoint_file import load_checkpoint_safely
 from rsfuse.io.paths import check_not_input, check_output_folder
 
 #: ``format`` of ``bundle.json``.
@@ -297,12 +298,7 @@ def export_bundle(
         raise CheckpointError(f"checkpoint {checkpoint} not found")
     check_output_folder(out, key="out")
     check_not_input([out], [checkpoint], key="out", replaces=True)
-    try:
-        ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for a corrupt file
-        raise CheckpointError(f"cannot read checkpoint {checkpoint}: {e}") from e
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
-        raise CheckpointError(f"{where} is not a Lightning checkpoint (no 'state_dict')")
+    ckpt = load_checkpoint_safely(checkpoint)
     hparams = dict(ckpt.get("hyper_parameters") or {})
     class_path = _class_path_of(hparams, where)
     cls = _import_class(class_path, where)
