@@ -136,7 +136,12 @@ def _check_seasonal_sizes(sample: Sample, sid: str) -> None:
     seasons = {k: int(sample[k].shape[0]) for k in keys if k in sample}
     if len(set(sizes.values())) > 1 or len(set(seasons.values())) > 1:
         shapes = {k: tuple(sample[k].shape) for k in keys if k in sample}
-        raise DataError(f"shapes differ between keys: {shapes}", sample=sid)
+        files = {
+            k: v[0] if isinstance(v, list) and v else v
+            for k, v in sample.get("meta", {}).get("files", {}).items()
+        }
+        read = f" (read from {files})" if files else ""
+        raise DataError(f"shapes differ between keys: {shapes}{read}", sample=sid)
     first = {k: v[0] for k, v in sample.items() if k in ("s1", "s2", "mask")}
     check_sample(first, source=sid, check_finite=False)
 

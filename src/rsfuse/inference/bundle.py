@@ -297,7 +297,7 @@ def export_bundle(
     if not checkpoint.is_file():
         raise CheckpointError(f"checkpoint {checkpoint} not found")
     check_output_folder(out, key="out")
-    check_not_input([out], [checkpoint], key="out", replaces=True)
+    check_not_input([out / WEIGHTS_NAME, out / CONFIG_NAME], [checkpoint], key="out")
     ckpt = load_checkpoint_safely(checkpoint)
     hparams = dict(ckpt.get("hyper_parameters") or {})
     class_path = _class_path_of(hparams, where)
