@@ -589,6 +589,5 @@ __all__ = [
     "LMDBArrays",
     "NoLDOS12",
     "physical_to_uint8",
-    "read_multiband",
     "uint8_to_physical",
 ]

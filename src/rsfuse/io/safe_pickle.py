@@ -119,12 +119,50 @@ class RestrictedUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError("refusing a persistent id")
 
 
+#: Width of the length prefix of variable-length opcode arguments (pickletools codes).
+_LENGTH_WIDTH = {
+    pickletools.TAKEN_FROM_ARGUMENT1: 1,
+    pickletools.TAKEN_FROM_ARGUMENT4: 4,
+    pickletools.TAKEN_FROM_ARGUMENT4U: 4,
+    pickletools.TAKEN_FROM_ARGUMENT8U: 8,
+}
+_OPS = {ord(op.code): op for op in pickletools.opcodes}
+
+
 def _scan(data: bytes) -> None:
-    """Count the stream's opcodes (without building anything); refuse more than
-    :data:`MAX_OPCODES`."""
-    for n, _ in enumerate(pickletools.genops(io.BytesIO(data)), start=1):
+    """Count the stream's opcodes without decoding their arguments (a 3.6 MB ``bytes``
+    argument is skipped, not copied) and refuse more than :data:`MAX_OPCODES`, an unknown
+    opcode or a stream without ``STOP``."""
+    pos, n, end = 0, 0, len(data)
+    while pos < end:
+        op = _OPS.get(data[pos])
+        if op is None:
+            raise pickle.UnpicklingError(f"invalid pickle opcode {data[pos]:#04x} at byte {pos}")
+        n += 1
         if n > MAX_OPCODES:
             raise pickle.UnpicklingError(f"more than {MAX_OPCODES} pickle opcodes")
+        pos += 1
+        if op.name == "STOP":
+            return
+        arg = op.arg
+        if arg is None:
+            continue
+        if arg.n >= 0:
+            pos += arg.n
+        elif arg.n == pickletools.UP_TO_NEWLINE:
+            for _ in range(2 if arg is pickletools.stringnl_noescape_pair else 1):
+                nl = data.find(b"\n", pos)
+                if nl < 0:
+                    raise pickle.UnpicklingError("pickle data was truncated")
+                pos = nl + 1
+        else:
+            width = _LENGTH_WIDTH[arg.n]
+            signed = arg.n == pickletools.TAKEN_FROM_ARGUMENT4
+            length = int.from_bytes(data[pos : pos + width], "little", signed=signed)
+            if length < 0:
+                raise pickle.UnpicklingError(f"negative argument length at byte {pos}")
+            pos += width + length
+    raise pickle.UnpicklingError("pickle data was truncated (no STOP opcode)")
 
 
 def _check(value: Any) -> None:
