@@ -393,8 +393,10 @@ def _check_lightning_inputs(args: Sequence[str]) -> str | None:
     for value in _option_values(args, "--config", "-c"):
         path = Path(value)
         if path.suffix.lower() in (".yaml", ".yml", ".json") or path.exists():
-            if not path.is_file():
+            if not path.exists():
                 raise ConfigError(f"config file {path} not found", key="config")
+            if not path.is_file():
+                raise ConfigError(f"config file {path} is a folder, not a file", key="config")
             cfg = _read_config_file(path)
             if isinstance(cfg, dict) and cfg.get("ckpt_path") is not None:
                 ckpt = str(cfg["ckpt_path"])
