@@ -8,6 +8,8 @@ Each suite is a table: one row per case, ``case(id, ..., error, match)``. A case
 from __future__ import annotations
 
 import contextlib
+import os
+import pickle
 import shutil
 import signal
 import subprocess
@@ -89,9 +91,14 @@ def fresh(bases: Callable[[str], Path], tmp_path: Path) -> Callable[[str], Path]
     return copy
 
 
-def check_case(case: Case, root: Path) -> BaseException:
-    """Damage ``root``, run the case and check the error type, message and named file."""
+def check_case(
+    case: Case, root: Path, damaged: Callable[[Path], Any] | None = None
+) -> BaseException:
+    """Damage ``root``, run the case and check the error type, message and named file
+    (``damaged(root)`` is called between the damage and the run)."""
     named = case.mutate(root)
+    if damaged is not None:
+        damaged(root)
     with pytest.raises(case.error, match=case.match) as info:
         case.run(root)
     if named is not None:
@@ -160,6 +167,53 @@ def tiny_task(modalities: tuple[str, ...] = ("s1", "s2")) -> Any:
         encoder="mobilenet_v2", decoder_kwargs={"encoder_depth": 3, "decoder_channels": [16, 8, 8]},
         class_names=["water", "trees", "crops", "built", "bare"],
     ).eval()  # fmt: skip
+
+
+def truncate(pattern: str, fraction: float = 0.5) -> Callable[[Path], Path]:
+    def mutate(root: Path) -> Path:
+        path = first(root, pattern)
+        with open(path, "r+b") as f:
+            f.truncate(int(path.stat().st_size * fraction))
+        return path
+
+    return mutate
+
+
+def isolated(run: Callable[[Path], None]) -> Callable[[Path], None]:
+    """Run in a forked child: a reader killed by a signal (SIGBUS) fails the test instead
+    of the whole session. The child's exception is re-raised here (type and message)."""
+
+    def wrapped(root: Path) -> None:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child
+            os.close(r)
+            try:
+                run(root)
+                result: tuple[type[BaseException] | None, str] = (None, "")
+            except BaseException as e:  # reported to the parent
+                result = (type(e), str(e))
+            with os.fdopen(w, "wb") as f:
+                pickle.dump(result, f)
+            os._exit(0)
+        os.close(w)
+        try:
+            with os.fdopen(r, "rb") as f:
+                data = f.read()
+        except BaseException:  # the deadline passed: end the child, then fail
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            raise
+        _, status = os.waitpid(pid, 0)
+        if os.WIFSIGNALED(status):
+            raise AssertionError(f"the reader was killed by signal {os.WTERMSIG(status)}")
+        cls, message = pickle.loads(data)
+        if cls is not None:
+            err = cls.__new__(cls)
+            Exception.__init__(err, message)
+            raise err
+
+    return wrapped
 
 
 def dead_pid() -> int:

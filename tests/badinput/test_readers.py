@@ -8,7 +8,6 @@ Add a case with one line in :data:`CASES`: ``Case(id, layout, mutate, run, error
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import time
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from rsfuse.data.noldo import NOL_LMDB, SSL4EOS12DW, NoLDOS12
 from rsfuse.data.ssl4eo import SSL4EOS12, SSL4EOS12Zarr
 from rsfuse.errors import DataError
 
-from .conftest import Case, check_case, deadline, first, rewrite_tif
+from .conftest import Case, check_case, deadline, first, isolated, rewrite_tif, truncate
 
 
 # ----------------------------------------------------------------------------- running
@@ -46,43 +45,6 @@ def read_all(make: Callable[..., Any], splits: tuple[str | None, ...] = (None,),
                 ds[i]
 
     return run
-
-
-def isolated(run: Callable[[Path], None]) -> Callable[[Path], None]:
-    """Run in a forked child: a reader killed by a signal (SIGBUS) fails the test instead
-    of the whole session. The child's exception is re-raised here (type and message)."""
-
-    def wrapped(root: Path) -> None:
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # child
-            os.close(r)
-            try:
-                run(root)
-                result: tuple[type[BaseException] | None, str] = (None, "")
-            except BaseException as e:  # reported to the parent
-                result = (type(e), str(e))
-            with os.fdopen(w, "wb") as f:
-                pickle.dump(result, f)
-            os._exit(0)
-        os.close(w)
-        try:
-            with os.fdopen(r, "rb") as f:
-                data = f.read()
-        except BaseException:  # the deadline passed: end the child, then fail
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-            raise
-        _, status = os.waitpid(pid, 0)
-        if os.WIFSIGNALED(status):
-            raise AssertionError(f"the reader was killed by signal {os.WTERMSIG(status)}")
-        cls, message = pickle.loads(data)
-        if cls is not None:
-            err = cls.__new__(cls)
-            Exception.__init__(err, message)
-            raise err
-
-    return wrapped
 
 
 BEN = {"include_snow": True, "include_cloudy": True}
@@ -181,16 +143,6 @@ def lmdb_value(db: str, key: str, raw: bytes) -> Callable[[Path], Path]:
         with env.begin(write=True) as txn:
             txn.put(key.encode(), raw)
         env.close()
-        return path
-
-    return mutate
-
-
-def truncate(pattern: str, fraction: float = 0.5) -> Callable[[Path], Path]:
-    def mutate(root: Path) -> Path:
-        path = first(root, pattern)
-        with open(path, "r+b") as f:
-            f.truncate(int(path.stat().st_size * fraction))
         return path
 
     return mutate

@@ -19,9 +19,10 @@ import torch
 
 from rsfuse.data import store as st
 from rsfuse.data.convert import convert, main
+from rsfuse.data.noldo import NOL_LMDB
 from rsfuse.errors import ConfigError, DataError
 
-from .conftest import Case, check_case, dead_pid
+from .conftest import Case, check_case, dead_pid, isolated, truncate
 
 DATASET = "bigearthnet-v2"
 
@@ -35,12 +36,12 @@ def digest(root: Path) -> str:
     return h.hexdigest()
 
 
-def convert_to(where: str, *flags: str):
+def convert_to(where: str, *flags: str, dataset: str = DATASET):
     """``run(root)``: ``rsfuse convert --root root --out <where>`` (``{root}`` substituted)."""
 
     def run(root: Path) -> None:
         out = where.format(root=root)
-        main(["--dataset", DATASET, "--root", str(root), "--out", out, *flags])
+        main(["--dataset", dataset, "--root", str(root), "--out", out, *flags])
 
     return run
 
@@ -93,6 +94,7 @@ CASES = [
     Case("convert-out-inside-root", DATASET, nothing, convert_to("{root}/BigEarthNet-S2/store"), ConfigError, "lies inside the input"),
     Case("convert-out-is-a-file", DATASET, a_file_named("out.store"), convert_to("{root}/../out.store"), ConfigError, "exists and is a file"),
     Case("convert-out-under-a-file", DATASET, a_file_named("f"), convert_to("{root}/../f/out.store"), ConfigError, "is a file, not a folder"),
+    Case("convert-truncated-lmdb", "noldo-s12", truncate(f"{NOL_LMDB['s2']}/data.mdb"), isolated(convert_to("{root}/../s.store", dataset="noldo-s12")), DataError, "LMDB data file is truncated"),
     Case("store-shape-overflows-int64", DATASET, converted(array_shape([2**62, 2**62, 12, 120, 120])), read_store, DataError, "more than .* elements"),
     Case("store-negative-shape", DATASET, converted(array_shape([48, 12, -120, 120])), read_store, DataError, "has a dimension -120"),
     Case("store-float-shape", DATASET, converted(array_shape([48, 12, 120.5, 120])), read_store, DataError, "dimension <float>"),
@@ -102,9 +104,9 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_bad_conversions_and_stores_raise_project_errors(case: Case, fresh) -> None:
     root = fresh(case.layout)
-    before = digest(root)
-    check_case(case, root)
-    assert digest(root) == before, "the source dataset was changed"
+    before: list[str] = []
+    check_case(case, root, damaged=lambda r: before.append(digest(r)))
+    assert digest(root) == before[0], "the source dataset was changed"
 
 
 # --------------------------------------------------------------------------- resume (case 6)
