@@ -41,8 +41,12 @@ def current_umask() -> int:
 
 
 def apply_umask(path: str | Path) -> None:
-    """Give ``path`` the mode a plain ``open(path, "w")`` would: ``0666 & ~umask``."""
-    os.chmod(path, 0o666 & ~current_umask())
+    """Give ``path`` the mode a plain ``open(path, "w")`` would: ``0666 & ~umask`` (left as
+    it is on a file system that does not support modes)."""
+    try:
+        os.chmod(path, 0o666 & ~current_umask())
+    except (NotImplementedError, PermissionError):
+        pass
 
 
 def _pid_alive(pid: int) -> bool:
