@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 #: Tags of the temporary files rsfuse writes beside a target.
@@ -43,10 +43,8 @@ def current_umask() -> int:
 def apply_umask(path: str | Path) -> None:
     """Give ``path`` the mode a plain ``open(path, "w")`` would: ``0666 & ~umask`` (left as
     it is on a file system that does not support modes)."""
-    try:
+    with suppress(NotImplementedError, PermissionError):
         os.chmod(path, 0o666 & ~current_umask())
-    except (NotImplementedError, PermissionError):
-        pass
 
 
 def _pid_alive(pid: int) -> bool:
