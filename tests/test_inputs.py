@@ -44,7 +44,7 @@ def test_batch_check_names_the_sensor_and_counts() -> None:
     spec = InputSpec.create(["s1", "s2"], "rgb")
     ok = {"s1": torch.zeros(2, 2, 8, 8), "s2": torch.zeros(2, 3, 8, 8)}
     spec.check_batch(ok)
-    with pytest.raises(ConfigError, match="3 s2 bands .* 4 S2 bands"):
+    with pytest.raises(ConfigError, match=r"3 s2 bands .* 4 S2 bands"):
         spec.check_batch({**ok, "s2": torch.zeros(2, 4, 8, 8)})
     with pytest.raises(ConfigError, match="2 s1 bands"):
         spec.check_batch({**ok, "s1": torch.zeros(2, 1, 8, 8)})

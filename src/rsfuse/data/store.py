@@ -69,7 +69,8 @@ from rsfuse.bands import s2_bands as resolve_s2_bands
 from rsfuse.data.classes import BEN19
 from rsfuse.data.sample import Batch, CollatedBatch, Sample
 from rsfuse.errors import ConfigError, DataError
-from rsfuse.io.atomic import write_atomic
+from rsfuse.io.atomic import atomic_output, write_atomic
+from rsfuse.io.shapes import checked_numel
 
 #: Version of the rsfuse store layout written by this module.
 STORE_VERSION = 1
@@ -200,8 +201,10 @@ def done_shards(out: Path) -> set[int]:
 
 
 def _write_synced(path: Path, data: str | bytes) -> None:
-    """Atomic write, flushed to disk before the rename (markers must not lie)."""
-    write_atomic(path, data, fsync=True)
+    """Atomic write, flushed to disk before the rename (markers must not lie). In the
+    ``.done`` folder of many small files, stale temporary files are cleaned once per
+    conversion (``rsfuse convert``), not per write."""
+    write_atomic(path, data, fsync=True, clean=path.parent.name != DONE_DIR)
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -211,9 +214,8 @@ def write_json(path: Path, obj: Any) -> None:
 
 def write_index(out: Path, index: pd.DataFrame) -> None:
     """Write the per-sample index parquet atomically."""
-    tmp = out / f".{INDEX}.tmp-{os.getpid()}"
-    index.to_parquet(tmp, index=False)
-    os.replace(tmp, out / INDEX)
+    with atomic_output(out / INDEX) as tmp:
+        index.to_parquet(tmp, index=False)
 
 
 # --------------------------------------------------------------------------- reading
@@ -323,15 +325,23 @@ class ShardedArray:
             inner = tuple(cfg["chunk_shape"])
             names = [c["name"] for c in cfg["codecs"]]
             sep = meta.get("chunk_key_encoding", {}).get("configuration", {}).get("separator")
-        except (OSError, FileNotFoundError, ValueError, KeyError, TypeError) as e:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError) as e:
             raise DataError(f"cannot read array metadata: {e}", path=files.path(meta_rel)) from e
+        where = f"array {name!r}"
+        checked_numel(self.shape, path=files.path(meta_rel), what=where)
         if inner != (1, *self.shape[1:]) or names[:2] != ["bytes", "blosc"] or sep != "/":
             raise DataError(
                 f"unsupported chunk layout {inner} / codecs {names}", path=files.path(meta_rel)
             )
         self.crc = names[2:] == ["crc32c"]
         self.sample_shape = self.shape[1:]
-        self.nbytes = int(np.prod(self.sample_shape)) * self.dtype.itemsize
+        if not self.shape or self.shard_size < 1:
+            raise DataError(
+                f"{where}: shape {self.shape} / shard size {self.shard_size} is not a store "
+                "array's",
+                path=files.path(meta_rel),
+            )
+        self.nbytes = checked_numel(self.sample_shape, what=where) * self.dtype.itemsize
         self._index: dict[int, np.ndarray] = {}
         self._shards: dict[int, tuple[str, list[tuple[int, int]]]] = {}
         self._index_pid = -1

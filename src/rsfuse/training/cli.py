@@ -27,7 +27,7 @@ from lightning import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.cli import LightningCLI
 
 from rsfuse.errors import ConfigError, RsfuseError
-from rsfuse.training.configs import resolve_config
+from rsfuse.training.configs import read_config_file, resolve_config
 
 __all__ = ["BuiltRun", "RsfuseCLI", "build_run", "resolve_config_args", "run_cli"]
 
@@ -77,13 +77,8 @@ def check_linked_targets(args: Sequence[str]) -> None:
 
 
 def _model_init_args(path: Path) -> dict[str, Any]:
-    """``model.init_args`` of a YAML config ({} when unreadable: the parser reports that)."""
-    import yaml
-
-    try:
-        cfg = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
-        return {}
+    """``model.init_args`` of a YAML config ({} when absent or not a mapping)."""
+    cfg = read_config_file(path) if path.is_file() else None
     model = cfg.get("model") if isinstance(cfg, dict) else None
     init = model.get("init_args") if isinstance(model, dict) else None
     return init if isinstance(init, dict) else {}
@@ -125,21 +120,27 @@ def _config_errors() -> Iterator[None]:
 
 def run_cli(argv: Sequence[str], description: str = "") -> None:
     """``rsfuse fit|validate|test ARGS``: LightningCLI with packaged config names resolved."""
-    import sys
-
     args = resolve_config_args(argv)
     check_linked_targets(args)
-    with _config_errors():
+    with _config_errors(), _args_not_argv():
         RsfuseCLI(
             LightningModule,
             LightningDataModule,
             subclass_mode_model=True,
             subclass_mode_data=True,
-            # from the shell, let LightningCLI read sys.argv itself (no "args and argv" warning)
-            args=None if list(argv) == sys.argv[1:] and args == list(argv) else args,
+            args=args,
             save_config_kwargs={"overwrite": True},
             parser_kwargs={"exit_on_error": False, "description": description},
         )
+
+
+@contextlib.contextmanager
+def _args_not_argv() -> Iterator[None]:
+    """LightningCLI warns when given ``args`` while ``sys.argv`` has arguments too; rsfuse
+    passes the command line it resolved (packaged config names → files) on purpose."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*args parameter is intended.*")
+        yield
 
 
 @dataclass
@@ -204,9 +205,7 @@ def build_run(
             "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger",
                        "init_args": {"save_dir": str(run_dir), "name": "", "version": ""}},
         }  # fmt: skip
-    with _config_errors(), _quiet() if quiet else _null(), warnings.catch_warnings():
-        # built from Python on purpose while an experiment's own argv is in sys.argv
-        warnings.filterwarnings("ignore", message=".*args parameter is intended.*")
+    with _config_errors(), _quiet() if quiet else _null(), _args_not_argv():
         cli = RsfuseCLI(
             LightningModule,
             LightningDataModule,
