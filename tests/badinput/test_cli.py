@@ -177,9 +177,34 @@ COMMAND_CASES: list[tuple[str, Callable[[Path], list[str]], type[Exception], str
     ("synth-root-file", lambda t: ["synth", "--layout", "dfc2020", "--root", str(a_file(t)), "--n", "2"], ConfigError, "file.txt exists and is a file"),
     ("synth-n-zero", lambda t: ["synth", "--layout", "dfc2020", "--root", str(t / "d"), "--n", "0"], ConfigError, "'n'.*--n must be >= 1"),
     ("synth-cloud-cover", lambda t: ["synth", "--layout", "scene", "--root", str(t / "d"), "--cloud-cover", "2"], ConfigError, "cloud_cover"),
+    ("demo-workdir-file", lambda t: ["demo", "--workdir", str(a_file(t))], ConfigError, "file.txt exists and is a file"),
+    ("demo-epochs-negative", lambda t: ["demo", "--workdir", str(t / "w"), "--epochs", "-1"], ConfigError, "'epochs'.*--epochs must be >= 1"),
+    ("demo-stage-epochs-negative", lambda t: ["demo", "--workdir", str(t / "w"), "--dino-epochs", "-2"], ConfigError, "'dino_epochs'.*>= 0"),
     ("predict-device-tpu", lambda t: ["predict", "--bundle", str(t), "--s2", str(t / "s2.tif"), "--out", str(t / "m.tif"), "--device", "tpu"], ConfigError, "'device'.*unknown device 'tpu'"),
     ("predict-device-cuda-9", lambda t: ["predict", "--bundle", str(t), "--s2", str(t / "s2.tif"), "--out", str(t / "m.tif"), "--device", "cuda:9"], ConfigError, "'device'.*cuda:9"),
 ]  # fmt: skip
+
+
+#: (id, extra fit arguments, message): training settings no run can use
+TRAINING_CASES: list[tuple[str, str, str]] = [
+    ("negative-lr", "--model.init_args.lr=-1", "'lr'.*learning rate must be > 0"),
+    ("negative-weight-decay", "--model.init_args.weight_decay=-0.1", "'weight_decay'.*>= 0"),
+    ("negative-max-epochs", "--trainer.max_epochs=-5", "'trainer'.*max_epochs"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("extra", "match"), [c[1:] for c in TRAINING_CASES],
+                         ids=[c[0] for c in TRAINING_CASES])  # fmt: skip
+def test_bad_training_settings_are_config_errors(
+    extra: str, match: str, ben_v2_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    args = lightning_args(ben_v2_root, tmp_path, extra, cmd="fit")
+    with pytest.raises(ConfigError, match=match):
+        run(args)
+    with pytest.raises(SystemExit):
+        main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("rsfuse: error: ") and "Traceback" not in "\n".join(err)
 
 
 @pytest.mark.parametrize(

@@ -51,6 +51,12 @@ def checkpoint(path: Path) -> Path:
     return path
 
 
+def encoder(path: Path) -> Path:
+    from rsfuse.models.checkpoints import export_encoder
+
+    return export_encoder(torch.nn.Linear(2, 2), path, {"bands": ["VV", "VH"]})
+
+
 def bundle(path: Path) -> Path:
     from rsfuse.inference import export_bundle
 
@@ -81,6 +87,7 @@ WRITERS: list[tuple[str, Callable[[Path], Path], tuple[str, ...]]] = [
     ("geotiff", geotiff, ("tmp",)),
     ("lightning-checkpoint", checkpoint, ("tmp",)),
     ("bundle-weights", bundle, ("tmp",)),
+    ("encoder-export", encoder, ("tmp",)),
     ("prediction-map", prediction, ("rows", "cog")),
 ]
 
@@ -92,6 +99,7 @@ def test_a_killed_runs_temporary_files_are_removed_and_modes_follow_the_umask(
     target = {
         "bundle": tmp_path / "b" / "model.safetensors",
         "prediction": tmp_path / "p" / "out" / "map.tif",
+        "encoder": tmp_path / "e" / "enc.safetensors",
     }.get(write.__name__, tmp_path / "o" / "out.bin")
     target.parent.mkdir(parents=True)
     dead = dead_pid()

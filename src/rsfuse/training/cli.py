@@ -43,6 +43,12 @@ class RsfuseCLI(LightningCLI):
             )
 
 
+#: Trainer defaults of every rsfuse run (a config's ``trainer`` section overrides them):
+#: checkpoints written atomically beside their target (never half-written, never via $TMPDIR).
+TRAINER_DEFAULTS: dict[str, Any] = {
+    "plugins": [{"class_path": "rsfuse.io.checkpoint_io.AtomicCheckpointIO"}],
+}
+
 #: Model arguments that are taken from the datamodule's (``link_arguments``).
 LINKED = ("s2_bands", "s2_product")
 
@@ -104,11 +110,14 @@ def _config_errors() -> Iterator[None]:
     """jsonargparse and LightningCLI errors → :class:`ConfigError` (rsfuse errors raised
     while classes are built keep their type)."""
     from jsonargparse import ArgumentError
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
 
     try:
         yield
     except RsfuseError:
         raise
+    except MisconfigurationException as e:  # Lightning's word for a bad trainer setting
+        raise ConfigError(f"invalid trainer setting: {e}", key="trainer") from e
     except ArgumentError as e:
         cause = e.__cause__ or e.__context__
         while cause is not None and not isinstance(cause, RsfuseError):
@@ -129,6 +138,7 @@ def run_cli(argv: Sequence[str], description: str = "") -> None:
             subclass_mode_model=True,
             subclass_mode_data=True,
             args=args,
+            trainer_defaults=TRAINER_DEFAULTS,
             save_config_kwargs={"overwrite": True},
             parser_kwargs={"exit_on_error": False, "description": description},
         )
@@ -197,10 +207,10 @@ def build_run(
         args += ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
     args += list(overrides)
     check_linked_targets(args)
-    defaults: dict[str, Any] = {}
+    defaults: dict[str, Any] = dict(TRAINER_DEFAULTS)
     if run_dir is not None:
         run_dir = Path(run_dir)
-        defaults = {
+        defaults |= {
             "default_root_dir": str(run_dir),
             "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger",
                        "init_args": {"save_dir": str(run_dir), "name": "", "version": ""}},
