@@ -219,7 +219,7 @@ def write_index(out: Path, index: pd.DataFrame) -> None:
 
 
 # --------------------------------------------------------------------------- reading
-class _Files:
+class StoreFiles:
     """Per-process file access for a local folder or an fsspec URL (opened lazily)."""
 
     def __init__(self, root: str) -> None:
@@ -311,7 +311,7 @@ class ShardedArray:
         name: array name (folder under the store).
     """
 
-    def __init__(self, files: _Files, name: str) -> None:
+    def __init__(self, files: StoreFiles, name: str) -> None:
         self.files = files
         self.name = name
         meta_rel = f"{name}/zarr.json"
@@ -523,7 +523,7 @@ def read_manifest(root: str) -> dict[str, Any]:
     Raises:
         DataError: no manifest (store missing or conversion unfinished) or unreadable.
     """
-    files = _Files(str(root))
+    files = StoreFiles(str(root))
     if not files.exists(MANIFEST):
         raise DataError(
             "store manifest not found: not an rsfuse store, or its conversion did not finish "
@@ -603,7 +603,7 @@ class StoreDataset(Dataset[Sample]):
                 "(SegmentationDataModule(store=...))",
                 path=self.root,
             )
-        self.files = _Files(self.root)
+        self.files = StoreFiles(self.root)
         if resampling is not None and resampling != self.manifest["resampling"]:
             raise ConfigError(
                 f"store {self.root} was converted with resampling "
