@@ -25,17 +25,17 @@ LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test")
 
 EXPERIMENTS_HELP = """\
 experiments (each writes its tables and plots into --out; see `rsfuse experiment NAME --help`):
-  mgsvit-ablation   MGSViT shortcut / GMU ablations over seeds (seed 000, Tables 1-3, Fig. 8-9)
+  mgsvit-ablation   MGSViT shortcut / GMU ablations over seeds (MGSViT Tables 1-3, Fig. 8-9)
   mgsvit-ssl        MGSViT MAE + MoCo v3 pretraining, MAE-only, MoCo-only and random init,
-                    then linear probe and fine-tune of S1 GMU S2 (seed 000, §4.6, Fig. 11)
+                    then linear probe and fine-tune of S1 GMU S2 (MGSViT §4.6, Fig. 11)
   segmentation-transfer
                     CromSS transfer of encoders to DFC2020 / DW / OSM segmentation, frozen
-                    and fine-tuned, over seeds (seed 001, Tables II-IV): OA, AA, mIoU, mF1
+                    and fine-tuned, over seeds (CromSS Tables II-IV): OA, AA, mIoU, mF1
   dino-mm           DINO-MM vs MoCo-MM vs single-modality SSL vs random init vs supervised,
-                    S1+S2 / S1-only / S2-only input, 1 / 10 / 100 % labels (seed 002)
+                    S1+S2 / S1-only / S2-only input, 1 / 10 / 100 % labels (DINO-MM evaluation)
   cromss            CromSS noisy-label pretraining ablations: single-modal / midF / lateF /
                     CromSS-midF / CromSS-lateF encoders transferred frozen and fine-tuned
-                    (seed 001, Table V), label smoothing (Table VI), accuracy against clean
+                    (CromSS Table V), label smoothing (Table VI), accuracy against clean
                     labels (Fig. 8) and selection masks (Fig. 11)
 """
 
@@ -45,6 +45,15 @@ benchmarks (print a table and save JSON; see `rsfuse benchmark NAME --help`):
   scene  pixels/s and peak memory of rsfuse predict over 2048² and 8192² synthetic scenes,
          with the time of a full 10980² Sentinel-2 tile extrapolated
 """
+
+#: ``rsfuse experiment NAME`` → module under ``rsfuse.experiments``.
+EXPERIMENT_MODULES: dict[str, str] = {
+    "mgsvit-ablation": "mgsvit_ablation",
+    "mgsvit-ssl": "mgsvit_ssl",
+    "segmentation-transfer": "segmentation_transfer",
+    "dino-mm": "dino_mm",
+    "cromss": "cromss",
+}
 
 #: ``rsfuse benchmark NAME`` → module under ``rsfuse.benchmarks``.
 BENCHMARK_MODULES: dict[str, str] = {"data": "data_throughput", "scene": "scene_inference"}
@@ -252,8 +261,12 @@ def _experiment(argv: Sequence[str]) -> None:
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: rsfuse experiment NAME [options]\n\n" + EXPERIMENTS_HELP)
         return
-    name = argv[0].replace("-", "_")
-    _module_main(f"rsfuse.experiments.{name}", argv[1:], f"experiment {argv[0]!r}")
+    name = argv[0].replace("_", "-")
+    if name not in EXPERIMENT_MODULES:
+        raise ConfigError(
+            f"unknown experiment {argv[0]!r}; expected one of {sorted(EXPERIMENT_MODULES)}"
+        )
+    _module_main(f"rsfuse.experiments.{EXPERIMENT_MODULES[name]}", argv[1:], "experiment")
 
 
 def _benchmark(argv: Sequence[str]) -> None:

@@ -1,4 +1,4 @@
-"""``rsfuse experiment cromss``: CromSS ablations on the synthetic world (seed 001, §IV-C/D).
+"""``rsfuse experiment cromss``: CromSS ablations on the synthetic world (CromSS §IV-C/D).
 
 1. **Pretraining** on NoLDO-S12 noisy labels of each Table V variant (packaged configs
    ``cromss/…``, with their tiny CPU override for ``--size tiny``): single-modal S1 and
@@ -290,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rsfuse experiment cromss",
         description=(
-            "CromSS (seed 001) ablations: pretrain single-modal, midF, lateF, CromSS-midF and "
+            "CromSS ablations: pretrain single-modal, midF, lateF, CromSS-midF and "
             "CromSS-lateF on NoLDO-S12 noisy labels, transfer their S1 / S2 encoders frozen and "
             "fine-tuned (Table V), the label smoothing ablation (Table VI), the pretrained "
             "models' accuracy against clean labels (Fig. 8) and selection masks (Fig. 11). "

@@ -1,4 +1,4 @@
-"""``rsfuse experiment dino-mm``: the claims of DINO-MM (seed 002) on the synthetic world.
+"""``rsfuse experiment dino-mm``: the claims of DINO-MM on the synthetic world.
 
 Per training seed, on a BigEarthNet-v2-layout dataset of the synthetic Sentinel world
 (19 classes, S1 + S2; ``--normalization standardize`` by default, or DINO-MM's ``dino-mm``
@@ -402,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rsfuse experiment dino-mm",
         description=(
-            "DINO-MM (seed 002) claims on the synthetic world: pretrain DINO-MM, MoCo-MM and "
+            "DINO-MM claims on the synthetic world: pretrain DINO-MM, MoCo-MM and "
             "single-modality DINO (S1, S2) ViTs, then compare random init, single-modality "
             "SSL, DINO-MM and MoCo-MM (linear probe: frozen backbone, CLS of the last 4 "
             "blocks, SGD), DINO-MM fine-tuning and supervised training, each with S1+S2, "

@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rsfuse experiment mgsvit-ablation",
         description=(
-            "MGSViT (seed 000) Table 1 and §4.5 ablations: train each variant's config over "
+            "MGSViT Table 1 and §4.5 ablations: train each variant's config over "
             "several seeds, test on the clear test split and a cloud-heavy split (every cloudy "
             "patch), score fused models also with S1 only / S2 only, and write a markdown + "
             "CSV table of mean ± std micro/macro mAP and a bar plot. Without --root it "

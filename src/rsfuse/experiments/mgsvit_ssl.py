@@ -1,6 +1,6 @@
 """``rsfuse experiment mgsvit-ssl``: MGSViT self-supervised pretraining, then transfer (§4.6).
 
-The pipeline of seed 000 §4.6 on a BigEarthNet-v2-layout dataset (by default the synthetic
+The pipeline of MGSViT §4.6 on a BigEarthNet-v2-layout dataset (by default the synthetic
 world):
 
 1. **Pretrain** an S1 and an S2 :class:`~rsfuse.models.vit.GatedViT` encoder on the train
@@ -188,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rsfuse experiment mgsvit-ssl",
         description=(
-            "MGSViT (seed 000) §4.6 and Figure 11: pretrain an S1 and an S2 GatedViT "
+            "MGSViT §4.6 and Figure 11: pretrain an S1 and an S2 GatedViT "
             "encoder with MAE + MoCo v3 (MCMAE), MAE only and MoCo v3 only, export them, "
             "then linear-probe and fine-tune the S1 GMU S2 classifier from each, against "
             "random initialisation (fine-tuning from random = supervised from scratch). "

@@ -1,4 +1,4 @@
-"""``rsfuse experiment segmentation-transfer``: CromSS transfer tables (seed 001, Tables II–IV).
+"""``rsfuse experiment segmentation-transfer``: CromSS transfer tables (CromSS Tables II–IV).
 
 Runs a list of encoders through the three downstream settings of §IV-A, each with a frozen
 ("Frozen", efix) and a trained ("Fine-tuned", etr) encoder, over several seeds, and writes
@@ -206,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rsfuse experiment segmentation-transfer",
         description=(
-            "CromSS (seed 001) Tables II-IV: transfer a list of encoders to DFC2020 (PSPNet), "
+            "CromSS Tables II-IV: transfer a list of encoders to DFC2020 (PSPNet), "
             "SSL4EO-S12@DW (DeepLabV3+) and SSL4EO-S12@OSM (FPN), with the encoder frozen and "
             "fine-tuned, over several seeds; write markdown + CSV tables of mean ± std OA, AA, "
             "mIoU, mF1 and figures. Without --data it synthesises the synthetic Sentinel world "

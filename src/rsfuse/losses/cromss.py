@@ -1,4 +1,4 @@
-"""CromSS losses: weighted CE, weighted soft Dice and cross-modal consistency (seed 001).
+"""CromSS losses: weighted CE, weighted soft Dice and cross-modal consistency (CromSS).
 
 For branch (modality) ``i`` with softmax prediction ``p_i`` [B, C, H, W], (smoothed) noisy
 label ``y`` [B, C, H, W] (one-hot, or Eq. 13's smoothed form) and the sample selection mask

@@ -1,4 +1,4 @@
-"""DINO-MM: self-distillation on early-fused SAR + optical channels (Wang et al. 2022, seed 002).
+"""DINO-MM: self-distillation on early-fused SAR + optical channels (Wang et al. 2022).
 
 One ViT sees the stacked S2 bands and S1 VV, VH (:func:`rsfuse.bands.early_fusion_channels`:
 S2 first). Per batch ``x`` (DINO, Caron et al. 2021, Algorithm 1, with Random Sensor Drop)::

@@ -1,6 +1,6 @@
 """MoCo-MM: MoCo v3 on early-fused SAR + optical channels with Random Sensor Drop.
 
-The contrastive counterpart of DINO-MM (seed 002; the SSL4EO-S12 benchmark compares MoCo and
+The contrastive counterpart of DINO-MM (the SSL4EO-S12 benchmark compares MoCo and
 DINO on the same data): one ViT on the stacked S2 bands and S1 VV, VH, two augmented views
 per batch, each of which independently keeps both sensors (50 %), S1 only (25 %) or S2 only
 (25 %)::

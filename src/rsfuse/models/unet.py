@@ -1,4 +1,4 @@
-"""CromSS's per-modality U-Nets: single-modal, middle fusion and late fusion (seed 001, §III-A).
+"""CromSS's per-modality U-Nets: single-modal, middle fusion and late fusion (CromSS §III-A).
 
 Each modality has its own smp U-Net encoder (ResNet-50 in the paper; S1: 2 channels, S2: 13
 or the 9 high-resolution bands). The fusion is implicit, through the consistency loss only:

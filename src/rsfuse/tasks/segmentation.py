@@ -1,4 +1,4 @@
-"""Land-cover semantic segmentation: the downstream task of CromSS (seed 001, §IV-A).
+"""Land-cover semantic segmentation: the downstream task of CromSS (§IV-A).
 
 One LightningModule for every segmentation network of the project, built on
 segmentation-models-pytorch (smp):
