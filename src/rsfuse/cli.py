@@ -310,7 +310,7 @@ def run(argv: Sequence[str] | None = None) -> None:
     elif cmd == "convert":
         _module_main("rsfuse.data.convert", rest, "command 'convert'")
     elif cmd == "export":
-        _module_main("rsfuse.inference.bundle", rest, "command 'export'")
+        _module_main("rsfuse.inference.export_command", rest, "command 'export'")
     elif cmd == "predict":
         _module_main("rsfuse.inference.predict", rest, "command 'predict'")
     elif cmd == "weights":
