@@ -290,15 +290,3 @@ def remap_labels(
             f"{what} values {vals} outside 0–{len(lut) - 1} and not {IGNORE_LABEL}", path=source
         )
     return out
-
-
-def check_class_range(mask: np.ndarray, num_classes: int, source: str | None = None) -> np.ndarray:
-    """Check that every value of ``mask`` is a class index < ``num_classes`` or 255.
-
-    Returns:
-        The mask as int64.
-
-    Raises:
-        DataError: a value outside the class range that is not 255.
-    """
-    return remap_labels(mask, list(range(num_classes)), source, what="mask")

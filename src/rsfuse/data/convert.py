@@ -809,8 +809,11 @@ def _pool_map(
                 "run the same command again to resume"
             ) from e
         except _TerminatedError as e:
-            for proc in list(getattr(pool, "_processes", {}).values()):
-                proc.terminate()  # their unfinished shards have no marker: redone on resume
+            # the pool's workers are this process's multiprocessing children (the public
+            # view of them; ProcessPoolExecutor has no terminate before Python 3.14); their
+            # unfinished shards have no marker and are redone on resume
+            for proc in mp.active_children():
+                proc.terminate()
             raise DataError(
                 f"{desc} interrupted by {e}; the finished shards are kept: run the same "
                 "command again to resume"

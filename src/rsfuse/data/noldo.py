@@ -211,10 +211,6 @@ class LMDBArrays:
         except lmdb.Error as e:
             raise DataError(f"cannot list LMDB keys (corrupt?): {e}", path=self.path) from e
 
-    def num_entries(self) -> int:
-        """Number of entries."""
-        return int(self.env.stat()["entries"])
-
     def get(self, key: str, dtype: Any) -> tuple[np.ndarray, Any]:
         """The array stored under ``key`` and its id (None if the tuple has none).
 

@@ -814,6 +814,15 @@ _Part = tuple[str, str | None, tuple[int, ...], torch.dtype]
 _FLAG_BYTES = 64
 
 
+def shared_storage(nbytes: int) -> torch.UntypedStorage:
+    """A new ``nbytes`` storage in shared memory (sent between processes by descriptor).
+
+    Allocated, then moved into shared memory with the public ``share_memory_`` (one copy of
+    fresh memory; the DataLoader's collate uses torch's private ``_new_shared`` instead).
+    """
+    return torch.UntypedStorage(nbytes).share_memory_()
+
+
 def _layout(
     parts: Sequence[_Part],
 ) -> tuple[list[tuple[str, str | None, tuple[int, ...], torch.dtype, int]], int]:
@@ -888,7 +897,7 @@ class _BatchMemory:
                     return None
                 del self.slots[idle[0]]
             best, self._next = self._next, self._next + 1
-            storage = torch.UntypedStorage._new_shared(nbytes + _FLAG_BYTES)
+            storage = shared_storage(nbytes + _FLAG_BYTES)
             flag = torch.empty(0, dtype=torch.uint8).set_(storage).numpy()[-_FLAG_BYTES:][:1]
             self.slots[best] = (storage, flag)
         storage, flag = self.slots[best]
@@ -986,7 +995,7 @@ def _allocate(batch: _SharedBatch, parts: Sequence[_Part], memory: _BatchMemory 
     layout, nbytes = _layout(parts)
     got = memory.acquire(nbytes)
     if got is None:  # torch's own shared storage: sent by descriptor, no copy
-        storage = torch.UntypedStorage._new_shared(nbytes)
+        storage = shared_storage(nbytes)
         for key, sub, shape, dtype, off in layout:
             t = torch.empty(0, dtype=dtype).set_(storage, off // dtype.itemsize, shape)
             _put(batch, key, sub, t)
