@@ -44,9 +44,13 @@ from rsfuse.experiments.protocols import (
     train_and_score,
 )
 from rsfuse.experiments.runner import (
+    add_bigearthnet_arguments,
+    add_training_arguments,
     build_run,
     dotted,
     ensure_synthetic,
+    experiment_parser,
+    run_experiment,
     write_csv,
     write_json,
     write_text,
@@ -185,25 +189,20 @@ def plot(summary: list[dict[str, Any]], kinds: Sequence[str], path: Path) -> Non
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="rsfuse experiment mgsvit-ssl",
-        description=(
-            "MGSViT §4.6 and Figure 11: pretrain an S1 and an S2 GatedViT "
-            "encoder with MAE + MoCo v3 (MCMAE), MAE only and MoCo v3 only, export them, "
-            "then linear-probe and fine-tune the S1 GMU S2 classifier from each, against "
-            "random initialisation (fine-tuning from random = supervised from scratch). "
-            "Writes markdown + CSV tables of micro/macro mAP (mean ± std over seeds), a bar "
-            "plot and reconstruction PNGs. Without --root it synthesises a "
-            "BigEarthNet-v2-layout dataset of the synthetic Sentinel world."
-        ),
+    p = experiment_parser(
+        "mgsvit-ssl",
+        "MGSViT §4.6 and Figure 11: pretrain an S1 and an S2 GatedViT "
+        "encoder with MAE + MoCo v3 (MCMAE), MAE only and MoCo v3 only, export them, "
+        "then linear-probe and fine-tune the S1 GMU S2 classifier from each, against "
+        "random initialisation (fine-tuning from random = supervised from scratch). "
+        "Writes markdown + CSV tables of micro/macro mAP (mean ± std over seeds), a bar "
+        "plot and reconstruction PNGs. Without --root it synthesises a "
+        "BigEarthNet-v2-layout dataset of the synthetic Sentinel world.",
     )
-    p.add_argument("--out", type=Path, default=Path("rsfuse-mgsvit-ssl"), help="output folder")
-    p.add_argument(
-        "--root", type=Path, default=None, help="BigEarthNet-v2 root (default: synthesise one)"
+    add_bigearthnet_arguments(p, n=1200)
+    add_training_arguments(
+        p, seeds=(0, 1), batch_size=16, epochs=5, epochs_help="transfer epochs per run"
     )
-    p.add_argument("--n", type=int, default=1200, help="synthetic locations (default 1200)")
-    p.add_argument("--world-seed", type=int, default=0, help="seed of the synthetic world")
-    p.add_argument("--workers", type=int, default=2, help="processes for data synthesis")
     p.add_argument(
         "--pretraining",
         nargs="+",
@@ -215,11 +214,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--pretrain-epochs", type=int, default=8, help="pretraining epochs per encoder (8)"
     )
-    p.add_argument("--epochs", type=int, default=5, help="transfer epochs per run (default 5)")
-    p.add_argument(
-        "--seeds", type=int, nargs="+", default=[0, 1], help="transfer seeds (default 0 1)"
-    )
-    p.add_argument("--batch-size", type=int, default=16, help="batch size (default 16)")
     p.add_argument(
         "--size",
         choices=["tiny", "full"],
@@ -238,10 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> None:
     """Run the pretraining + transfer comparison (see ``--help``)."""
-    args = build_parser().parse_args(list(argv))
+    run_experiment(build_parser(), argv, _run)
+
+
+def _run(args: argparse.Namespace) -> None:
     t_start = time.time()
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
     root = args.root or ensure_synthetic(
         "bigearthnet-v2", out / "data", args.n, args.world_seed, args.workers
     )
