@@ -121,3 +121,10 @@ def test_missing_input_spec_is_a_config_error() -> None:
 
     with pytest.raises(ConfigError, match="input specification"):
         _ = NoSpec().channels
+
+
+def test_settings_from_hyper_parameters_of_the_same_names() -> None:
+    hp = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.8, "num_classes": 19, "mode": "x"}
+    s = OptimSettings.from_hparams(hp, schedule="constant")
+    assert (s.name, s.lr, s.momentum, s.schedule) == ("sgd", 0.1, 0.8, "constant")
+    assert s.weight_decay == OptimSettings().weight_decay  # absent: the default

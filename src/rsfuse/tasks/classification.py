@@ -373,15 +373,7 @@ class MultiLabelClassificationTask(RsfuseModule):
 
     # ------------------------------------------------------------------ optim
     def optim_settings(self) -> OptimSettings:
-        hp = self.hparams
-        return OptimSettings(
-            name=hp.optimizer,
-            lr=hp.lr,
-            weight_decay=hp.weight_decay,
-            momentum=hp.momentum,
-            warmup_epochs=hp.warmup_epochs,
-            min_lr_ratio=hp.min_lr_ratio,
-        )
+        return OptimSettings.from_hparams(self.hparams)
 
 
 class DINOMMEvalTask(MultiLabelClassificationTask):

@@ -18,7 +18,8 @@ counting devices *and* gradient accumulation (:func:`global_batch_size`). Schedu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 import torch
@@ -134,6 +135,17 @@ class OptimSettings:
     monitor: str = "val/loss"
     patience: int = 10
     factor: float = 0.5
+
+    @classmethod
+    def from_hparams(cls, hparams: Mapping[str, Any], **fixed: Any) -> OptimSettings:
+        """Settings from a module's hyper-parameters of the same names (``optimizer`` gives
+        ``name``), then ``fixed``. For modules whose hyper-parameters mean what these fields
+        mean (the downstream tasks)."""
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in hparams.items() if k in names}
+        if "optimizer" in hparams:
+            values["name"] = hparams["optimizer"]
+        return cls(**{**values, **fixed})
 
     def check(self) -> None:
         """Raise :class:`ConfigError` on a value no run can use."""
