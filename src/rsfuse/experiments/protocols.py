@@ -269,8 +269,8 @@ def random_vit(modalities: Sequence[str], configs: Sequence[str], path: Path, se
     import torch
 
     from rsfuse.inputs import InputSpec
-    from rsfuse.methods.dino_mm import build_vit, vit_export_config
     from rsfuse.models.checkpoints import export_encoder
+    from rsfuse.models.vit_small import build_vit, vit_export_config
 
     if path.is_file():
         return path

@@ -235,3 +235,15 @@ def step_scheduler(scheduler: Any, interval: str, step: int, epoch: int, metric:
         scheduler.step()
     else:
         scheduler.step(metric)
+
+
+@torch.no_grad()
+def clip_gradients(module: nn.Module, clip: float) -> None:
+    """DINO's gradient clipping: every parameter's gradient norm is clipped *separately*.
+
+    ``g ← g · min(1, clip / (‖g‖₂ + 1e-6))`` per parameter tensor (not one global norm as
+    ``torch.nn.utils.clip_grad_norm_``); no host synchronisation.
+    """
+    for p in module.parameters():
+        if p.grad is not None:
+            p.grad.mul_((clip / (p.grad.norm(2) + 1e-6)).clamp(max=1.0))
