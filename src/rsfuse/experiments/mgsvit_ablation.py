@@ -42,6 +42,7 @@ from rsfuse.experiments.protocols import (
 from rsfuse.experiments.runner import (
     add_bigearthnet_arguments,
     add_training_arguments,
+    cell,
     dotted,
     ensure_synthetic,
     experiment_parser,
@@ -86,11 +87,6 @@ def markdown_table(summary: list[dict[str, Any]], pending: dict[str, str]) -> st
         "| cloudy mAP macro | seeds | train s |",
         "|---|---|---|---|---|---|---|---|",
     ]
-
-    def cell(s: dict | None, k: str) -> str:
-        if s is None:
-            return "-"
-        return f"{100 * s[k + '_mean']:.1f} ± {100 * s[k + '_std']:.1f}"
 
     for variant, on in keys:
         c, d = idx.get((variant, on, "clear")), idx.get((variant, on, "cloudy"))

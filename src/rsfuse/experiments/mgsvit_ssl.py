@@ -47,6 +47,7 @@ from rsfuse.experiments.runner import (
     add_bigearthnet_arguments,
     add_training_arguments,
     build_run,
+    cell,
     dotted,
     ensure_synthetic,
     experiment_parser,
@@ -135,11 +136,8 @@ def markdown_table(summary: list[dict[str, Any]], kinds: Sequence[str]) -> str:
         if s["evaluated_on"] in ("S1+S2",) and s["test_set"] in ("clear", "cloudy")
     }
 
-    def cell(kind: str, how: str, test_set: str, metric: str) -> str:
-        s = idx.get((f"{kind} | {how}", test_set))
-        if s is None:
-            return "-"
-        return f"{100 * s[metric + '_mean']:.1f} ± {100 * s[metric + '_std']:.1f}"
+    def cell_of(kind: str, how: str, test_set: str, metric: str) -> str:
+        return cell(idx.get((f"{kind} | {how}", test_set)), metric)
 
     lines = [
         "| pretraining | linear probe mAP micro | linear probe mAP macro | fine-tune mAP micro "
@@ -152,11 +150,11 @@ def markdown_table(summary: list[dict[str, Any]], kinds: Sequence[str]) -> str:
         )
         name = "random init (fine-tune = supervised from scratch)" if kind == "random" else kind
         lines.append(
-            f"| {name} | {cell(kind, 'linear probe', 'clear', 'mAP_micro')} "
-            f"| {cell(kind, 'linear probe', 'clear', 'mAP_macro')} "
-            f"| {cell(kind, 'fine-tune', 'clear', 'mAP_micro')} "
-            f"| {cell(kind, 'fine-tune', 'clear', 'mAP_macro')} "
-            f"| {cell(kind, 'fine-tune', 'cloudy', 'mAP_micro')} | {seeds} |"
+            f"| {name} | {cell_of(kind, 'linear probe', 'clear', 'mAP_micro')} "
+            f"| {cell_of(kind, 'linear probe', 'clear', 'mAP_macro')} "
+            f"| {cell_of(kind, 'fine-tune', 'clear', 'mAP_micro')} "
+            f"| {cell_of(kind, 'fine-tune', 'clear', 'mAP_macro')} "
+            f"| {cell_of(kind, 'fine-tune', 'cloudy', 'mAP_micro')} | {seeds} |"
         )
     return "\n".join(lines)
 
