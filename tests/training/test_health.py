@@ -91,7 +91,7 @@ def test_settings_from_config() -> None:
     assert HealthSettings.from_config(True) == HealthSettings()
     assert HealthSettings.from_config(False) is None
     assert HealthSettings.from_config({"every_n_epochs": 5}).every_n_epochs == 5
-    with pytest.raises(ConfigError, match="health_checks.*every_n_epoch"):
+    with pytest.raises(ConfigError, match=r"health_checks.*every_n_epoch"):
         HealthSettings.from_config({"every_n_epoch": 5})
     with pytest.raises(ConfigError, match="health_checks"):
         HealthSettings.from_config({"k": 0})
@@ -114,11 +114,13 @@ def test_dense_multi_hot_keeps_classes_over_the_area_threshold() -> None:
 class _Samples(Dataset):
     def __init__(self, y: torch.Tensor) -> None:
         self.x, self.y = _informative(y), y
+        self.reads = 0
 
     def __len__(self) -> int:
         return len(self.y)
 
     def __getitem__(self, i: int) -> dict:
+        self.reads += 1
         return {"x": self.x[i], "label": self.y[i]}
 
 
@@ -152,7 +154,9 @@ class _Toy(HealthChecked, L.LightningModule):
 
 def _fit(model: L.LightningModule, epochs: int = 2, val: bool = True) -> L.Trainer:
     ds = _Samples(_labels())
-    dm = L.LightningDataModule.from_datasets(ds, ds if val else None, batch_size=64)
+    dm = L.LightningDataModule.from_datasets(
+        ds, _Samples(_labels()) if val else None, batch_size=64
+    )
     trainer = L.Trainer(
         max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, limit_train_batches=1,
@@ -201,6 +205,10 @@ def test_a_healthy_run_is_not_flagged(capsys: pytest.CaptureFixture) -> None:
 def test_schedule_every_n_epochs_and_at_the_end() -> None:
     trainer = _fit(_Toy(False, health_checks={"every_n_epochs": 2}), epochs=3)
     assert [r.epoch for r in _health(trainer).history] == [1, 2]
+    # the holdout is read once and kept (it is small), unless the cache is off
+    assert trainer.datamodule.val_dataloader().dataset.reads == N
+    trainer = _fit(_Toy(False, health_checks={"cache_mb": 0}), epochs=3)
+    assert trainer.datamodule.val_dataloader().dataset.reads == 3 * N
     trainer = _fit(_Toy(False, health_checks={"every_n_epochs": 5, "max_samples": 50}), epochs=2)
     (report,) = _health(trainer).history
     assert report.epoch == 1 and report.samples == 50
@@ -273,10 +281,9 @@ def test_yaml_turns_the_checks_off(ben_v2_root: Path, tmp_path: Path) -> None:
 def test_checks_do_not_change_training() -> None:
     """The holdout pass runs in eval mode with the random state restored: a DINO-MM fit
     with and without health checks ends with the same weights."""
-    from tests.methods.test_dino_mm import TINY, fake_samples
-
     from rsfuse.data.sample import collate
     from rsfuse.methods.dino_mm import DINOMM
+    from tests.methods.test_dino_mm import TINY, fake_samples
 
     weights = []
     for on in (True, False):

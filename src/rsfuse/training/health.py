@@ -70,6 +70,7 @@ the logged values agree across ranks.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -121,6 +122,8 @@ class HealthSettings:
         mean_entropy_min: flag an entropy of the mean teacher output ≤ this · log K.
         knn_min_gain: flag k-NN micro mAP − label prior below this ...
         knn_min_samples: ... on holdouts of at least this many samples.
+        cache_mb: keep the normalised holdout in host memory between checks when it takes
+            at most this many MiB (0: read it again for every check).
         warn: emit :class:`CollapseWarning` (the summary is printed either way).
     """
 
@@ -134,6 +137,7 @@ class HealthSettings:
     mean_entropy_min: float = 0.05
     knn_min_gain: float = 0.01
     knn_min_samples: int = 100
+    cache_mb: int = 512
     warn: bool = True
 
     def __post_init__(self) -> None:
@@ -195,11 +199,12 @@ class HealthOutputs:
 
 @dataclass
 class HealthReport:
-    """One health check: the epoch, the holdout size, the logged metrics (names without the
-    ``health/`` prefix) and the collapse findings (kind → message)."""
+    """One health check: the epoch, the holdout size, its wall time, the logged metrics
+    (names without the ``health/`` prefix) and the collapse findings (kind → message)."""
 
     epoch: int
     samples: int
+    seconds: float = 0.0
     metrics: dict[str, float] = field(default_factory=dict)
     findings: dict[str, str] = field(default_factory=dict)
 
@@ -337,10 +342,12 @@ class PretrainingHealth(Callback):
         self.skipped: str | None = None
         self._warned: set[str] = set()
         self._last_epoch: int | None = None
+        self._cache: list = []
 
     # ------------------------------------------------------------------ hooks
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.history, self.skipped, self._warned, self._last_epoch = [], None, set(), None
+        self._cache = []
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         epoch = trainer.current_epoch
@@ -376,8 +383,17 @@ class PretrainingHealth(Callback):
 
         The first batches of the validation dataloader (the datamodule's, else the
         trainer's), moved to the device and normalised by the datamodule's ``normalize``
-        (never augmented). Yields nothing when the run has no validation data.
+        (never augmented). The first check keeps them in host memory when they take at
+        most ``cache_mb``, so later checks of the fit neither read nor normalise again (and
+        see the same samples even where a dataset draws, e.g., a random season per read).
+        Yields nothing when the run has no validation data.
         """
+        if self._cache:
+            for batch in self._cache:
+                yield move_data_to_device(batch, pl_module.device)
+            return
+        cache: list | None = [] if self.settings.cache_mb > 0 else None
+        nbytes = 0
         dm = trainer.datamodule
         loader = None
         if dm is not None:
@@ -397,10 +413,17 @@ class PretrainingHealth(Callback):
             batch = move_data_to_device(batch, pl_module.device)
             if callable(normalize):
                 batch = normalize(batch)
+            if cache is not None:
+                nbytes += _nbytes(batch)
+                if nbytes <= self.settings.cache_mb * 2**20:
+                    cache.append(move_data_to_device(batch, "cpu"))
+                else:
+                    cache = None  # too large: read the holdout again at every check
             yield batch
             seen += _batch_size(batch)
             if seen >= self.settings.max_samples:
                 break
+        self._cache = cache or []
 
     @torch.no_grad()
     def check(
@@ -412,6 +435,7 @@ class PretrainingHealth(Callback):
             The report (also appended to :attr:`history`), or None without holdout data.
         """
         s = self.settings
+        start = time.perf_counter()
         feats: dict[str, list[Tensor]] = {}
         labels: list[Tensor] = []
         dino = _DinoAccumulator()
@@ -455,6 +479,7 @@ class PretrainingHealth(Callback):
             report.metrics.update(dino.metrics())
         report.metrics = {k: v for k, v in report.metrics.items() if math.isfinite(v)}
         report.findings = assess(report.metrics, s, report.samples)
+        report.seconds = time.perf_counter() - start
         self.history.append(report)
         new = [msg for kind, msg in report.findings.items() if kind not in self._warned]
         self._warned.update(report.findings)
@@ -478,7 +503,8 @@ class PretrainingHealth(Callback):
         m = last.metrics
         lines = [
             f"{p} health checks of {name}: {len(self.history)} check(s), last after epoch "
-            f"{last.epoch}, holdout of {last.samples} samples"
+            f"{last.epoch}, holdout of {last.samples} samples, "
+            f"{sum(r.seconds for r in self.history):.1f} s in all"
         ]
         names = sorted({k.rsplit("/", 1)[0] for k in m if k.endswith("/std_ratio")})
         for feat in names:
@@ -509,6 +535,17 @@ class PretrainingHealth(Callback):
         verdict = "COLLAPSED: " + "; ".join(last.findings.values()) if last.collapsed else "healthy"
         lines.append(f"{p}   status: {verdict}")
         return "\n".join(lines)
+
+
+def _nbytes(batch: Any) -> int:
+    """Bytes of the tensors in a (nested) batch."""
+    if isinstance(batch, Tensor):
+        return batch.nelement() * batch.element_size()
+    if isinstance(batch, Mapping):
+        return sum(_nbytes(v) for v in batch.values())
+    if isinstance(batch, (list, tuple)):
+        return sum(_nbytes(v) for v in batch)
+    return 0
 
 
 def _batch_size(batch: Any) -> int:
