@@ -15,8 +15,8 @@ eval mode, with the random state saved and restored so training is not changed):
 
   ``y_j`` [L] multi-hot labels. Reported: micro mAP of ``score`` (torchmetrics) beside the
   **label prior**, the micro mAP of scoring every sample with the holdout's class frequencies
-  (the label-frequency baseline). Features that say nothing about the labels score at the
-  prior; a collapsed encoder scores at or below it.
+  (the label-frequency baseline). Features that say nothing about the labels, collapsed ones
+  included, score at or below the prior (their vote is a noisy estimate of it).
 * **Embedding spread** (SimSiam, Chen & He 2021, §4.1): the per-dimension standard
   deviation of the L2-normalised features over the holdout, times ``√D``::
 
@@ -152,7 +152,9 @@ class HealthSettings:
             raise ConfigError(f"temperature must be > 0, got {self.temperature}", key=key)
 
     @classmethod
-    def from_config(cls, value: bool | Mapping[str, Any] | HealthSettings | None) -> Any:
+    def from_config(
+        cls, value: bool | Mapping[str, Any] | HealthSettings | None
+    ) -> HealthSettings | None:
         """``True`` → defaults, ``False`` / ``None`` → ``None`` (off), a dict → its fields.
 
         Raises:
