@@ -278,7 +278,7 @@ def test_yaml_turns_the_checks_off(ben_v2_root: Path, tmp_path: Path) -> None:
     assert isinstance(cb, PretrainingHealth) and cb.settings.k == 5
 
 
-def test_checks_do_not_change_training() -> None:
+def test_checks_do_not_change_training(tmp_path: Path) -> None:
     """The holdout pass runs in eval mode with the random state restored: a DINO-MM fit
     with and without health checks ends with the same weights."""
     from rsfuse.data.sample import collate
@@ -294,6 +294,7 @@ def test_checks_do_not_change_training() -> None:
         trainer = L.Trainer(
             max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
             enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+            default_root_dir=tmp_path,  # the teacher is exported into the run folder
         )  # fmt: skip
         trainer.fit(model, train, val)
         assert (len(_health(trainer).history) == 2) if on else True
