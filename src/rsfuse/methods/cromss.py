@@ -121,9 +121,9 @@ class CromSS(HealthChecked, RsfuseModule):
             variant).
         channels_last: channels-last memory format (GPU).
         health_checks: pretraining health checks (:mod:`rsfuse.training.health`: k-NN
-            probe and spread of each encoder's pooled deepest features; see
-            :meth:`health_outputs` for the labels): ``True``
-            (default), ``False`` or a dict of :class:`~rsfuse.training.health.HealthSettings`.
+            probe and spread of each encoder's pooled deepest features; labels: see
+            :meth:`health_outputs`): ``True`` (default), ``False`` or a dict of
+            :class:`~rsfuse.training.health.HealthSettings` fields.
 
     Raises:
         ConfigError: inconsistent modalities / fusion / selection, bad band subset.

@@ -220,8 +220,9 @@ class DINOMM(HealthChecked, RsfuseModule):
         export_path: where to write the teacher backbone at the end of ``fit`` (``.safetensors``
             or torch file), or ``None``.
         health_checks: pretraining health checks (:mod:`rsfuse.training.health`: k-NN
-            probe and spread of the teacher features, teacher entropy, KL teacher‖student): ``True``
-            (default), ``False`` or a dict of :class:`~rsfuse.training.health.HealthSettings`.
+            probe and spread of the teacher's features, teacher entropy, KL teacher‖student):
+            ``True`` (default), ``False`` or a dict of
+            :class:`~rsfuse.training.health.HealthSettings` fields.
     """
 
     augments_views = True  # multi-crop views are made here, not by the datamodule

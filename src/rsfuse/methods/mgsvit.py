@@ -112,8 +112,8 @@ class MGSViTPretraining(HealthChecked, RsfuseModule):
         plot_dir: folder of the reconstruction PNGs (default: the trainer's log dir).
         plot_samples: samples per reconstruction PNG.
         health_checks: pretraining health checks (:mod:`rsfuse.training.health`: k-NN
-            probe and spread of the encoder's features): ``True``
-            (default), ``False`` or a dict of :class:`~rsfuse.training.health.HealthSettings`.
+            probe and spread of the encoder's features): ``True`` (default), ``False`` or a dict
+            of :class:`~rsfuse.training.health.HealthSettings` fields.
     """
 
     augments_views = True  # the two views are augmented here, not by the datamodule

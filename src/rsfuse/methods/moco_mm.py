@@ -82,8 +82,8 @@ class MoCoMM(HealthChecked, RsfuseModule):
         export_encoder: ``base`` (online encoder, MoCo v3's choice) or ``momentum``.
         export_path: where to write the encoder at the end of ``fit``, or ``None``.
         health_checks: pretraining health checks (:mod:`rsfuse.training.health`: k-NN
-            probe and spread of the exported encoder's features): ``True``
-            (default), ``False`` or a dict of :class:`~rsfuse.training.health.HealthSettings`.
+            probe and spread of the exported encoder's features): ``True`` (default),
+            ``False`` or a dict of :class:`~rsfuse.training.health.HealthSettings` fields.
     """
 
     augments_views = True  # the two views are made here, not by the datamodule
