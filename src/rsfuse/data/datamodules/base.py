@@ -87,8 +87,8 @@ class RsfuseDataModule(LightningDataModule):
             seed=int(order.get("seed", run_seed())),
             epoch=int(order.get("epoch", 0)),
             start=int(order.get("start", 0)),
-            num_replicas=int(trainer.world_size) if trainer is not None else 1,
-            rank=int(trainer.global_rank) if trainer is not None else 0,
+            num_replicas=int(getattr(trainer, "world_size", 1)),
+            rank=int(getattr(trainer, "global_rank", 0)),
         )
         return self._train_sampler
 
@@ -144,7 +144,7 @@ class RsfuseDataModule(LightningDataModule):
         """
         trainer = self.trainer
         sampler = self._train_sampler
-        if trainer is None or sampler is None or trainer.state.fn != "fit":
+        if sampler is None or not _fitting(trainer):
             return None
         done = int(trainer.fit_loop.epoch_loop.batch_progress.current.ready)
         epoch = int(trainer.current_epoch)
@@ -156,8 +156,14 @@ class RsfuseDataModule(LightningDataModule):
         """When a fit resumes: keep the checkpoint's training order for its training loader
         (the normalisation follows from the constructor arguments)."""
         order = state_dict.get("train_order")
-        fitting = self.trainer is not None and self.trainer.state.fn == "fit"
+        fitting = _fitting(self.trainer)
         self._resume_order = dict(order) if fitting and isinstance(order, dict) else None
+
+
+def _fitting(trainer: Any) -> bool:
+    """Whether ``trainer`` (a Lightning Trainer, or None) is running a fit."""
+    state = getattr(trainer, "state", None)
+    return state is not None and getattr(state, "fn", None) == "fit"
 
 
 def run_seed() -> int:
