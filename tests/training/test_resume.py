@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -133,7 +134,11 @@ def assert_same_weights(a: dict, b: dict, what: str) -> None:
 
 @pytest.mark.parametrize("task", list(RUNS))
 def test_killed_and_resumed_run_is_bitwise_equal_to_an_uninterrupted_one(
-    task: str, tmp_path: Path, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture
+    task: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     root = request.getfixturevalue(RUNS[task][1])
 
@@ -154,6 +159,8 @@ def test_killed_and_resumed_run_is_bitwise_equal_to_an_uninterrupted_one(
     kill_at(fit_args(task, root, run_dir), step, run_dir)
     last = run_dir / "checkpoints" / "last.ckpt"
     assert load(last)["global_step"] == step, where
+    control = tmp_path / "control"
+    shutil.copytree(run_dir, control)
     capsys.readouterr()
     run([*fit_args(task, root, run_dir), "--ckpt_path", "last"])
     assert f"resuming from {last}" in capsys.readouterr().out, where
@@ -162,21 +169,18 @@ def test_killed_and_resumed_run_is_bitwise_equal_to_an_uninterrupted_one(
     assert (out["global_step"], out["epoch"]) == (total, ref["epoch"]), where
     assert_same_weights(ref, out, where)
 
-
-def test_resume_without_the_random_state_is_not_exact(
-    ben_v2_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The comparison above can fail: the same resume with the random state left as the
-    restart made it (training augmentation draws differ) ends with other weights."""
-    ref_dir, run_dir = tmp_path / "uninterrupted", tmp_path / "killed"
-    run(fit_args("classification", ben_v2_root, ref_dir))
-    kill_at(fit_args("classification", ben_v2_root, run_dir), 4, run_dir)
-    monkeypatch.setattr(resume, "restore_rng", lambda state: None)
-    run([*fit_args("classification", ben_v2_root, run_dir), "--ckpt_path", "last"])
-    a, b = load(ref_dir / "checkpoints" / "last.ckpt"), load(run_dir / "checkpoints" / "last.ckpt")
-    assert a["global_step"] == b["global_step"]
-    with pytest.raises(AssertionError, match="tensors differ"):
-        assert_same_weights(a, b, "without the random state")
+    # the comparison can fail: the same resume without the random state (the training
+    # batch augmentation draws other flips and rotations) ends with other weights
+    if task == "classification":
+        monkeypatch.setattr(resume, "restore_rng", lambda state: None)
+        run([*fit_args(task, root, control), "--ckpt_path", "last"])
+        # (a moved folder: Lightning numbers the new file last-v1.ckpt; `last` is the newest)
+        newest = resume.find_last_checkpoint([str(control / "checkpoints")])
+        assert newest is not None and newest.name == "last-v1.ckpt"
+        other = load(newest)
+        assert other["global_step"] == total
+        with pytest.raises(AssertionError, match="tensors differ"):
+            assert_same_weights(ref, other, "resumed without the random state")
 
 
 @pytest.mark.parametrize("cmd", ["test", "validate"])
