@@ -290,9 +290,12 @@ class DINOMM(HealthChecked, RsfuseModule):
             for p in self.student.head.last_layer.parameters():
                 p.grad = None
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        """EMA update of the teacher with the momentum of the step just taken."""
-        m = self.schedules(max(self.global_step - 1, 0))["momentum"]
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """The student's step, then the EMA update of the teacher with the momentum of that
+        step (here, not in ``on_train_batch_end``: a step checkpoint is written before that
+        hook runs, and a resumed run must find the teacher already moved)."""
+        super().optimizer_step(*args, **kwargs)
+        m = self.schedules(self.global_step)["momentum"]  # the step just taken (not yet counted)
         ema_update(self.teacher, self.student, m)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
