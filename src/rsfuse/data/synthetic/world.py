@@ -331,7 +331,7 @@ class Location:
 
 
 @functools.lru_cache(maxsize=256)
-def _gauss_norm(sigma: float) -> float:
+def gauss_norm(sigma: float) -> float:
     """Std of a 2-D Gaussian-filtered unit-variance white noise (ndimage kernel, truncate 4)."""
     r = int(4.0 * sigma + 0.5)
     w = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
@@ -378,7 +378,7 @@ def smooth_fields(
     n = rng.random((count, mh, mw), dtype=np.float32)  # [count, mh, mw]
     n -= np.float32(0.5)
     g = ndimage.gaussian_filter(n, (0, sc, sc), mode="nearest", truncate=4.0)
-    g *= np.float32(math.sqrt(12.0) / _gauss_norm(sc))
+    g *= np.float32(math.sqrt(12.0) / gauss_norm(sc))
     if f == 1:
         return np.ascontiguousarray(g[:, pad : pad + H, pad : pad + W])
     iy, wy = _upsample_index(H, f, pad)
