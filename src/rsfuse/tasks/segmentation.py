@@ -33,7 +33,6 @@ prediction are written.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -52,6 +51,7 @@ from rsfuse.models.fusion import drop_modalities, early_fusion_input
 from rsfuse.models.segmentation import build_segmentation_model, pad_to_multiple
 from rsfuse.training.module import RsfuseModule
 from rsfuse.training.optim import OptimSettings
+from rsfuse.training.reporting import log_per_class, print_per_class, report_figures
 
 Architecture = Literal["unet", "pspnet", "deeplabv3plus", "fpn", "upernet"]
 
@@ -243,12 +243,16 @@ class SegmentationTask(RsfuseModule):
 
     def on_test_epoch_end(self) -> None:
         m = self._summary(self.test_cm, "test")
-        for name, v in m["IoU"].items():
-            if not math.isnan(v):
-                self.log(f"test/IoU/{name}", v)
+        log_per_class(self, "test/IoU", list(m["IoU"]), list(m["IoU"].values()))
         self.last_test_metrics = m
-        if self.hparams.plot_samples > 0 and self.trainer.is_global_zero:
-            self.write_figures(self._figure_dir())
+        if self.trainer.is_global_zero:
+            print_per_class(
+                f"[rsfuse] test per-class IoU (mIoU {m['mIoU']:.4f}, OA {m['OA']:.4f}):",
+                list(m["IoU"]),
+                list(m["IoU"].values()),
+            )
+            if self.hparams.plot_samples > 0:
+                report_figures(self, self.write_figures(self._figure_dir()))
         self._plot_buffer = []
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict[str, Any]:
@@ -262,9 +266,16 @@ class SegmentationTask(RsfuseModule):
         if need <= 0:
             return
         keep = {"mask": batch["mask"][:need].cpu(), "pred": pred[:need].cpu()}
+        # figures show raw values (S2 digital numbers, S1 dB): undo the datamodule's
+        # normalisation when it has one
+        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        norm = getattr(dm, "normalize", None)
         for m in ("s1", "s2"):
             if m in batch:
-                keep[m] = batch[m][:need].detach().float().cpu()
+                x = batch[m][:need].detach().float()
+                if norm is not None and getattr(norm, f"has_{m}", False):
+                    x = norm.denormalize(m, x)
+                keep[m] = x.cpu()
         self._plot_buffer.append(keep)
 
     def _figure_dir(self) -> Path:
@@ -307,6 +318,12 @@ class SegmentationTask(RsfuseModule):
                     out / "samples.png",
                     rgb_index=rgb,
                     ignore_index=self.ignore_index,
+                    title="first test samples"
+                    + (
+                        f" ({' and '.join(self.test_drop).upper()} marked absent)"
+                        if self.test_drop
+                        else ""
+                    ),
                 )
             )
         return written
