@@ -101,31 +101,37 @@ def _draw(
     title: str,
     out: Path,
 ) -> Path:
+    """Panels side by side; below them the class legend and, apart, the path legend."""
+    import textwrap
+
     plt = pyplot()
     n = len(panels)
-    fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 5.4), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(4.4 * n, 5.6), squeeze=False, layout="constrained")
     for ax, (name, img) in zip(axes[0], panels):
         ax.imshow(img, interpolation="nearest")
         ax.set_title(name, fontsize=10)
         ax.set_axis_off()
-    class_ax = axes[0][-2] if path_panel else axes[0][-1]
-    class_ax.legend(
+    for h in class_handles:
+        h.set_label(textwrap.fill(h.get_label(), 32))
+    fig.legend(
         handles=class_handles,
-        loc="upper center",
-        bbox_to_anchor=(0.5, -0.02),
-        ncol=min(3, max(1, len(class_handles))),
+        loc="outside lower left" if path_panel else "outside lower center",
+        ncol=min(4, max(1, (len(class_handles) + 3) // 4), n + 1),
         fontsize=8,
         frameon=False,
         title="classes",
-        title_fontsize=8,
+        title_fontsize=9,
     )
     if path_panel:
-        axes[0][-1].legend(
-            handles=path_legend(paths_present), loc="upper center", bbox_to_anchor=(0.5, -0.02),
-            ncol=1, fontsize=8, frameon=False, title="inference path", title_fontsize=8,
-        )  # fmt: skip
+        fig.legend(
+            handles=path_legend(paths_present),
+            loc="outside lower right",
+            fontsize=8,
+            frameon=False,
+            title="inference path",
+            title_fontsize=9,
+        )
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
     return save_figure(fig, out)
 
 
