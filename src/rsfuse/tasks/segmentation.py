@@ -174,6 +174,7 @@ class SegmentationTask(RsfuseModule):
         self.last_val_metrics: dict[str, Any] | None = None
         self.last_test_metrics: dict[str, Any] | None = None
         self._plot_buffer: list[dict[str, Tensor]] = []
+        self._plot_ids: list[str] = []
 
     # ------------------------------------------------------------------ modes
     def train(self, mode: bool = True) -> SegmentationTask:
@@ -239,7 +240,7 @@ class SegmentationTask(RsfuseModule):
         self._keep_for_plot(batch, pred)
 
     def on_test_epoch_start(self) -> None:
-        self._plot_buffer = []
+        self._plot_buffer, self._plot_ids = [], []
 
     def on_test_epoch_end(self) -> None:
         m = self._summary(self.test_cm, "test")
@@ -253,7 +254,7 @@ class SegmentationTask(RsfuseModule):
             )
             if self.hparams.plot_samples > 0:
                 report_figures(self, self.write_figures(self._figure_dir()))
-        self._plot_buffer = []
+        self._plot_buffer, self._plot_ids = [], []
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict[str, Any]:
         pred = self(batch).argmax(dim=1)
@@ -277,6 +278,7 @@ class SegmentationTask(RsfuseModule):
                     x = norm.denormalize(m, x)
                 keep[m] = x.cpu()
         self._plot_buffer.append(keep)
+        self._plot_ids.extend(_row_label(m) for m in list(batch.get("meta") or [])[:need])
 
     def _figure_dir(self) -> Path:
         if self.hparams.plot_dir:
@@ -318,6 +320,7 @@ class SegmentationTask(RsfuseModule):
                     out / "samples.png",
                     rgb_index=rgb,
                     ignore_index=self.ignore_index,
+                    ids=self._plot_ids if len(self._plot_ids) == len(cat["mask"]) else None,
                     title="first test samples"
                     + (
                         f" ({' and '.join(self.test_drop).upper()} marked absent)"
@@ -331,3 +334,14 @@ class SegmentationTask(RsfuseModule):
     # ------------------------------------------------------------------ optim
     def optim_settings(self) -> OptimSettings:
         return OptimSettings.from_hparams(self.hparams)
+
+
+def _row_label(meta: Any) -> str:
+    """``id`` and, for seasonal datasets, ``season k`` of a sample's metadata."""
+    if not isinstance(meta, dict):
+        return ""
+    label = str(meta.get("id", ""))
+    season = meta.get("season")
+    if isinstance(season, int | float):
+        label += f"\nseason {int(season)}"
+    return label
