@@ -192,3 +192,16 @@ def test_same_class_same_colour_in_dataset_plot_samples_png_cog_and_quicklook(
     for n, c in expected.items():
         assert ref[DFC2020.index(n)][:3] == _rgb255(c)
     assert ref_dw[DW9.index("Water")][:3] == _rgb255(PALETTES["dw"].colour("Water"))
+
+
+def test_every_packaged_config_names_classes_of_a_nomenclature():
+    """Config class names resolve to their dataset's palette (no silent fallback colours)."""
+    from rsfuse.training.configs import config_root, list_configs, load_config
+
+    checked = 0
+    for name in list_configs():
+        names = ((load_config(name).get("model") or {}).get("init_args") or {}).get("class_names")
+        if names:
+            assert palette_for(names) is not None, (name, config_root(), names)
+            checked += 1
+    assert checked >= 10

@@ -135,12 +135,18 @@ def _draw(
     return save_figure(fig, out)
 
 
-def _path_words(paths_present: list[str]) -> str:
+def _path_words(paths_present: list[str], scene: Any) -> str:
+    """The figure title's words on paths when the path panel is left out."""
     if not paths_present:
         return "no pixel had usable input"
-    if len(paths_present) == 1:
-        return f"inference path: {PATH_LABELS[paths_present[0]]} everywhere"
-    return ""
+    if len(paths_present) > 1:
+        return ""
+    only = paths_present[0]
+    if only == "s2" and not scene.has_s1:
+        return "the model reads S2 only (one inference path)"
+    if only == "s1" and not scene.has_s2:
+        return "the model reads S1 only (one inference path)"
+    return f"inference path: {PATH_LABELS[only]} everywhere"
 
 
 def plot_scene_quicklook(
@@ -178,7 +184,7 @@ def plot_scene_quicklook(
         panels.append(("inference path per pixel", _path_rgb(pth)))
     present = [int(v) for v in np.unique(cls) if v < len(class_names)]
     handles = class_legend(class_names, unlabelled=bool((cls == 255).any()), present=present)
-    words = _path_words(paths_present)
+    words = _path_words(paths_present, scene)
     title = f"{scene.height} x {scene.width} px scene (shown at 1/{f})"
     return _draw(
         panels, handles, paths_present, path_panel, title + (f"; {words}" if words else ""), out
@@ -230,7 +236,7 @@ def plot_cells_quicklook(
         panels.append(("inference path per cell", _path_rgb(pth)))
     present = [int(v) for v in np.unique(top) if v < len(class_names)]
     handles = class_legend(class_names, unlabelled=False, present=present)
-    words = _path_words(paths_present)
+    words = _path_words(paths_present, scene)
     title = f"{len(cells)} cells over a {scene.height} x {scene.width} px scene (shown at 1/{f})"
     return _draw(
         panels, handles, paths_present, path_panel, title + (f"; {words}" if words else ""), out
