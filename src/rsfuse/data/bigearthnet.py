@@ -342,8 +342,8 @@ class BigEarthNetBase(SkipBadSamples, Dataset[Sample]):
         S2 is shown as true colour (B04, B03, B02) with one stretch shared by the three
         bands, computed on the clear pixels, when those bands are in the sample, else its
         first band in grey; S1 as R = VV, G = VH, B = VV − VH over fixed dB ranges
-        (:mod:`rsfuse.plots.composites`). The labels are listed with their BigEarthNet
-        colours (:mod:`rsfuse.plots.palettes`); a prediction adds the predicted labels,
+        (:mod:`rsfuse.data.composites`). The labels are listed with their BigEarthNet
+        colours (:mod:`rsfuse.data.palettes`); a prediction adds the predicted labels,
         ticked where they are right.
 
         Args:
@@ -357,8 +357,8 @@ class BigEarthNetBase(SkipBadSamples, Dataset[Sample]):
         """
         from matplotlib.patches import Patch
 
-        from rsfuse.plots.composites import sample_composites
-        from rsfuse.plots.palettes import class_colours
+        from rsfuse.data.composites import sample_composites
+        from rsfuse.data.palettes import class_colours
 
         s2 = np.asarray(sample["s2"], dtype=np.float32) if "s2" in sample else None
         s1 = np.asarray(sample["s1"], dtype=np.float32) if "s1" in sample else None

@@ -309,8 +309,8 @@ class SegmentationDatasetBase(SkipBadSamples, Dataset[Sample]):
         S2 shows B04, B03, B02 with one stretch shared by the three bands, computed on the
         clear pixels (the sample's ``cloud_mask`` and very bright pixels left out), else
         its first band in grey; S1 shows R = VV, G = VH, B = VV − VH over fixed dB ranges
-        (:mod:`rsfuse.plots.composites`). Classes take their nomenclature's colours
-        (:mod:`rsfuse.plots.palettes`; the same as in ``samples.png``, ``rsfuse predict``'s
+        (:mod:`rsfuse.data.composites`). Classes take their nomenclature's colours
+        (:mod:`rsfuse.data.palettes`; the same as in ``samples.png``, ``rsfuse predict``'s
         colour table and quick-look). The title names the sample, its season and what the
         mask is (:attr:`mask_title`: e.g. Dynamic World *noisy* labels). A
         ``season="all"`` sample shows its first season.
@@ -323,8 +323,8 @@ class SegmentationDatasetBase(SkipBadSamples, Dataset[Sample]):
         Returns:
             The figure.
         """
-        from rsfuse.plots.composites import sample_composites
-        from rsfuse.plots.palettes import class_legend, colourise
+        from rsfuse.data.composites import sample_composites
+        from rsfuse.data.palettes import class_legend, colourise
 
         def first(x: Any, ndim: int) -> np.ndarray:
             a = np.asarray(x)

@@ -165,7 +165,7 @@ def plot_selection_masks(model: Any, dm: Any, path: Path, n: int = 3) -> None:
     """Fig. 11: S2 true colour, the noisy and the clean Dynamic World labels, where they
     differ, and the selection masks of both modalities at the end of training.
 
-    Labels take the Dynamic World colours (:mod:`rsfuse.plots.palettes`) with a class legend;
+    Labels take the Dynamic World colours (:mod:`rsfuse.data.palettes`) with a class legend;
     the masks share one colour bar (the weight of a pixel in the cross-entropy term). Each
     row names its sample and season.
     """
@@ -176,9 +176,9 @@ def plot_selection_masks(model: Any, dm: Any, path: Path, n: int = 3) -> None:
     import numpy as np
     import torch
 
+    from rsfuse.data.composites import true_colour
+    from rsfuse.data.palettes import class_legend, colourise
     from rsfuse.data.sample import collate
-    from rsfuse.plots.composites import true_colour
-    from rsfuse.plots.palettes import class_legend, colourise
 
     ds = dm.datasets["train"]
     raw = collate([ds[j] for j in range(min(n, len(ds)))])

@@ -25,14 +25,14 @@ import rasterio.shutil
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
+from rsfuse.data.palettes import PATH_COLOURS, colour_table, hex_to_rgb
 from rsfuse.errors import DataError
 from rsfuse.io.atomic import apply_umask, clean_stale_temps, temp_path, write_atomic
-from rsfuse.plots.palettes import PATH_COLOURS, colour_table, hex_to_rgb
 
 #: Code of each inference path in the ``*_path.tif`` raster.
 PATH_CODES: dict[str, int] = {"nodata": 0, "s1+s2": 1, "s1": 2, "s2": 3}
 PATH_NAMES: dict[int, str] = {v: k for k, v in PATH_CODES.items()}
-#: Colour table of the path raster (:data:`rsfuse.plots.palettes.PATH_COLOURS`, colours no
+#: Colour table of the path raster (:data:`rsfuse.data.palettes.PATH_COLOURS`, colours no
 #: class uses); no data transparent.
 PATH_COLORS: dict[int, tuple[int, int, int, int]] = {
     0: (0, 0, 0, 0),
@@ -49,7 +49,7 @@ BLOCK = 512
 
 def class_colormap(class_names: Sequence[str]) -> dict[int, tuple[int, int, int, int]]:
     """The colour table of a class map: each class in its nomenclature's colour
-    (:func:`rsfuse.plots.palettes.colour_table`, the colours of every rsfuse figure), no data
+    (:func:`rsfuse.data.palettes.colour_table`, the colours of every rsfuse figure), no data
     (:data:`NODATA_CLASS`) transparent."""
     return colour_table(class_names, NODATA_CLASS)  # type: ignore[return-value]
 

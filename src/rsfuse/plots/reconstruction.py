@@ -2,7 +2,7 @@
 
 The encoder's (normalised) input is drawn: S2 as B04, B03, B02 with one stretch shared by
 the three channels (the 2–98 % percentiles of their pooled values, as
-:func:`rsfuse.plots.composites.stretch_joint`), S1 as VV, VH, VV − VH with one stretch per
+:func:`rsfuse.data.composites.stretch_joint`), S1 as VV, VH, VV − VH with one stretch per
 channel. Every panel of a row uses the input's stretch, so colours are comparable.
 """
 

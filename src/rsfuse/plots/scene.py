@@ -8,9 +8,9 @@ highest-scoring label of every cell above the threshold, and the cells' paths.
 Rasters are read decimated to at most :data:`QUICKLOOK_SIDE` pixels a side (average for
 images, nearest for classes). S2 is drawn with one joint stretch computed on clear pixels
 only (no data, clouds of the scene's cloud mask, pixels the model sent through its S1-only
-path and very bright pixels left out; :func:`rsfuse.plots.composites.true_colour`), so
+path and very bright pixels left out; :func:`rsfuse.data.composites.true_colour`), so
 clouds no longer darken the land. Classes take their nomenclature's colours
-(:mod:`rsfuse.plots.palettes`, the same table as the class map's COG colour table); paths
+(:mod:`rsfuse.data.palettes`, the same table as the class map's COG colour table); paths
 take colours no class uses and have a legend of their own.
 """
 
@@ -25,9 +25,8 @@ import numpy as np
 import rasterio
 from rasterio.enums import Resampling
 
-from rsfuse.plots.common import pyplot, save_figure
-from rsfuse.plots.composites import s1_false_colour, true_colour
-from rsfuse.plots.palettes import (
+from rsfuse.data.composites import s1_false_colour, true_colour
+from rsfuse.data.palettes import (
     PATH_COLOURS,
     PATH_LABELS,
     class_legend,
@@ -35,6 +34,7 @@ from rsfuse.plots.palettes import (
     hex_to_rgb,
     path_legend,
 )
+from rsfuse.plots.common import pyplot, save_figure
 
 #: Longest side of the quick-look rasters, in pixels.
 QUICKLOOK_SIDE = 1024

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from rsfuse.data.composites import s1_false_colour, true_colour
+from rsfuse.data.palettes import class_legend, colourise
 from rsfuse.plots.common import pyplot as _pyplot
 from rsfuse.plots.common import save_figure
-from rsfuse.plots.composites import s1_false_colour, true_colour
-from rsfuse.plots.palettes import class_legend, colourise
 
 
 def plot_confusion_matrix(
@@ -76,8 +76,8 @@ def plot_segmentation_samples(
     """Grid, one row per sample: S2 true colour, S1 false colour, reference, prediction.
 
     S2 is drawn with one joint stretch over its clear pixels and S1 as R = VV, G = VH,
-    B = VV − VH over fixed dB ranges (:mod:`rsfuse.plots.composites`); classes in their
-    nomenclature's colours (:mod:`rsfuse.plots.palettes`), the legend beside the grid
+    B = VV − VH over fixed dB ranges (:mod:`rsfuse.data.composites`); classes in their
+    nomenclature's colours (:mod:`rsfuse.data.palettes`), the legend beside the grid
     listing the classes that occur in the reference or the prediction.
 
     Args:

@@ -77,6 +77,7 @@ from scipy import ndimage
 
 from rsfuse.bands import BANDS, S1_ORDER, S2_L1C_ORDER, S2_L2A_ORDER
 from rsfuse.data.classes import DFC2020, DFC2020_REMAP, DW9
+from rsfuse.data.palettes import colour_table
 from rsfuse.data.synthetic.segmentation import BEN19_TO_DFC10, BEN19_TO_DW9
 from rsfuse.data.synthetic.world import (
     CLASS_FREQUENCY,
@@ -88,7 +89,6 @@ from rsfuse.data.synthetic.world import (
 )
 from rsfuse.errors import ConfigError
 from rsfuse.io.atomic import write_atomic
-from rsfuse.plots.palettes import colour_table
 
 #: Side of a generation block (pixels): a multiple of the 256 px tiles and of 6 (60 m).
 BLOCK = 768

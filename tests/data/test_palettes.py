@@ -12,8 +12,7 @@ from matplotlib.colors import to_rgb
 from matplotlib.image import imread
 
 from rsfuse.data.classes import BEN19, BEN43, DFC2020, DFC2020_10, DW9, OSM13
-from rsfuse.inference.outputs import PATH_CODES, PATH_COLORS, class_colormap
-from rsfuse.plots.palettes import (
+from rsfuse.data.palettes import (
     FALLBACK_COLOURS,
     IGNORE_COLOUR,
     PALETTES,
@@ -24,6 +23,7 @@ from rsfuse.plots.palettes import (
     hex_to_rgb,
     palette_for,
 )
+from rsfuse.inference.outputs import PATH_CODES, PATH_COLORS, class_colormap
 
 
 def _lab(colours: list[str]) -> np.ndarray:

@@ -215,7 +215,7 @@ def colour_table(class_names: Sequence[str], nodata: int = 255) -> dict[int, tup
 
 def colourise(mask: np.ndarray, class_names: Sequence[str], ignore_index: int = 255) -> np.ndarray:
     """Class mask [H, W] → RGB [H, W, 3] in the classes' colours
-    (:func:`rsfuse.plots.palettes.class_colours`); ignored (or out-of-range) pixels white."""
+    (:func:`rsfuse.data.palettes.class_colours`); ignored (or out-of-range) pixels white."""
     k = len(class_names)
     colours = class_rgb(class_names, with_ignore=True)
     m = np.asarray(mask)
