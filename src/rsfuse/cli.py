@@ -89,8 +89,9 @@ Data and the main job:
              SSL4EO-S12, NoLDO-S12, DFC2020) or a whole scene pair:
              rsfuse synth --layout bigearthnet-v2 --root DIR --n 500
              rsfuse synth --layout scene --root DIR --size 2048
-  convert    convert a dataset once into the fast sharded zarr store (resumable, --verify;
-             BigEarthNet v1 / v2, DFC2020, SSL4EO-S12@DW / @OSM, NoLDO-S12):
+  convert    convert a dataset once into the fast sharded zarr store (resumable;
+             BigEarthNet v1 / v2, DFC2020, SSL4EO-S12@DW / @OSM, NoLDO-S12), or with
+             --verify check an existing store against its source:
              rsfuse convert --dataset bigearthnet-v2 --root DIR --out DIR.store
   demo       synthesise a small BigEarthNet-v2 dataset, train S1+S2 (early fusion), S1-only,
              S2-only and S1 GMU S2 (MGSViT) classifiers, the last also after MGSViT

@@ -486,11 +486,17 @@ def test_plot(v1_root):
     s = ds[0]
     fig = ds.plot(s)
     assert isinstance(fig, Figure) and len(fig.axes) == 2
-    assert "Arable land" in fig._suptitle.get_text()
+
+    def legend_texts(f: Figure) -> list[str]:
+        return [t.get_text().replace("\n", " ") for t in f.legends[0].get_texts()]
+
+    assert "Arable land" in legend_texts(fig)
     pred = torch.full((19,), -5.0)
     pred[18] = 3.0  # logits
     fig = ds.plot(s, prediction=pred)
-    assert "predicted: Marine waters" in fig._suptitle.get_text()
+    texts = legend_texts(fig)
+    assert "Arable land" in texts  # a label, not predicted: no tick
+    assert "✗ Marine waters (predicted, not a label)" in texts
     s1_only = BigEarthNetV1(v1_root, modalities=("s1",))
     assert len(s1_only.plot(s1_only[0], show_titles=False).axes) == 1
     no_rgb = BigEarthNetV1(v1_root, modalities=("s2",), s2_bands=["B11", "B12"])

@@ -337,66 +337,90 @@ class BigEarthNetBase(SkipBadSamples, Dataset[Sample]):
         prediction: Tensor | np.ndarray | Sequence[float] | None = None,
         show_titles: bool = True,
     ) -> Figure:
-        """Plot a sample: S2 true colour and S1 false colour, titled with its labels.
+        """Plot a sample: S2 true colour and S1 false colour, with its labels beside them.
 
-        S2 is shown as true colour (B04, B03, B02) when those bands are in the sample,
-        else its first band in grey; S1 as R = VV, G = VH, B = VV - VH (dB). Every
-        channel is stretched between its 2nd and 98th percentiles.
+        S2 is shown as true colour (B04, B03, B02) with one stretch shared by the three
+        bands, computed on the clear pixels, when those bands are in the sample, else its
+        first band in grey; S1 as R = VV, G = VH, B = VV − VH over fixed dB ranges
+        (:mod:`rsfuse.data.composites`). The labels are listed with their BigEarthNet
+        colours (:mod:`rsfuse.data.palettes`); a prediction adds the predicted labels,
+        ticked where they are right.
 
         Args:
             sample: a sample of this dataset (not a batch).
             prediction: multi-hot vector, probabilities or logits [19]; values outside
                 [0, 1] are taken as logits (sigmoid), then thresholded at 0.5.
-            show_titles: add panel titles and the label names.
+            show_titles: add panel titles and the sample id.
 
         Returns:
-            The figure, one axis per modality in the sample.
+            The figure, one axis per modality in the sample and one for the labels.
         """
-        panels: list[tuple[str, np.ndarray]] = []
-        if "s2" in sample:
-            s2 = np.asarray(sample["s2"], dtype=np.float32)
-            names = list(self.s2_band_names)
-            if len(names) == s2.shape[0] and all(b in names for b in ("B04", "B03", "B02")):
-                rgb = np.stack([s2[names.index(b)] for b in ("B04", "B03", "B02")])
-                panels.append(("Sentinel-2 (B04, B03, B02)", _stretch(rgb)))
-            else:
-                title = f"Sentinel-2 ({names[0] if names else 'band 0'})"
-                panels.append((title, _stretch(s2[:1])[..., 0]))
-        if "s1" in sample:
-            s1 = np.asarray(sample["s1"], dtype=np.float32)
-            false = np.stack([s1[0], s1[1], s1[0] - s1[1]])
-            panels.append(("Sentinel-1 (VV, VH, VV-VH)", _stretch(false)))
-        fig = Figure(figsize=(4 * max(1, len(panels)), 4.6))
-        axes = fig.subplots(1, max(1, len(panels)), squeeze=False)[0]
+        from matplotlib.patches import Patch
+
+        from rsfuse.data.composites import sample_composites
+        from rsfuse.data.palettes import class_colours
+
+        s2 = np.asarray(sample["s2"], dtype=np.float32) if "s2" in sample else None
+        s1 = np.asarray(sample["s1"], dtype=np.float32) if "s1" in sample else None
+        panels = sample_composites(s2, list(self.s2_band_names), s1)
+        has_labels = "label" in sample
+        n = max(1, len(panels))
+        fig = Figure(figsize=(3.4 * n + (3.6 if has_labels else 0.0), 3.9), layout="constrained")
+        axes = fig.subplots(1, n, squeeze=False)[0]
         for ax, (title, img) in zip(axes, panels):
-            ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
+            ax.imshow(img, interpolation="nearest")
             ax.set_axis_off()
             if show_titles:
-                ax.set_title(title)
-        if show_titles and "label" in sample:
-            text = "labels: " + _names(np.asarray(sample["label"], dtype=np.float32) >= 0.5)
+                ax.set_title(title, fontsize=9, wrap=True)
+        if has_labels:
+            truth = np.asarray(sample["label"], dtype=np.float32).reshape(-1) >= 0.5
+            colours = class_colours(BEN19)
+            handles = [
+                Patch(facecolor=colours[i], edgecolor="0.4", linewidth=0.5, label=BEN19[i])
+                for i in np.flatnonzero(truth)
+                if i < len(BEN19)
+            ]
+            title = "labels"
             if prediction is not None:
                 p = np.asarray(prediction, dtype=np.float32).reshape(-1)
                 if p.size and (p.min() < 0 or p.max() > 1):
                     p = 1.0 / (1.0 + np.exp(-p))
-                text += "\npredicted: " + _names(p >= 0.5)
-            fig.suptitle(text, fontsize=8, wrap=True)
+                pred = p >= 0.5
+                title = "labels (✓ also predicted)"
+                for h, i in zip(handles, np.flatnonzero(truth)):
+                    if i < pred.size and pred[i]:
+                        h.set_label("✓ " + h.get_label())
+                wrong = [i for i in np.flatnonzero(pred) if i < len(BEN19) and not truth[i]]
+                handles += [
+                    Patch(
+                        facecolor=colours[i],
+                        edgecolor="0.4",
+                        hatch="//",
+                        linewidth=0.5,
+                        label="✗ " + BEN19[i] + " (predicted, not a label)",
+                    )
+                    for i in wrong
+                ]
+            fig.legend(
+                handles=[_wrapped(h) for h in handles] or [Patch(color="white", label="(none)")],
+                loc="outside right center",
+                fontsize=8,
+                frameon=False,
+                title=title,
+                title_fontsize=9,
+            )
+        if show_titles:
+            sid = sample.get("meta", {}).get("id", "")
+            fig.suptitle(f"{type(self).__name__} {sid}".strip(), fontsize=10)
         return fig
 
 
-def _stretch(x: np.ndarray) -> np.ndarray:
-    """[C, H, W] → [H, W, C] in [0, 1], each channel stretched between its 2nd/98th pct."""
-    out = np.empty(x.shape[1:] + x.shape[:1], dtype=np.float32)
-    for c in range(x.shape[0]):
-        finite = x[c][np.isfinite(x[c])]
-        lo, hi = np.percentile(finite, (2, 98)) if finite.size else (0.0, 1.0)
-        out[..., c] = np.clip((x[c] - lo) / max(hi - lo, 1e-6), 0, 1)
-    return np.nan_to_num(out)
+def _wrapped(handle: Any, width: int = 34) -> Any:
+    """A legend patch whose long label is wrapped onto several lines."""
+    import textwrap
 
-
-def _names(active: np.ndarray) -> str:
-    names = [BEN19[i] for i in np.flatnonzero(active) if i < len(BEN19)]
-    return ", ".join(names) if names else "(none)"
+    handle.set_label(textwrap.fill(handle.get_label(), width))
+    return handle
 
 
 class BigEarthNetV1(BigEarthNetBase):

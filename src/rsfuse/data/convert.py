@@ -3,9 +3,9 @@
 One pass over every split, ``--workers`` processes each writing whole shards, a progress
 bar, and resumable: a shard is marked done only after its data are written, so a re-run
 after a kill redoes only unfinished shards. The store's manifest is written last; a store
-without it is refused by readers. ``--verify`` re-reads every sample from the source and
-from the store and checks they are identical (``torch.equal``, labels / masks and metadata
-too).
+without it is refused by readers. ``rsfuse convert ... --verify`` converts nothing: it
+checks an existing store, re-reading every sample from the source and from the store and
+comparing them (``torch.equal``, labels / masks and metadata too).
 
 Datasets (:data:`DATASETS`, one registry entry each, see :class:`SourceDataset`):
 
@@ -1046,12 +1046,14 @@ def build_parser() -> argparse.ArgumentParser:
             "with sharding; see docs/store.md) for fast random access. Resumable: run the "
             "same command again after an interruption and it completes the unfinished "
             "shards. The store is marked complete (rsfuse_store.json) only after its last "
-            "write."
+            "write. With --verify it converts nothing: it checks an existing store (--out) "
+            "against its source (--root)."
         ),
         epilog=(
-            "example: rsfuse convert --dataset bigearthnet-v2 --root data/BigEarthNet-v2 "
-            "--out data/ben-v2.store --workers 8 && rsfuse convert --dataset "
-            "bigearthnet-v2 --root data/BigEarthNet-v2 --out data/ben-v2.store --verify"
+            "examples: convert: rsfuse convert --dataset bigearthnet-v2 --root "
+            "data/BigEarthNet-v2 --out data/ben-v2.store --workers 8; then check the store: "
+            "rsfuse convert --dataset bigearthnet-v2 --root data/BigEarthNet-v2 --out "
+            "data/ben-v2.store --verify"
         ),
     )
     p.add_argument(
@@ -1066,12 +1068,17 @@ def build_parser() -> argparse.ArgumentParser:
         "SegmentationDataModule(store=...))",
     )
     p.add_argument("--root", required=True, help="source dataset root folder")
-    p.add_argument("--out", required=True, help="store folder to write (local path)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="store folder to write (local path); with --verify, the existing store to check",
+    )
     p.add_argument(
         "--verify",
         action="store_true",
-        help="do not convert: re-read every sample from source and store and "
-        "check they are bit-identical",
+        help="check an existing store instead of converting (nothing is written): re-read "
+        "every sample from the source (--root) and from the store (--out) and fail, naming "
+        "the samples, if any differs (images, labels / masks and metadata must be identical)",
     )
     p.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
     p.add_argument(

@@ -73,6 +73,7 @@ class DFC2020Dataset(SegmentationDatasetBase):
     classes: ClassVar[tuple[str, ...]] = DFC2020
     num_seasons: ClassVar[int] = 1
     dataset_name: ClassVar[str] = "DFC2020"
+    mask_title: ClassVar[str] = "labels (DFC2020, simplified IGBP)"
 
     def __init__(
         self,

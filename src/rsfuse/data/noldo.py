@@ -278,6 +278,7 @@ class NoLDOS12(SegmentationDatasetBase):
 
     classes: ClassVar[tuple[str, ...]] = DW9
     dataset_name: ClassVar[str] = "NoLDO-S12 (SSL4EO-S12@NoL)"
+    mask_title: ClassVar[str] = "noisy labels (Dynamic World, automatic)"
 
     def __init__(
         self,
@@ -560,6 +561,7 @@ class SSL4EOS12DW(_NoLDODownstream):
     kind: ClassVar[str] = "dw"
     lut: ClassVar[tuple[int, ...]] = DW_DOWNSTREAM_LUT
     dataset_name: ClassVar[str] = "SSL4EO-S12@DW"
+    mask_title: ClassVar[str] = "labels (Dynamic World, expert)"
 
 
 class SSL4EOS12OSM(_NoLDODownstream):
@@ -572,6 +574,7 @@ class SSL4EOS12OSM(_NoLDODownstream):
     kind: ClassVar[str] = "osm"
     lut: ClassVar[tuple[int, ...]] = OSM_DOWNSTREAM_LUT
     dataset_name: ClassVar[str] = "SSL4EO-S12@OSM"
+    mask_title: ClassVar[str] = "labels (OpenStreetMap land use)"
 
 
 __all__ = [

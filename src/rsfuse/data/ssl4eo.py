@@ -47,9 +47,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -79,12 +77,6 @@ V11_S2_OFFSET = 1000.0
 S2_DTYPES: tuple[str, ...] = ("uint16",)
 S1_DTYPES: tuple[str, ...] = ("float32",)
 _TIME = re.compile(r"(\d{8}T\d{6})")
-
-#: One colour per class index (tab20-like), used by :meth:`SegmentationDatasetBase.plot`.
-CLASS_COLORS: tuple[str, ...] = (
-    "#1f77b4", "#2ca02c", "#98df8a", "#17becf", "#ffbb78", "#bcbd22", "#d62728", "#8c564b",
-    "#c6dbef", "#9467bd", "#e377c2", "#7f7f7f", "#ff7f0e", "#aec7e8", "#c5b0d5",
-)  # fmt: skip
 
 
 def file_band_name(band: str) -> str:
@@ -146,16 +138,6 @@ def _check_seasonal_sizes(sample: Sample, sid: str) -> None:
     check_sample(first, source=sid, check_finite=False)
 
 
-def _stretch(x: np.ndarray) -> np.ndarray:
-    """[C, H, W] → [H, W, C] in [0, 1], each channel stretched between its 2nd/98th pct."""
-    out = np.empty(x.shape[1:] + x.shape[:1], dtype=np.float32)
-    for c in range(x.shape[0]):
-        finite = x[c][np.isfinite(x[c])]
-        lo, hi = np.percentile(finite, (2, 98)) if finite.size else (0.0, 1.0)
-        out[..., c] = np.clip((x[c] - lo) / max(hi - lo, 1e-6), 0, 1)
-    return np.nan_to_num(out)
-
-
 class SegmentationDatasetBase(SkipBadSamples, Dataset[Sample]):
     """Shared logic of the seasonal and segmentation readers; use a subclass.
 
@@ -185,6 +167,10 @@ class SegmentationDatasetBase(SkipBadSamples, Dataset[Sample]):
     num_seasons: ClassVar[int] = NUM_SEASONS
     stats_name: ClassVar[str] = "ssl4eo-s12-l1c"
     dataset_name: ClassVar[str] = ""
+    #: Plot title of the ``mask`` panel (what the labels are).
+    mask_title: ClassVar[str] = "labels"
+    #: Title of the ``mask_clean`` panel.
+    clean_mask_title: ClassVar[str] = "clean labels (noise-free reference)"
 
     def __init__(
         self,
@@ -318,67 +304,82 @@ class SegmentationDatasetBase(SkipBadSamples, Dataset[Sample]):
         prediction: Tensor | np.ndarray | None = None,
         show_titles: bool = True,
     ) -> Figure:
-        """Plot a sample: S2 true colour, S1 false colour, the mask with a class legend.
+        """Plot a sample: S2 true colour, S1 false colour, the mask(s) with a class legend.
 
-        S2 shows B04, B03, B02 when present (else its first band in grey); S1 shows
-        R = VV, G = VH, B = VV - VH; channels are stretched between their 2nd and 98th
-        percentiles. A ``season="all"`` sample shows its first season.
+        S2 shows B04, B03, B02 with one stretch shared by the three bands, computed on the
+        clear pixels (the sample's ``cloud_mask`` and very bright pixels left out), else
+        its first band in grey; S1 shows R = VV, G = VH, B = VV − VH over fixed dB ranges
+        (:mod:`rsfuse.data.composites`). Classes take their nomenclature's colours
+        (:mod:`rsfuse.data.palettes`; the same as in ``samples.png``, ``rsfuse predict``'s
+        colour table and quick-look). The title names the sample, its season and what the
+        mask is (:attr:`mask_title`: e.g. Dynamic World *noisy* labels). A
+        ``season="all"`` sample shows its first season.
 
         Args:
             sample: a sample of this dataset (not a batch).
             prediction: optional int [H, W] class map or [K, H, W] scores (argmax).
-            show_titles: add panel titles.
+            show_titles: add panel titles and the figure title.
 
         Returns:
             The figure.
         """
+        from rsfuse.data.composites import sample_composites
+        from rsfuse.data.palettes import class_legend, colourise
 
         def first(x: Any, ndim: int) -> np.ndarray:
             a = np.asarray(x)
             return a[0] if a.ndim > ndim else a
 
-        panels: list[tuple[str, np.ndarray, bool]] = []
-        if "s2" in sample:
-            s2 = first(sample["s2"], 3).astype(np.float32)
-            names = list(self.s2_band_names)
-            if len(names) == s2.shape[0] and all(b in names for b in ("B04", "B03", "B02")):
-                rgb = np.stack([s2[names.index(b)] for b in ("B04", "B03", "B02")])
-                panels.append(("Sentinel-2 (B04, B03, B02)", _stretch(rgb), False))
-            else:
-                panels.append(("Sentinel-2 (band 0)", _stretch(s2[:1])[..., 0], False))
-        if "s1" in sample:
-            s1 = first(sample["s1"], 3).astype(np.float32)
-            false = np.stack([s1[0], s1[1], s1[0] - s1[1]])
-            panels.append(("Sentinel-1 (VV, VH, VV-VH)", _stretch(false), False))
-        for key, title in (("mask", "mask"), ("mask_clean", "clean mask")):
+        cloud = first(sample["cloud_mask"], 2) if "cloud_mask" in sample else None
+        s2 = first(sample["s2"], 3) if "s2" in sample else None
+        s1 = first(sample["s1"], 3) if "s1" in sample else None
+        panels: list[tuple[str, np.ndarray]] = sample_composites(
+            s2, list(self.s2_band_names), s1, cloud
+        )
+        masks: list[np.ndarray] = []
+        for key, title in (("mask", self.mask_title), ("mask_clean", self.clean_mask_title)):
             if key in sample:
-                panels.append((title, first(sample[key], 2), True))
+                masks.append(first(sample[key], 2).astype(np.int64))
+                panels.append((title, colourise(masks[-1], self.classes)))
         if prediction is not None:
             p = np.asarray(prediction)
-            panels.append(("prediction", p.argmax(0) if p.ndim == 3 else p, True))
-        k = max(1, len(self.classes))
-        colors = [CLASS_COLORS[c % len(CLASS_COLORS)] for c in range(k)]
-        cmap = ListedColormap(colors).with_extremes(bad="white")
-        fig = Figure(figsize=(3.6 * max(1, len(panels)) + (2.2 if self.classes else 0), 4))
-        axes = fig.subplots(1, max(1, len(panels)), squeeze=False)[0]
-        for ax, (title, img, is_mask) in zip(axes, panels):
-            if is_mask:
-                m = np.ma.masked_equal(img.astype(np.int64), IGNORE_LABEL)
-                ax.imshow(m, cmap=cmap, vmin=-0.5, vmax=k - 0.5, interpolation="nearest")
-            else:
-                ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
+            masks.append((p.argmax(0) if p.ndim == 3 else p).astype(np.int64))
+            panels.append(("prediction", colourise(masks[-1], self.classes)))
+        n = max(1, len(panels))
+        legend = bool(self.classes) and bool(masks)
+        fig = Figure(figsize=(3.3 * n + (2.4 if legend else 0.0), 3.9), layout="constrained")
+        axes = fig.subplots(1, n, squeeze=False)[0]
+        for ax, (title, img) in zip(axes, panels):
+            ax.imshow(img, interpolation="nearest")
             ax.set_axis_off()
             if show_titles:
-                ax.set_title(title)
-        if self.classes and any(p[2] for p in panels):
-            handles = [Patch(color=colors[c], label=n) for c, n in enumerate(self.classes)]
-            handles.append(Patch(facecolor="white", edgecolor="black", label="unlabelled"))
-            fig.legend(handles=handles, loc="center right", fontsize=7, frameon=False)
-            fig.subplots_adjust(right=0.8)
+                ax.set_title(title, fontsize=9, wrap=True)
+        if legend:
+            seen = np.unique(np.concatenate([m.ravel() for m in masks]))
+            present = [int(v) for v in seen if 0 <= v < len(self.classes)]
+            handles = class_legend(self.classes, bool((seen == IGNORE_LABEL).any()), present)
+            fig.legend(handles=handles, loc="outside right center", fontsize=8, frameon=False)
         if show_titles:
-            sid = sample.get("meta", {}).get("id", "")
-            fig.suptitle(f"{self.dataset_name} {sid}", fontsize=9)
+            fig.suptitle(self._plot_title(sample), fontsize=10)
         return fig
+
+    def _plot_title(self, sample: Sample) -> str:
+        """``dataset id, season k of T (acquired YYYY-MM-DD)``."""
+        meta = sample.get("meta", {})
+        parts = [f"{self.dataset_name} {meta.get('id', '')}".strip()]
+        season = meta.get("season")
+        if isinstance(season, list):
+            season = season[0] if season else None
+        if season is not None and self.num_seasons > 1:
+            text = f"season index {int(season)} (of {self.num_seasons})"
+            products = meta.get("products", {})
+            names = next(iter(products.values()), []) if isinstance(products, dict) else []
+            m = _TIME.search(str(names[0])) if names else None
+            if m:
+                t = m.group(1)
+                text += f", acquired {t[:4]}-{t[4:6]}-{t[6:8]}"
+            parts.append(text)
+        return ", ".join(parts)
 
 
 # ---------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from rsfuse.data.classes import DW9
 from rsfuse.errors import ConfigError
 from rsfuse.experiments.protocols import (
     MODES,
@@ -161,14 +162,22 @@ def pretrain_variant(
 
 
 def plot_selection_masks(model: Any, dm: Any, path: Path, n: int = 3) -> None:
-    """Fig. 11: S2 true colour, noisy and clean labels, label errors and the selection masks
-    of both modalities at the end of training."""
+    """Fig. 11: S2 true colour, the noisy and the clean Dynamic World labels, where they
+    differ, and the selection masks of both modalities at the end of training.
+
+    Labels take the Dynamic World colours (:mod:`rsfuse.data.palettes`) with a class legend;
+    the masks share one colour bar (the weight of a pixel in the cross-entropy term). Each
+    row names its sample and season.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
     import torch
 
+    from rsfuse.data.composites import true_colour
+    from rsfuse.data.palettes import class_legend, colourise
     from rsfuse.data.sample import collate
 
     ds = dm.datasets["train"]
@@ -182,32 +191,68 @@ def plot_selection_masks(model: Any, dm: Any, path: Path, n: int = 3) -> None:
         sel = model.selection(
             logits["s1"], logits["s2"], batch["mask"].to(model.device), model.current_epoch
         )
-    noisy, clean = raw["mask"], raw["mask_clean"]
-    cols = ["S2 (B4 B3 B2)", "noisy label", "clean label", "noisy ≠ clean", "w (S1)", "w (S2)"]
-    fig, axes = plt.subplots(len(noisy), len(cols), figsize=(2.2 * len(cols), 2.2 * len(noisy)))
-    axes = axes.reshape(len(noisy), len(cols))
-    s2 = raw["s2"]
-    rgb_idx = [3, 2, 1] if s2.shape[1] == 13 else [2, 1, 0]
-    for i in range(len(noisy)):
-        rgb = s2[i, rgb_idx].permute(1, 2, 0).float()
-        rgb = (rgb / rgb.flatten(0, 1).quantile(0.98, dim=0).clamp_min(1e-6)).clamp(0, 1)
-        err = ((noisy[i] != clean[i]) & (noisy[i] != 255)).float()
+    noisy, clean = raw["mask"].numpy(), raw["mask_clean"].numpy()
+    names = list(getattr(dm, "classes", None) or DW9)
+    cols = [
+        "S2 true colour",
+        "noisy labels\n(Dynamic World, automatic)",
+        "clean labels\n(noise-free reference)",
+        "label errors\n(noisy ≠ clean, red)",
+        "selection mask w\n(S1 branch)",
+        "selection mask w\n(S2 branch)",
+    ]
+    rows = len(noisy)
+    fig, axes = plt.subplots(
+        rows, len(cols), figsize=(2.3 * len(cols) + 2.6, 2.3 * rows + 0.9), squeeze=False,
+        layout="constrained",
+    )  # fmt: skip
+    s2 = raw["s2"].numpy()
+    bands = list(dm.input_spec.s2_bands) if hasattr(dm, "input_spec") else []
+    rgb_idx = [bands.index(b) for b in ("B04", "B03", "B02")] if bands else [3, 2, 1]
+    seasons = raw.get("season")
+    metas = raw.get("meta") or [{}] * rows
+    im = None
+    for i in range(rows):
+        err = (noisy[i] != clean[i]) & (noisy[i] != 255)
+        err_rgb = np.ones((*err.shape, 3))
+        err_rgb[err] = (0.85, 0.1, 0.1)
         panels = [
-            (rgb, {}),
-            (noisy[i].masked_fill(noisy[i] == 255, 9), {"cmap": "tab10", "vmin": 0, "vmax": 9}),
-            (clean[i].masked_fill(clean[i] == 255, 9), {"cmap": "tab10", "vmin": 0, "vmax": 9}),
-            (err, {"cmap": "gray", "vmin": 0, "vmax": 1}),
-            (sel["label_masks"][0][i].cpu(), {"cmap": "viridis", "vmin": 0, "vmax": 1}),
-            (sel["label_masks"][1][i].cpu(), {"cmap": "viridis", "vmin": 0, "vmax": 1}),
+            true_colour(np.moveaxis(s2[i, rgb_idx], 0, -1)),
+            colourise(noisy[i], names),
+            colourise(clean[i], names),
+            err_rgb,
         ]
-        for j, (img, kw) in enumerate(panels):
-            axes[i, j].imshow(img.numpy(), interpolation="nearest", **kw)
+        for j, img in enumerate(panels):
+            axes[i, j].imshow(img, interpolation="nearest")
+        for j, w in ((4, sel["label_masks"][0][i]), (5, sel["label_masks"][1][i])):
+            im = axes[i, j].imshow(
+                w.float().cpu().numpy(), cmap="viridis", vmin=0, vmax=1, interpolation="nearest"
+            )
+        for j in range(len(cols)):
             axes[i, j].set_xticks([])
             axes[i, j].set_yticks([])
             if i == 0:
                 axes[i, j].set_title(cols[j], fontsize=8)
-    fig.suptitle("CromSS-midF selection masks (Fig. 11): low weight should cover label errors")
-    fig.tight_layout()
+        sid = metas[i].get("id", i) if isinstance(metas[i], dict) else i
+        season = "" if seasons is None else f"\nseason {int(seasons[i])}"
+        axes[i, 0].set_ylabel(f"sample {sid}{season}", fontsize=8)
+    present = sorted({int(v) for v in np.unique(np.concatenate([noisy.ravel(), clean.ravel()]))
+                      if v < len(names)})  # fmt: skip
+    fig.legend(
+        handles=class_legend(names, unlabelled=bool((noisy == 255).any()), present=present),
+        loc="outside right upper", fontsize=7, frameon=False, title="Dynamic World classes",
+        title_fontsize=8,
+    )  # fmt: skip
+    if im is not None:
+        fig.colorbar(
+            im, ax=axes[:, 4:].ravel().tolist(), location="bottom", shrink=0.8,
+            label="w: weight of the pixel's noisy label in the CE loss (0 = left out)",
+        )  # fmt: skip
+    fig.suptitle(
+        f"CromSS selection masks after epoch {int(model.current_epoch)} (Fig. 11): "
+        "low w should cover the label errors",
+        fontsize=10,
+    )
     save_figure(fig, path, dpi=100)
 
 
@@ -219,19 +264,21 @@ def plot_pretrain_accuracy(rows: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, ax = plt.subplots(figsize=(1.2 * len(rows) + 2, 3.6))
+    fig, ax = plt.subplots(figsize=(1.3 * len(rows) + 2.5, 4.2), layout="constrained")
     x = np.arange(len(rows))
     for m, off in (("s1", -0.2), ("s2", 0.2)):
         vals = [100 * float(r.get(f"{m}_vs_clean") or "nan") for r in rows]
-        ax.bar(x + off, np.nan_to_num(vals), 0.38, label=f"{m.upper()} prediction vs clean")
+        ax.bar(x + off, vals, 0.38, label=f"{m.upper()} branch's prediction vs clean labels")
     if rows and "noisy_labels" in rows[0]:
         noisy = 100 * float(rows[0]["noisy_labels"])
-        ax.axhline(noisy, color="k", ls="--", lw=1, label="noisy labels vs clean")
+        ax.axhline(noisy, color="k", ls="--", lw=1, label="noisy labels vs clean labels")
     ax.set_xticks(x)
     ax.set_xticklabels([r["model"] for r in rows], rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("OA on the pretraining split (%)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
+    ax.set_ylim(0, 100)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title("Pretrained models against the clean labels (Fig. 8 a/b)", fontsize=9)
+    fig.legend(loc="outside lower center", ncol=2, fontsize=7, frameon=False)
     save_figure(fig, path)
 
 

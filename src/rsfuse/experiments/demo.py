@@ -152,31 +152,32 @@ def _format_table(rows: list[tuple[str, dict[str, float], str]]) -> str:
 
 
 def _plot_per_class(results: list[RunResult], baseline_ap: list[float], out: Path) -> None:
-    import matplotlib
+    """Per-class test AP: one row per class (full names), one marker per model, the
+    label-frequency baseline as a grey bar; the legend above the plot, clear of the data."""
+    import textwrap
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
+    from rsfuse.plots.common import pyplot
+
+    plt = pyplot()
     k = len(BEN19)
-    x = np.arange(k)
-    width = 0.8 / (len(results) + 1)
-    fig, ax = plt.subplots(figsize=(14, 5))
+    y = np.arange(k)
+    fig, ax = plt.subplots(figsize=(10, 0.42 * k + 2.2), layout="constrained")
+    ax.barh(y, [100 * v for v in baseline_ap], 0.7, color="0.88", label="label frequency")
+    markers = "os^Dv<>Ph*X"
     for i, r in enumerate(results):
-        ax.bar(x + i * width, [100 * v for v in r.per_class_ap], width, label=r.name)
-    ax.bar(
-        x + len(results) * width,
-        [100 * v for v in baseline_ap],
-        width,
-        label="label frequency",
-        color="lightgrey",
-    )
-    ax.set_xticks(x + 0.4 - width / 2)
-    ax.set_xticklabels([n[:28] for n in BEN19], rotation=60, ha="right", fontsize=8)
-    ax.set_ylabel("average precision (%)")
-    ax.set_title("Per-class test AP on the synthetic BigEarthNet-v2 world")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+        vals = [100 * v for v in r.per_class_ap] if r.per_class_ap else [np.nan] * k
+        ax.plot(vals, y, markers[i % len(markers)], ms=6, alpha=0.85, label=r.name)
+    ax.set_yticks(y)
+    ax.set_yticklabels([textwrap.fill(n, 42) for n in BEN19], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("average precision on the test split (%)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title("Per-class test AP on the synthetic BigEarthNet-v2 world", fontsize=10)
+    fig.legend(loc="outside upper center", ncol=min(3, len(results) + 1), fontsize=8,
+               frameon=False)  # fmt: skip
     save_figure(fig, out)
 
 

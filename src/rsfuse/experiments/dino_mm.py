@@ -368,7 +368,9 @@ def plot(summary: list[dict[str, Any]], fractions: Sequence[float], path: Path) 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(INPUTS), figsize=(5 * len(INPUTS), 4), sharey=True)
+    fig, axes = plt.subplots(
+        1, len(INPUTS), figsize=(5 * len(INPUTS), 4.8), sharey=True, layout="constrained"
+    )
     for ax, input_ in zip(axes, INPUTS):
         for method, protocol in dict.fromkeys(METHODS.values()):
             pts = sorted(
@@ -394,9 +396,9 @@ def plot(summary: list[dict[str, Any]], fractions: Sequence[float], path: Path) 
         ax.set_xlabel("training labels")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("micro mAP (%), whole test split")
-    axes[-1].legend(fontsize=7)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
     fig.suptitle("DINO-MM claims on the synthetic world (mean ± std over seeds)")
-    fig.tight_layout()
     save_figure(fig, path)
 
 

@@ -121,18 +121,19 @@ def plot(summary: list[dict[str, Any]], path: Path) -> None:
     main_rows = [s for s in summary if s["evaluated_on"] in ("S1", "S2", "S1+S2")]
     variants = sorted({s["variant"] for s in main_rows}, key=lambda v: _order((v, "")))
     x = np.arange(len(variants))
-    fig, ax = plt.subplots(figsize=(1.3 * len(variants) + 3, 4.5))
+    fig, ax = plt.subplots(figsize=(1.3 * len(variants) + 3, 4.8), layout="constrained")
     for i, test_set in enumerate(("clear", "cloudy")):
         vals = {s["variant"]: s for s in main_rows if s["test_set"] == test_set}
-        mean = [100 * vals[v]["mAP_micro_mean"] if v in vals else 0 for v in variants]
+        mean = [100 * vals[v]["mAP_micro_mean"] if v in vals else np.nan for v in variants]
         std = [100 * vals[v]["mAP_micro_std"] if v in vals else 0 for v in variants]
         ax.bar(x + (i - 0.5) * 0.38, mean, 0.38, yerr=std, capsize=3, label=f"{test_set} test")
     ax.set_xticks(x)
     ax.set_xticklabels(variants)
-    ax.set_ylabel("micro mAP (%)")
+    ax.set_ylabel("micro mAP (%), whole test split")
+    ax.set_ylim(0, 100)
+    ax.grid(axis="y", alpha=0.3)
     ax.set_title("MGSViT ablation (mean ± std over seeds)")
-    ax.legend()
-    fig.tight_layout()
+    fig.legend(loc="outside upper right", ncol=2, fontsize=8, frameon=False)
     save_figure(fig, path)
 
 

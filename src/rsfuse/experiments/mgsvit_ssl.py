@@ -172,17 +172,20 @@ def plot(summary: list[dict[str, Any]], kinds: Sequence[str], path: Path) -> Non
         if s["evaluated_on"] == "S1+S2" and s["test_set"] == "clear"
     }
     x = np.arange(len(kinds))
-    fig, ax = plt.subplots(figsize=(1.6 * len(kinds) + 3, 4.2))
+    fig, ax = plt.subplots(figsize=(1.6 * len(kinds) + 4, 4.6), layout="constrained")
     for i, how in enumerate(TRANSFER):
         rows = [idx.get(f"{k} | {how}") for k in kinds]
-        mean = [100 * r["mAP_micro_mean"] if r else 0.0 for r in rows]
+        mean = [100 * r["mAP_micro_mean"] if r else np.nan for r in rows]
         std = [100 * r["mAP_micro_std"] if r else 0.0 for r in rows]
         ax.bar(x + (i - 0.5) * 0.38, mean, 0.38, yerr=std, capsize=3, label=how)
     ax.set_xticks(x)
     ax.set_xticklabels(kinds)
     ax.set_ylabel("micro mAP (%), clear test split")
-    ax.set_title("MGSViT S1 GMU S2 after self-supervised pretraining (mean ± std over seeds)")
-    ax.legend()
+    ax.set_ylim(0, 100)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title("MGSViT S1 GMU S2 after self-supervised pretraining\n(mean ± std over seeds)",
+                 fontsize=10)  # fmt: skip
+    fig.legend(loc="outside upper right", ncol=2, fontsize=8, frameon=False)
     save_figure(fig, path)
 
 

@@ -596,21 +596,31 @@ def plot_transfer(summary: list[dict[str, Any]], encoders: list[str], path: Path
     import numpy as np
 
     settings = [k for k in SETTINGS if any(s["setting"] == k for s in summary)]
-    fig, axes = plt.subplots(1, len(settings), figsize=(4.2 * len(settings), 3.8), squeeze=False)
+    modes = [m for m in MODES if any(s["mode"] == m for s in summary)]  # modes that ran
+    width = 0.8 / max(1, len(modes))
+    fig, axes = plt.subplots(
+        1, len(settings), figsize=(0.7 * len(encoders) * len(settings) + 2.5 * len(settings), 4.2),
+        squeeze=False, layout="constrained",
+    )  # fmt: skip
     for ax, key in zip(axes[0], settings):
         idx = {(s["encoder"], s["mode"]): s for s in summary if s["setting"] == key}
         x = np.arange(len(encoders))
-        for i, m in enumerate(MODES):
+        for i, m in enumerate(modes):
             vals = [idx.get((e, m)) for e in encoders]
-            mean = [100 * v["mIoU_mean"] if v else 0 for v in vals]
+            mean = [100 * v["mIoU_mean"] if v else np.nan for v in vals]
             std = [100 * v["mIoU_std"] if v and not math.isnan(v["mIoU_std"]) else 0 for v in vals]
-            ax.bar(x + (i - 0.5) * 0.38, mean, 0.38, yerr=std, capsize=3, label=MODE_TITLES[m])
+            off = (i - (len(modes) - 1) / 2) * width
+            ax.bar(x + off, mean, width, yerr=std, capsize=3, label=MODE_TITLES[m])
         ax.set_xticks(x)
-        ax.set_xticklabels(encoders, rotation=20, ha="right", fontsize=8)
+        ax.set_xticklabels(encoders, rotation=25, ha="right", fontsize=8)
         ax.set_title(SETTINGS[key].title, fontsize=9)
-        ax.set_ylabel("test mIoU (%)")
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
+        ax.set_ylabel("test mIoU (%), mean ± std over seeds")
+        ax.set_ylim(0, 100)
+        ax.grid(axis="y", alpha=0.3)
+    fig.legend(
+        handles=axes[0][0].get_legend_handles_labels()[0], loc="outside upper center",
+        ncol=len(modes), fontsize=8, frameon=False,
+    )  # fmt: skip
     save_figure(fig, path)
 
 

@@ -7,8 +7,8 @@ A bundle is a folder with two files:
   the task (``classification`` / ``segmentation``), the task class and its constructor
   arguments (the architecture), class names, the modalities and S2 / S1 bands in channel
   order, the normalisation statistics (:meth:`rsfuse.data.transforms.Normalize.describe`),
-  the training patch size, and provenance (source checkpoint, rsfuse version, SHA-256 of
-  the weights).
+  the training patch size and pixel size (``resolution_m``, 10 m), and provenance (source
+  checkpoint, rsfuse version, SHA-256 of the weights).
 
 ``rsfuse export CHECKPOINT --out DIR`` reads a Lightning checkpoint of
 :class:`~rsfuse.tasks.classification.MultiLabelClassificationTask` or
@@ -375,6 +375,7 @@ def export_bundle(
         "channels": list(task.channels),
         "normalization": description,
         "patch_size": int(size),
+        "resolution_m": 10.0,  # every rsfuse dataset is read on its 10 m grid
         "fixed_size": _fixed_size(task),
         "pad_multiple": int(getattr(task.model, "pad_multiple", 1)),
         "ignore_index": init_args.get("ignore_index"),

@@ -25,31 +25,33 @@ import rasterio.shutil
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
+from rsfuse.data.palettes import PATH_COLOURS, colour_table, hex_to_rgb
 from rsfuse.errors import DataError
 from rsfuse.io.atomic import apply_umask, clean_stale_temps, temp_path, write_atomic
 
 #: Code of each inference path in the ``*_path.tif`` raster.
 PATH_CODES: dict[str, int] = {"nodata": 0, "s1+s2": 1, "s1": 2, "s2": 3}
 PATH_NAMES: dict[int, str] = {v: k for k, v in PATH_CODES.items()}
+#: Colour table of the path raster (:data:`rsfuse.data.palettes.PATH_COLOURS`, colours no
+#: class uses); no data transparent.
 PATH_COLORS: dict[int, tuple[int, int, int, int]] = {
     0: (0, 0, 0, 0),
-    1: (46, 139, 87, 255),
-    2: (255, 140, 0, 255),
-    3: (65, 105, 225, 255),
+    **{
+        code: (*(round(255 * v) for v in hex_to_rgb(PATH_COLOURS[name])), 255)
+        for name, code in PATH_CODES.items()
+        if name != "nodata"
+    },
 }
 #: Class map value of pixels with no prediction.
 NODATA_CLASS = 255
 BLOCK = 512
 
 
-def class_colormap(n: int) -> dict[int, tuple[int, int, int, int]]:
-    """A colour per class (matplotlib's tab20 / tab10), nodata transparent."""
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab10" if n <= 10 else "tab20"]
-    out = {i: (*tuple(round(255 * c) for c in cmap(i % cmap.N)[:3]), 255) for i in range(n)}
-    out[NODATA_CLASS] = (0, 0, 0, 0)
-    return out  # type: ignore[return-value]
+def class_colormap(class_names: Sequence[str]) -> dict[int, tuple[int, int, int, int]]:
+    """The colour table of a class map: each class in its nomenclature's colour
+    (:func:`rsfuse.data.palettes.colour_table`, the colours of every rsfuse figure), no data
+    (:data:`NODATA_CLASS`) transparent."""
+    return colour_table(class_names, NODATA_CLASS)  # type: ignore[return-value]
 
 
 class RasterSink:

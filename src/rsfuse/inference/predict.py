@@ -20,6 +20,16 @@ shifted to end at the scene's edge); ``OUT.geojson`` has one polygon per cell in
 input CRS with its scores, labels above the threshold, path and cloud fraction;
 ``OUT.csv`` the same as a table.
 
+``--quicklook`` adds ``OUT_quicklook.png`` for both kinds (:mod:`rsfuse.plots.scene`): the
+scene in true colour beside the class map or the cells' top labels, in the colours of the
+class map's colour table.
+
+Before any work the scene is compared with the model's training data
+(:mod:`rsfuse.inference.compatibility`): S2 product level (L1C / L2A), band units and pixel
+size. A disagreement is a warning (``InputMismatchWarning``; the command prints it, the
+report lists it under ``input_warnings``), or a :class:`~rsfuse.errors.DataError` with
+``--strict``.
+
 Cloud-aware routing (models that take S1 and S2): pixels under cloud (``--clouds``, see
 :mod:`rsfuse.inference.clouds`) or without S2 data go through the model's S1-only path
 (S2 marked absent: GMU presence flags, zeroed early-fusion channels, exactly as
@@ -35,7 +45,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,9 +58,10 @@ import rasterio
 import torch
 from tqdm.auto import tqdm
 
-from rsfuse.errors import ConfigError
+from rsfuse.errors import ConfigError, DataError
 from rsfuse.inference.bundle import Bundle, load_bundle
 from rsfuse.inference.clouds import CloudSpec
+from rsfuse.inference.compatibility import InputMismatchWarning, scene_mismatches
 from rsfuse.inference.outputs import (
     NODATA_CLASS,
     PATH_CODES,
@@ -85,6 +98,7 @@ class Options:
     cloud_threshold: float = 0.1
     progress: bool = True
     quicklook: bool = False
+    strict: bool = False
 
 
 #: Device types ``--device`` accepts.
@@ -217,10 +231,10 @@ def _out_paths(out: Path, task: str) -> dict[str, Path]:
         raise ConfigError(f"classification cells are GeoJSON: --out must end in .geojson: {out}")
     stem = out.with_suffix("")
     paths = {"main": out, "report": Path(f"{stem}_report.json")}
+    paths["quicklook"] = Path(f"{stem}_quicklook.png")
     if task == "segmentation":
         paths["path"] = Path(f"{stem}_path.tif")
         paths["probabilities"] = Path(f"{stem}_probabilities.tif")
-        paths["quicklook"] = Path(f"{stem}_quicklook.png")
     else:
         paths["csv"] = out.with_suffix(".csv")
     return paths
@@ -315,6 +329,15 @@ def predict_scene(
         ) as scene,
     ):
         size, stride = _window_geometry(bundle, opts, scene.height, scene.width)
+        mismatches = scene_mismatches(bundle, scene)
+        if mismatches and opts.strict:
+            raise DataError(
+                "the scene differs from the model's training data (--strict): "
+                + "; ".join(mismatches),
+                path=s2 if s2 is not None else s1,
+            )
+        for m in mismatches:
+            warnings.warn(m, InputMismatchWarning, stacklevel=2)
         paths["main"].parent.mkdir(parents=True, exist_ok=True)
         model = WindowModel(bundle, device, precision)
         t0 = time.perf_counter()
@@ -323,14 +346,17 @@ def predict_scene(
         else:
             report = _classify(bundle, scene, model, paths, size, opts)
         seconds = time.perf_counter() - t0
-        if opts.quicklook and bundle.task == "segmentation":
-            from rsfuse.plots.scene import plot_scene_quicklook
+        cells = report.pop("_cells", None)
+        if opts.quicklook:
+            from rsfuse.plots.scene import plot_cells_quicklook, plot_scene_quicklook
 
-            report["outputs"]["quicklook"] = str(
-                plot_scene_quicklook(
+            if bundle.task == "segmentation":
+                look = plot_scene_quicklook(
                     scene, paths["main"], paths["path"], bundle.class_names, paths["quicklook"]
                 )
-            )
+            else:
+                look = plot_cells_quicklook(scene, cells, bundle.class_names, paths["quicklook"])
+            report["outputs"]["quicklook"] = str(look)
     pixels = scene.width * scene.height
     report.update(
         {
@@ -346,6 +372,7 @@ def predict_scene(
             "precision": precision,
             "seconds": round(seconds, 3),
             "pixels_per_second": pixels / seconds if seconds > 0 else None,
+            "input_warnings": mismatches,
         }
     )
     write_atomic(paths["report"], json.dumps(report, indent=2) + "\n")
@@ -371,7 +398,7 @@ def _segment(
     sinks = {
         "main": RasterSink(
             paths["main"], **geo, count=1, dtype="uint8", nodata=NODATA_CLASS,
-            descriptions=["class"], colormap=class_colormap(K),
+            descriptions=["class"], colormap=class_colormap(bundle.class_names),
             tags={"CLASS_NAMES": names, "RSFUSE_BUNDLE": str(bundle.path)},
             band_tags={"CLASS_NAMES": names},
         ),
@@ -520,7 +547,8 @@ def _classify(
             maxx, miny = t @ (x0 + cw, y0 + ch)
             row_cells.append(
                 {
-                    "id": f"r{r:04d}c{c:04d}", "row": r, "col": c, "x0": x0, "path_code": code,
+                    "id": f"r{r:04d}c{c:04d}", "row": r, "col": c, "x0": x0, "y0": y0,
+                    "h": ch, "w": cw, "path_code": code,
                     "path": PATH_NAMES[code], "cloud_fraction": cloud_frac,
                     "bounds": (min(minx, maxx), min(miny, maxy), max(minx, maxx), max(miny, maxy)),
                     "polygon": cell_polygon(t, y0, x0, ch, cw), "scores": None, "labels": [],
@@ -546,6 +574,7 @@ def _classify(
         "cells": len(cells),
         "path_fractions": {k: v / n for k, v in counts.items()},
         "routing": _routing_note(bundle, scene),
+        "_cells": cells,
     }
 
 
@@ -612,7 +641,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--quicklook",
         action="store_true",
-        help="segmentation: also write OUT_quicklook.png (S2 true colour, map, path)",
+        help="also write OUT_quicklook.png: S2 true colour (S1 false colour without S2) beside "
+        "the class map (classification: the highest-scoring label of every cell) and, when "
+        "more than one occurs, the inference path",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse a scene that differs from the model's training data (S2 product level "
+        "L1C / L2A, band units, pixel size) instead of warning",
     )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
@@ -631,11 +668,22 @@ def main(argv: Sequence[str]) -> None:
         cloud_threshold=a.cloud_threshold,
         progress=not a.no_progress,
         quicklook=a.quicklook,
+        strict=a.strict,
     )
     names = [b for b in a.s2_bands.split(",") if b] if a.s2_bands else None
-    report = predict_scene(
-        a.bundle, a.out, s2=a.s2, s1=a.s1, clouds=a.clouds, s2_band_names=names, options=opts
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", InputMismatchWarning)
+        report = predict_scene(
+            a.bundle, a.out, s2=a.s2, s1=a.s1, clouds=a.clouds, s2_band_names=names, options=opts
+        )
+    for w in caught:
+        if issubclass(w.category, InputMismatchWarning):
+            print(
+                f"rsfuse predict: warning: {w.message} (--strict refuses such a scene)",
+                file=sys.stderr,
+            )
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     h, w = report["size"]
     print(
         f"{report['task']}: {h} x {w} px in {report['seconds']:.1f} s "

@@ -259,6 +259,8 @@ class SceneInputs:
         )
         self._open: list[Any] = []
         self.s2_sources: list[_BandSource] = []
+        #: every S2 band the input holds (the model may read fewer)
+        self.s2_available_bands: tuple[str, ...] = ()
         self.s1_sources: list[_BandSource] = []
         self.cloud_source: _BandSource | None = None
         self.s2_nodata: float | None = None
@@ -313,6 +315,7 @@ class SceneInputs:
                 path=path,
             )
         grid = Grid.of(ds)
+        self.s2_available_bands = tuple(names)
         self.s2_sources = [_BandSource(ds, names.index(b) + 1, path, None) for b in self.s2_bands]
         self.s2_nodata = ds.nodata
         return grid, path
@@ -362,6 +365,7 @@ class SceneInputs:
                 f"takes {list(self.s2_bands)}",
                 path=folder,
             )
+        self.s2_available_bands = tuple(sorted(files))
         opened = {b: self._track(files[b], f"S2 band {b}") for b in self.s2_bands}
         finest = min(opened, key=lambda b: opened[b].res[0])
         grid, ref_path = Grid.of(opened[finest]), files[finest]

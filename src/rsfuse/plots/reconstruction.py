@@ -1,7 +1,9 @@
 """The MAE visual check: input, masked input and reconstruction side by side.
 
-S2 is shown in true colour (B04, B03, B02), S1 in false colour (VV, VH, VV − VH); every
-panel of a row shares the input's percentile stretch, so colours are comparable.
+The encoder's (normalised) input is drawn: S2 as B04, B03, B02 with one stretch shared by
+the three channels (the 2–98 % percentiles of their pooled values, as
+:func:`rsfuse.data.composites.stretch_joint`), S1 as VV, VH, VV − VH with one stretch per
+channel. Every panel of a row uses the input's stretch, so colours are comparable.
 """
 
 from __future__ import annotations
@@ -44,11 +46,12 @@ def _rgb(img: np.ndarray, channels: list[int]) -> np.ndarray:
     return np.stack([img[c] for c in channels], axis=-1)
 
 
-def _stretch_like(img: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """Stretch ``img`` [H, W, 3] with the 2–98 % percentiles of ``ref`` (per channel)."""
+def _stretch_like(img: np.ndarray, ref: np.ndarray, joint: bool) -> np.ndarray:
+    """Stretch ``img`` [H, W, 3] with the 2–98 % percentiles of ``ref``: of the pooled
+    channels (``joint``, one offset and gain: hues kept) or per channel."""
     out = np.empty_like(img, dtype=np.float64)
     for c in range(3):
-        lo, hi = np.percentile(ref[..., c], [2, 98])
+        lo, hi = np.percentile(ref if joint else ref[..., c], [2, 98])
         out[..., c] = np.clip((img[..., c] - lo) / (hi - lo if hi > lo else 1.0), 0, 1)
     return out
 
@@ -91,14 +94,15 @@ def plot_reconstruction(
     recon = unpatchify(target * (1 - m) + pred * m, patch_size, c, grid)
     pixel_mask = unpatchify(m.expand_as(target), patch_size, c, grid)[:, 0] > 0.5  # [B, H, W]
     channels, name = display_channels(band_names)
+    joint = len(channels) == 3 and name.startswith("true colour")
     plt = pyplot()
     fig, axes = plt.subplots(b, 3, figsize=(7.5, 2.5 * b + 0.4), squeeze=False)
     for i in range(b):
         ref = _rgb(x[i].numpy(), channels)
-        shown = _stretch_like(ref, ref)
+        shown = _stretch_like(ref, ref, joint)
         masked = shown.copy()
         masked[pixel_mask[i].numpy()] = MASKED_GREY
-        rec = _stretch_like(_rgb(recon[i].numpy(), channels), ref)
+        rec = _stretch_like(_rgb(recon[i].numpy(), channels), ref, joint)
         for ax, img, title in zip(
             axes[i], (shown, masked, rec), ("input", "masked input", "reconstruction + visible")
         ):
@@ -107,5 +111,5 @@ def plot_reconstruction(
             if i == 0:
                 ax.set_title(title, fontsize=9)
     ratio = float(mask.float().mean())
-    fig.suptitle(f"{name}, {ratio:.0%} of patches removed", fontsize=10)
+    fig.suptitle(f"normalised input, {name}; {ratio:.0%} of patches removed", fontsize=10)
     return save_figure(fig, path)

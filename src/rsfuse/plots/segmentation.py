@@ -11,39 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from rsfuse.data.composites import s1_false_colour, true_colour
+from rsfuse.data.palettes import class_legend, colourise
 from rsfuse.plots.common import pyplot as _pyplot
 from rsfuse.plots.common import save_figure
-
-IGNORE_COLOUR = (1.0, 1.0, 1.0)  # unlabelled pixels: white, as DW masks are drawn
-
-
-def class_colours(n: int) -> np.ndarray:
-    """[n, 3] RGB in [0, 1]: tab10 / tab20 colours, one per class."""
-    plt = _pyplot()
-    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
-    return np.array([cmap(i % cmap.N)[:3] for i in range(n)])
-
-
-def colourise(mask: np.ndarray, n_classes: int, ignore_index: int = 255) -> np.ndarray:
-    """Class mask [H, W] → RGB [H, W, 3]; ignored (or out-of-range) pixels white."""
-    colours = np.concatenate([class_colours(n_classes), np.array([IGNORE_COLOUR])])
-    idx = np.where((mask >= 0) & (mask < n_classes) & (mask != ignore_index), mask, n_classes)
-    return colours[idx]
-
-
-def stretch(img: np.ndarray, lo: float = 2, hi: float = 98) -> np.ndarray:
-    """Per-channel percentile stretch of [H, W, C] to [0, 1] (display only)."""
-    out = np.empty_like(img, dtype=np.float64)
-    for c in range(img.shape[-1]):
-        a, b = np.percentile(img[..., c], [lo, hi])
-        out[..., c] = np.clip((img[..., c] - a) / (b - a if b > a else 1.0), 0, 1)
-    return out
-
-
-def s1_false_colour(s1: np.ndarray) -> np.ndarray:
-    """S1 [2, H, W] (VV, VH) → RGB [H, W, 3]: R = VV, G = VH, B = VV − VH (dB ratio)."""
-    vv, vh = s1[0], s1[1]
-    return stretch(np.stack([vv, vh, vv - vh], axis=-1))
 
 
 def plot_confusion_matrix(
@@ -52,7 +23,9 @@ def plot_confusion_matrix(
     path: str | Path,
     title: str = "confusion matrix",
 ) -> Path:
-    """Row-normalised confusion matrix (rows = reference) with pixel counts in the cells.
+    """Row-normalised confusion matrix (rows = reference), the fraction written in each cell.
+
+    Rows of classes with no reference pixel in the split are labelled "(none)".
 
     Args:
         cm: [K, K] counts, rows = reference class, columns = predicted class.
@@ -65,33 +38,27 @@ def plot_confusion_matrix(
     k = cm.shape[0]
     rows = cm.sum(axis=1, keepdims=True)
     norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
-    size = max(4.0, 0.55 * k + 2.5)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
+    size = max(4.5, 0.6 * k + 2.5)
+    fig, ax = plt.subplots(figsize=(size + 1.2, size))
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of reference pixels")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of the reference row")
     ax.set_xticks(range(k))
     ax.set_yticks(range(k))
-    ax.set_xticklabels(class_names, rotation=60, ha="right", fontsize=8)
-    ax.set_yticklabels(class_names, fontsize=8)
+    ax.set_xticklabels(class_names, rotation=45, ha="right", fontsize=9)
+    ylabels = [n if rows[i, 0] > 0 else f"{n} (none)" for i, n in enumerate(class_names)]
+    ax.set_yticklabels(ylabels, fontsize=9)
     ax.set_xlabel("predicted")
     ax.set_ylabel("reference")
     if k <= 16:
         for i in range(k):
             for j in range(k):
                 if cm[i, j] > 0:
+                    text = f"{norm[i, j]:.2f}" if norm[i, j] >= 0.005 else "<.01"
                     colour = "white" if norm[i, j] > 0.5 else "black"
-                    ax.text(
-                        j,
-                        i,
-                        f"{norm[i, j]:.2f}",
-                        ha="center",
-                        va="center",
-                        fontsize=6,
-                        color=colour,
-                    )
+                    ax.text(j, i, text, ha="center", va="center", fontsize=8, color=colour)
     ax.set_title(title)
     fig.tight_layout()
-    return save_figure(fig, path, dpi=90)
+    return save_figure(fig, path, dpi=100)
 
 
 def plot_segmentation_samples(
@@ -104,12 +71,18 @@ def plot_segmentation_samples(
     rgb_index: Sequence[int] | None = None,
     ignore_index: int = 255,
     title: str | None = None,
+    ids: Sequence[str] | None = None,
 ) -> Path:
     """Grid, one row per sample: S2 true colour, S1 false colour, reference, prediction.
 
+    S2 is drawn with one joint stretch over its clear pixels and S1 as R = VV, G = VH,
+    B = VV − VH over fixed dB ranges (:mod:`rsfuse.data.composites`); classes in their
+    nomenclature's colours (:mod:`rsfuse.data.palettes`), the legend beside the grid
+    listing the classes that occur in the reference or the prediction.
+
     Args:
-        s2: [N, C, H, W] S2 (any scaling; stretched for display) or None.
-        s1: [N, 2, H, W] S1 (VV, VH) or None.
+        s2: [N, C, H, W] S2 digital numbers (reflectance × 10000) or None.
+        s1: [N, 2, H, W] S1 (VV, VH in dB) or None.
         target: [N, H, W] reference classes, ``ignore_index`` = unlabelled (white).
         pred: [N, H, W] predicted classes.
         class_names: K names for the legend.
@@ -117,44 +90,56 @@ def plot_segmentation_samples(
         rgb_index: indices of B04, B03, B02 in the S2 channels (None: no S2 panel).
         ignore_index: unlabelled value in ``target``.
         title: figure title.
+        ids: sample ids, written at the left of each row.
     """
     plt = _pyplot()
-    from matplotlib.patches import Patch
-
     k = len(class_names)
     n = target.shape[0]
     panels: list[str] = []
     if s2 is not None and rgb_index is not None:
-        panels.append("S2 true colour")
+        panels.append("S2 true colour\n(B04, B03, B02)")
     if s1 is not None:
-        panels.append("S1 false colour (VV, VH, VV−VH)")
+        panels.append("S1 false colour\n(VV, VH, VV − VH)")
     panels += ["reference", "prediction"]
+    side = 2.4
     fig, axes = plt.subplots(
-        n, len(panels), figsize=(2.6 * len(panels), 2.6 * n + 0.8), squeeze=False
+        n,
+        len(panels),
+        figsize=(side * len(panels), side * n + (0.5 if title else 0.2)),
+        squeeze=False,
     )
     for r in range(n):
         for c, name in enumerate(panels):
             ax = axes[r, c]
             if name.startswith("S2"):
-                img = stretch(np.moveaxis(s2[r][list(rgb_index)], 0, -1))
+                img = true_colour(np.moveaxis(s2[r][list(rgb_index)], 0, -1))
             elif name.startswith("S1"):
                 img = s1_false_colour(s1[r])
             elif name == "reference":
-                img = colourise(target[r], k, ignore_index)
+                img = colourise(target[r], class_names, ignore_index)
             else:
-                img = colourise(pred[r], k, ignore_index)
+                img = colourise(pred[r], class_names, ignore_index)
             ax.imshow(img, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
                 ax.set_title(name, fontsize=9)
-    colours = class_colours(k)
-    handles = [Patch(color=colours[i], label=class_names[i]) for i in range(k)]
-    handles.append(Patch(facecolor=IGNORE_COLOUR, edgecolor="grey", label="unlabelled"))
+            if c == 0 and ids is not None and r < len(ids):
+                ax.set_ylabel(str(ids[r]), fontsize=7)
+    seen = np.concatenate([np.asarray(target).ravel(), np.asarray(pred).ravel()])
+    present = [int(v) for v in np.unique(seen) if 0 <= v < k]
     fig.legend(
-        handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=8, frameon=False
+        handles=class_legend(
+            class_names, unlabelled=bool((target == ignore_index).any()), present=present
+        ),
+        loc="center left",
+        bbox_to_anchor=(1.0, 0.5),
+        fontsize=8,
+        frameon=False,
+        title="classes",
+        title_fontsize=8,
     )
     if title:
-        fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(handles) // 5), 1, 1))
-    return save_figure(fig, path, dpi=90)
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=100)

@@ -38,6 +38,7 @@ from rsfuse.models.encoders import create_encoder, is_gated_vit
 from rsfuse.models.fusion import MultiModalClassifier, drop_modalities
 from rsfuse.training.module import RsfuseModule
 from rsfuse.training.optim import OptimSettings
+from rsfuse.training.reporting import log_per_class, print_per_class
 
 __all__ = ["DINOMMEvalTask", "MultiLabelClassificationTask", "encoder_key", "multilabel_metrics"]
 
@@ -366,6 +367,13 @@ class MultiLabelClassificationTask(RsfuseModule):
         per_class = self.test_per_class_ap.compute()
         self.last_test_per_class_ap = [float(v) for v in per_class]
         self.test_per_class_ap.reset()
+        log_per_class(self, "test/AP", self.class_names, self.last_test_per_class_ap)
+        if self.trainer.is_global_zero:
+            print_per_class(
+                "[rsfuse] test per-class average precision (AP):",
+                self.class_names,
+                self.last_test_per_class_ap,
+            )
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict[str, Any]:
         scores = self(batch).sigmoid()

@@ -33,7 +33,6 @@ prediction are written.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -52,6 +51,7 @@ from rsfuse.models.fusion import drop_modalities, early_fusion_input
 from rsfuse.models.segmentation import build_segmentation_model, pad_to_multiple
 from rsfuse.training.module import RsfuseModule
 from rsfuse.training.optim import OptimSettings
+from rsfuse.training.reporting import log_per_class, print_per_class, report_figures
 
 Architecture = Literal["unet", "pspnet", "deeplabv3plus", "fpn", "upernet"]
 
@@ -174,6 +174,7 @@ class SegmentationTask(RsfuseModule):
         self.last_val_metrics: dict[str, Any] | None = None
         self.last_test_metrics: dict[str, Any] | None = None
         self._plot_buffer: list[dict[str, Tensor]] = []
+        self._plot_ids: list[str] = []
 
     # ------------------------------------------------------------------ modes
     def train(self, mode: bool = True) -> SegmentationTask:
@@ -239,17 +240,21 @@ class SegmentationTask(RsfuseModule):
         self._keep_for_plot(batch, pred)
 
     def on_test_epoch_start(self) -> None:
-        self._plot_buffer = []
+        self._plot_buffer, self._plot_ids = [], []
 
     def on_test_epoch_end(self) -> None:
         m = self._summary(self.test_cm, "test")
-        for name, v in m["IoU"].items():
-            if not math.isnan(v):
-                self.log(f"test/IoU/{name}", v)
+        log_per_class(self, "test/IoU", list(m["IoU"]), list(m["IoU"].values()))
         self.last_test_metrics = m
-        if self.hparams.plot_samples > 0 and self.trainer.is_global_zero:
-            self.write_figures(self._figure_dir())
-        self._plot_buffer = []
+        if self.trainer.is_global_zero:
+            print_per_class(
+                f"[rsfuse] test per-class IoU (mIoU {m['mIoU']:.4f}, OA {m['OA']:.4f}):",
+                list(m["IoU"]),
+                list(m["IoU"].values()),
+            )
+            if self.hparams.plot_samples > 0:
+                report_figures(self, self.write_figures(self._figure_dir()))
+        self._plot_buffer, self._plot_ids = [], []
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict[str, Any]:
         pred = self(batch).argmax(dim=1)
@@ -262,10 +267,18 @@ class SegmentationTask(RsfuseModule):
         if need <= 0:
             return
         keep = {"mask": batch["mask"][:need].cpu(), "pred": pred[:need].cpu()}
+        # figures show raw values (S2 digital numbers, S1 dB): undo the datamodule's
+        # normalisation when it has one
+        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        norm = getattr(dm, "normalize", None)
         for m in ("s1", "s2"):
             if m in batch:
-                keep[m] = batch[m][:need].detach().float().cpu()
+                x = batch[m][:need].detach().float()
+                if norm is not None and getattr(norm, f"has_{m}", False):
+                    x = norm.denormalize(m, x)
+                keep[m] = x.cpu()
         self._plot_buffer.append(keep)
+        self._plot_ids.extend(_row_label(m) for m in list(batch.get("meta") or [])[:need])
 
     def _figure_dir(self) -> Path:
         if self.hparams.plot_dir:
@@ -307,6 +320,13 @@ class SegmentationTask(RsfuseModule):
                     out / "samples.png",
                     rgb_index=rgb,
                     ignore_index=self.ignore_index,
+                    ids=self._plot_ids if len(self._plot_ids) == len(cat["mask"]) else None,
+                    title="first test samples"
+                    + (
+                        f" ({' and '.join(self.test_drop).upper()} marked absent)"
+                        if self.test_drop
+                        else ""
+                    ),
                 )
             )
         return written
@@ -314,3 +334,14 @@ class SegmentationTask(RsfuseModule):
     # ------------------------------------------------------------------ optim
     def optim_settings(self) -> OptimSettings:
         return OptimSettings.from_hparams(self.hparams)
+
+
+def _row_label(meta: Any) -> str:
+    """``id`` and, for seasonal datasets, ``season k`` of a sample's metadata."""
+    if not isinstance(meta, dict):
+        return ""
+    label = str(meta.get("id", ""))
+    season = meta.get("season")
+    if isinstance(season, int | float):
+        label += f"\nseason {int(season)}"
+    return label

@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 from rsfuse.data.bigearthnet import BigEarthNetV1, BigEarthNetV2
 from rsfuse.data.datamodules.base import RsfuseDataModule
 from rsfuse.data.datamodules.cache import InMemoryCache
+from rsfuse.data.datamodules.split_report import report_splits
 from rsfuse.data.transforms import BatchAugmentation, Normalize, resolve_augmentation
 from rsfuse.errors import ConfigError
 from rsfuse.inputs import InputSpec
@@ -166,6 +167,7 @@ class BigEarthNetDataModule(RsfuseDataModule):
             self.split_dataset("test")
         if stage == "predict":
             self.split_dataset("test")
+        report_splits(self, ("train", "val", "test"))
 
     @property
     def patch_size(self) -> int:

@@ -10,6 +10,7 @@ from torch.utils.data import Dataset
 
 from rsfuse.data.datamodules.base import RsfuseDataModule
 from rsfuse.data.datamodules.cache import InMemoryCache
+from rsfuse.data.datamodules.split_report import report_splits
 from rsfuse.data.transforms import (
     BatchAugmentation,
     Normalize,
@@ -243,6 +244,7 @@ class SegmentationDataModule(RsfuseDataModule):
             self.split_dataset("val")
         if stage in (None, "test", "predict"):
             self.split_dataset("test")
+        report_splits(self, ("train", "val", "test"))
 
     def extra_state(self) -> dict[str, Any]:
         """Checkpoints also remember the class names of ``mask``."""

@@ -77,6 +77,7 @@ from scipy import ndimage
 
 from rsfuse.bands import BANDS, S1_ORDER, S2_L1C_ORDER, S2_L2A_ORDER
 from rsfuse.data.classes import DFC2020, DFC2020_REMAP, DW9
+from rsfuse.data.palettes import colour_table
 from rsfuse.data.synthetic.segmentation import BEN19_TO_DFC10, BEN19_TO_DW9
 from rsfuse.data.synthetic.world import (
     CLASS_FREQUENCY,
@@ -97,16 +98,6 @@ TILE_10M, TILE_NATIVE = 256, 128
 CLOUD_OPACITY_MIN = 0.05
 #: Mask values of ``cloud_mask.tif``.
 CLEAR, CLOUD, SHADOW = 0, 1, 2
-
-#: Dynamic World palette (the DW app's colours), per class of :data:`~rsfuse.data.classes.DW9`.
-DW_COLOURS: tuple[str, ...] = (
-    "#419bdf", "#397d49", "#88b053", "#7a87c6", "#e49635", "#dfc35a", "#c4281b", "#a59b8f",
-    "#b39fe1",
-)  # fmt: skip
-#: DFC2020 palette per class of :data:`~rsfuse.data.classes.DFC2020` (IGBP-like colours).
-DFC_COLOURS: tuple[str, ...] = (
-    "#009900", "#c6b044", "#b6ff05", "#27ff87", "#c24f44", "#a5a5a5", "#f9ffa4", "#1c0dff",
-)  # fmt: skip
 
 # land-cover field scales (σ in pixels) and weights
 _ZONE_SCALE, _ZONE_WEIGHT = 500.0, 1.3
@@ -420,10 +411,6 @@ def _blocks(
 # writing
 
 
-def _hex_rgba(colour: str) -> tuple[int, int, int, int]:
-    return int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16), 255
-
-
 def _stamp(t: Any) -> str:
     return t.strftime("%Y%m%dT%H%M%S")
 
@@ -533,10 +520,9 @@ def _write_scene(
         ds["s1"].descriptions = S1_ORDER
         ds["mask"].descriptions = ("cloud_mask",)
         ds["mask"].update_tags(1, VALUES=json.dumps({"0": "clear", "1": "cloud", "2": "shadow"}))
-        for key, classes, colours in (("dw", DW9, DW_COLOURS), ("dfc", DFC2020, DFC_COLOURS)):
-            cmap = {i: _hex_rgba(c) for i, c in enumerate(colours)}
-            cmap[255] = (0, 0, 0, 0)
-            ds[key].write_colormap(1, cmap)
+        for key, classes in (("dw", DW9), ("dfc", DFC2020)):
+            # the colours of every rsfuse figure and of rsfuse predict's class maps
+            ds[key].write_colormap(1, colour_table(classes, 255))
             ds[key].descriptions = ("label",)
             ds[key].update_tags(1, CLASS_NAMES=json.dumps(list(classes)), IGNORE_INDEX="255")
         if per_band:

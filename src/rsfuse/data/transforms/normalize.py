@@ -205,6 +205,24 @@ class Normalize(nn.Module):
         low = mean - 2 * std
         return ((x - low) / (4 * std)).clamp(0.0, 1.0)
 
+    def denormalize(self, key: str, x: Tensor) -> Tensor:
+        """Raw values (S2 digital numbers, S1 dB) of normalised [B, C, H, W] ``x``, for
+        display: ``x · std + mean`` (``standardize``), ``mean − 2σ + 4σ · x``
+        (``dino-mm``; values clipped by the normalisation stay clipped).
+
+        Raises:
+            ConfigError: no statistics for ``key``.
+        """
+        if not (self.has_s1 if key == "s1" else self.has_s2):
+            raise ConfigError(f"Normalize has no {key} statistics", key=f"{key}_mean")
+        mean = getattr(self, f"{key}_mean").to(device=x.device, dtype=torch.float32)
+        std = getattr(self, f"{key}_std").to(device=x.device, dtype=torch.float32)
+        mean, std = mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
+        x = x.float()
+        if self.mode == "standardize":
+            return x * std + mean
+        return mean - 2 * std + 4 * std * x
+
     def forward(self, batch: Batch) -> Batch:
         """Normalise ``s1`` and ``s2`` where present; other keys pass through.
 
