@@ -98,16 +98,13 @@ class ClassificationData:
 
 def cloudy_test_datamodule(dm: Any, splits: Sequence[str] = ("val", "test")) -> Any:
     """A copy of a BigEarthNet-v2 datamodule whose test split is every cloudy patch of
-    ``splits`` (never the training split)."""
-    import pandas as pd
+    ``splits`` (never the training split): the patches the dataset flags
+    ``contains_cloud_or_shadow`` (reBEN keeps them in its second metadata file)."""
+    import numpy as np
     from torch.utils.data import ConcatDataset, Subset
 
     from rsfuse.data.datamodules import BigEarthNetDataModule, InMemoryCache
 
-    meta = pd.read_parquet(
-        Path(dm.root) / "metadata.parquet", columns=["patch_id", "contains_cloud_or_shadow"]
-    )
-    cloudy = set(meta.loc[meta["contains_cloud_or_shadow"].fillna(False), "patch_id"])
     out = BigEarthNetDataModule(
         dm.root,
         version="v2",
@@ -119,7 +116,7 @@ def cloudy_test_datamodule(dm: Any, splits: Sequence[str] = ("val", "test")) -> 
     parts = []
     for split in splits:
         ds = out.dataset_class(out.root, split=split, **out.dataset_kwargs)
-        idx = [i for i, pid in enumerate(ds.sample_ids) if pid in cloudy]
+        idx = [int(i) for i in np.flatnonzero(ds.cloudy_flags)]
         if idx:
             parts.append(Subset(ds, idx))
     if not parts:
