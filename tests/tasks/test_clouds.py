@@ -206,3 +206,30 @@ def test_predict_routes_as_the_task(tmp_path: Path) -> None:
     assert np.abs(probs - ref).max() <= 1.0 / 255 + 1e-4
     report = json.loads((tmp_path / "map_report.json").read_text())
     assert report["path_fractions"]["s1"] == pytest.approx(cloud.mean())
+
+
+def test_cromss_unets_never_see_clouded_or_dropped_s2() -> None:
+    from rsfuse.methods.cromss import CromSS
+
+    torch.manual_seed(0)
+    m = CromSS(
+        fusion="middle", num_classes=4, encoder="resnet18", encoder_depth=3,
+        decoder_channels=[16, 8, 8], alpha=0.0, beta=0.0,
+    ).eval()  # fmt: skip
+    b = _batch(c2=13)
+    b["present"]["s2"][2] = False
+    with torch.no_grad():
+        z, z2 = m(b), m(_scramble_clouds(dict(b, s2=b["s2"].clone())))
+        other = m(dict(b, s2=torch.where(torch.arange(3).view(3, 1, 1, 1) == 2, 9.0, b["s2"])))
+    assert torch.allclose(z["s2"], z2["s2"], atol=1e-5)  # clouded pixels do not count
+    assert torch.allclose(z["s2"][2], other["s2"][2], atol=1e-5)  # dropped sample
+    assert torch.equal(z["s1"], z2["s1"])
+
+
+def test_cromss_datamodule_keeps_the_sensor_drop(noldo_root: Path) -> None:
+    from rsfuse.data.datamodules import CromSSDataModule
+
+    dm = CromSSDataModule(dataset="noldo-s12", root=str(noldo_root), sensor_drop=0.5,
+                          clouds="detector", patch_size=48)  # fmt: skip
+    assert dm.augmentation.sensor_drop is not None and dm.augmentation.sensor_drop.p == 0.5
+    assert dm.validity.source == "detector"
