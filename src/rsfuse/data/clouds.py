@@ -31,7 +31,8 @@ Sources of validity (:class:`CloudValidity`, ``source=``):
     package, the built-in spectral test :func:`s2_cloud_test` (thick clouds and cirrus, not
     shadows), with a warning saying why.
 
-``rsfuse predict --clouds`` takes ``auto`` (the detector), ``none``, ``band:NAME`` (a band
+``rsfuse predict --clouds`` takes ``auto`` (the detector), ``spectral`` (the built-in test
+whatever the product: fast), ``none``, ``band:NAME`` (a band
 of the S2 file: ``SCL`` classes 3 shadow, 8, 9 cloud, 10 cirrus; any other band non-zero)
 or a mask file (non-zero = cloud): :class:`CloudSpec`.
 """
@@ -156,9 +157,12 @@ def s2_cloud_test(s2: np.ndarray, band_names: Sequence[str], dilate: int = 2) ->
 
 
 _S2CLOUDLESS: Any = None
+#: s2cloudless runs on 60 m pixels (block means of 6 x 6 10 m pixels): its classifier is
+#: per pixel and Sentinel Hub runs it at 60-160 m; 36 x fewer pixels than at 10 m.
+S2CLOUDLESS_SCALE = 6
 
 
-def _s2cloudless_detector(dilate: int) -> Any:
+def _s2cloudless_detector() -> Any:
     """The s2cloudless detector (cached), or None when the package is not installed."""
     global _S2CLOUDLESS
     if _S2CLOUDLESS is None:
@@ -167,18 +171,11 @@ def _s2cloudless_detector(dilate: int) -> Any:
         except ImportError:
             _S2CLOUDLESS = False
             return None
-        _S2CLOUDLESS = {}
-    if _S2CLOUDLESS is False:
-        return None
-    if dilate not in _S2CLOUDLESS:
-        from s2cloudless import S2PixelCloudDetector
-
-        # s2cloudless's recommended post-processing at 10 m: average over 4 px; our dilation
-        _S2CLOUDLESS[dilate] = S2PixelCloudDetector(
-            threshold=0.4, average_over=4, dilation_size=max(int(dilate), 0) or None,
-            all_bands=False,
-        )  # fmt: skip
-    return _S2CLOUDLESS[dilate]
+        # at 60 m: average over a 1 px disk (s2cloudless's default); dilation is ours, at 10 m
+        _S2CLOUDLESS = S2PixelCloudDetector(
+            threshold=0.4, average_over=1, dilation_size=None, all_bands=False
+        )
+    return _S2CLOUDLESS or None
 
 
 def s2cloudless_mask(
@@ -186,10 +183,14 @@ def s2cloudless_mask(
 ) -> np.ndarray | None:
     """s2cloudless's cloud mask of L1C digital numbers (reflectance × 10000).
 
+    The ten bands are averaged over blocks of :data:`S2CLOUDLESS_SCALE` pixels (60 m),
+    classified by s2cloudless (probability > 0.4, averaged over a 1 px disk), brought back to
+    the input grid and dilated by ``dilate`` pixels.
+
     Args:
         s2: [C, H, W] L1C digital numbers in ``band_names`` order.
         band_names: names of the channels (must include :data:`S2CLOUDLESS_BANDS`).
-        dilate: dilation disk radius in pixels (0: none).
+        dilate: dilation radius in input pixels (0: none).
 
     Returns:
         bool [H, W], or ``None`` when bands are missing or s2cloudless is not installed.
@@ -197,12 +198,22 @@ def s2cloudless_mask(
     idx = {b: i for i, b in enumerate(band_names)}
     if not all(b in idx for b in S2CLOUDLESS_BANDS):
         return None
-    det = _s2cloudless_detector(dilate)
+    det = _s2cloudless_detector()
     if det is None:
         return None
     x = np.asarray(s2, dtype=np.float32)[[idx[b] for b in S2CLOUDLESS_BANDS]]  # [10, H, W]
-    x = np.clip(x / 10000.0, 0.0, 1.0).transpose(1, 2, 0)[None]  # [1, H, W, 10]
-    return det.get_cloud_masks(x)[0].astype(bool)
+    _, h, w = x.shape
+    k = S2CLOUDLESS_SCALE
+    ph, pw = (-h) % k, (-w) % k
+    if ph or pw:
+        x = np.pad(x, ((0, 0), (0, ph), (0, pw)), mode="edge")
+    coarse = x.reshape(10, (h + ph) // k, k, (w + pw) // k, k).mean(axis=(2, 4))
+    coarse = np.clip(coarse / 10000.0, 0.0, 1.0).transpose(1, 2, 0)[None]  # [1, h', w', 10]
+    mask = det.get_cloud_masks(coarse)[0].astype(bool)
+    mask = np.repeat(np.repeat(mask, k, axis=0), k, axis=1)[:h, :w]
+    if dilate > 0 and mask.any():
+        mask = ndimage.binary_dilation(mask, iterations=dilate)
+    return mask
 
 
 def detect_clouds(
@@ -253,7 +264,7 @@ def detector_method(band_names: Sequence[str], product: str = "L1C") -> str:
     """The detector :func:`detect_clouds` would use on these bands (without running it)."""
     probe = np.zeros((len(band_names), 1, 1), np.float32)
     full = product == "L1C" and all(b in band_names for b in S2CLOUDLESS_BANDS)
-    if full and _s2cloudless_detector(0) is not None:
+    if full and _s2cloudless_detector() is not None:
         return "s2cloudless"
     return "spectral" if s2_cloud_test(probe, band_names, 0) is not None else "none"
 
@@ -282,7 +293,9 @@ def ssl4eo_cloud(mask: np.ndarray | torch.Tensor) -> np.ndarray:
 # ---------------------------------------------------------------------------- --clouds
 @dataclass(frozen=True)
 class CloudSpec:
-    """A parsed ``--clouds`` value: ``kind`` is ``none``, ``auto``, ``band`` or ``file``."""
+    """A parsed ``--clouds`` value: ``kind`` is ``none``, ``auto`` (:func:`detect_clouds`),
+    ``spectral`` (the built-in test :func:`s2_cloud_test`, whatever the product), ``band``
+    or ``file``."""
 
     kind: str
     band: str | None = None
@@ -290,15 +303,15 @@ class CloudSpec:
 
     @classmethod
     def parse(cls, spec: str | None) -> CloudSpec:
-        """Parse ``none`` / ``auto`` / ``band:NAME`` / a path.
+        """Parse ``none`` / ``auto`` / ``spectral`` / ``band:NAME`` / a path.
 
         Raises:
             ConfigError: an empty band name.
         """
         if spec is None or spec == "none":
             return cls("none")
-        if spec == "auto":
-            return cls("auto")
+        if spec in ("auto", "spectral"):
+            return cls(spec)
         if spec.startswith("band:"):
             name = spec[len("band:") :]
             if not name:

@@ -601,8 +601,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--clouds",
         default="auto",
         help="cloud mask: auto (default: s2cloudless on L1C with its bands, else the "
-        "built-in S2 test), none, band:NAME (a band of the S2 file, e.g. band:SCL) or a mask "
-        "raster on the same grid (non-zero = cloud)",
+        "built-in S2 test), spectral (the built-in test: fast), none, band:NAME (a band of "
+        "the S2 file, e.g. band:SCL) or a mask raster on the same grid (non-zero = cloud)",
     )
     p.add_argument(
         "--s2-bands", help="comma-separated names of the S2 file's bands if it has no descriptions"

@@ -36,7 +36,13 @@ from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from rsfuse.data.clouds import CloudSpec, band_cloud_mask, detect_clouds, detector_method
+from rsfuse.data.clouds import (
+    CloudSpec,
+    band_cloud_mask,
+    detect_clouds,
+    detector_method,
+    s2_cloud_test,
+)
 from rsfuse.errors import DataError
 
 _BAND_RE = re.compile(r"(?:^|[_\-.])(B(?:0[1-9]|1[0-2]|8A))(?=$|[_\-.])", re.IGNORECASE)
@@ -450,7 +456,7 @@ class SceneInputs:
                 )
             index = names.index(spec.band.upper()) + 1
             self.cloud_source = _BandSource(ds, index, self.s2_path, None)
-        elif spec.kind == "auto" and (
+        elif spec.kind in ("auto", "spectral") and (
             not self.has_s2 or detector_method(self.s2_bands, self.s2_product) == "none"
         ):
             # the detectors need B02, B03, B04, B11 (spectral test) among the model's bands
@@ -497,13 +503,16 @@ class SceneInputs:
         s2_valid = s1_valid = ones
         cloud = None
         if self.has_s2:
-            if self.cloud_source is None and self.cloud_spec.kind == "auto":
+            if self.cloud_source is None and self.cloud_spec.kind in ("auto", "spectral"):
                 # the detector dilates: read a margin of rows with the strip (one read, no
                 # copy) so a pixel's result never depends on the strip it is in
                 m = self.cloud_dilate
                 top, bottom = min(m, y0), min(m, self.height - (y0 + h))
                 ext, ext_valid = self._read_s2(y0 - top, top + h + bottom)
-                test, _ = detect_clouds(ext, self.s2_bands, self.s2_product, dilate=m)
+                if self.cloud_spec.kind == "spectral":
+                    test = s2_cloud_test(ext, self.s2_bands, dilate=m)
+                else:
+                    test, _ = detect_clouds(ext, self.s2_bands, self.s2_product, dilate=m)
                 assert test is not None
                 cloud = test[top : top + h]
                 s2, s2_valid = ext[:, top : top + h], ext_valid[top : top + h]
