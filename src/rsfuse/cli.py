@@ -37,6 +37,9 @@ experiments (each writes its tables and plots into --out; see `rsfuse experiment
                     CromSS-midF / CromSS-lateF encoders transferred frozen and fine-tuned
                     (CromSS Table V), label smoothing (Table VI), accuracy against clean
                     labels (Fig. 8) and selection masks (Fig. 11)
+  cloud-robustness  S1-only, S2-only, early-fusion and S1 GMU S2 classifiers trained with and
+                    without sensor drop / cloud augmentation, tested on clear, partly and
+                    fully clouded patches: is a fused model ever worse than its better sensor?
 """
 
 BENCHMARKS_HELP = """\
@@ -53,6 +56,7 @@ EXPERIMENT_MODULES: dict[str, str] = {
     "segmentation-transfer": "segmentation_transfer",
     "dino-mm": "dino_mm",
     "cromss": "cromss",
+    "cloud-robustness": "cloud_robustness",
 }
 
 #: ``rsfuse benchmark NAME`` → module under ``rsfuse.benchmarks``.

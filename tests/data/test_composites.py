@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.colors import rgb_to_hsv
 
+from rsfuse.data.clouds import BRIGHT_VISIBLE_DN
 from rsfuse.data.composites import (
     BRIGHT_DN,
     S1_RANGES_DB,
@@ -13,7 +14,6 @@ from rsfuse.data.composites import (
     stretch_joint,
     true_colour,
 )
-from rsfuse.inference.clouds import BRIGHT_VISIBLE_DN
 
 
 def _per_channel(x: np.ndarray) -> np.ndarray:

@@ -307,7 +307,15 @@ def test_dropped_43_class_names_appear(tmp_path: Path) -> None:
 
 def test_v2_metadata_and_maps(roots: dict[str, Path], world: SyntheticWorld) -> None:
     root = roots["v2"]
-    df = pd.read_parquet(root / layout.V2_METADATA)
+    clean = pd.read_parquet(root / layout.V2_METADATA)
+    flagged = pd.read_parquet(root / layout.V2_FLAGGED_METADATA)  # as reBEN: a second file
+    flags = ["contains_seasonal_snow", "contains_cloud_or_shadow"]
+    assert not clean[flags].any(axis=None) and flagged[flags].any(axis=1).all()
+    assert list(flagged.columns) == list(clean.columns)
+    index = {v2_patch_id(world.location(i).geo): i for i in range(N_WRITTEN)}
+    df = pd.concat([clean, flagged])
+    df.index = [index[p] for p in df["patch_id"]]
+    df = df.sort_index()
     assert list(df.columns) == [
         "patch_id",
         "labels",

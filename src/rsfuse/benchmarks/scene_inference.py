@@ -139,7 +139,7 @@ def _child(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     rep = predict_scene(
         bundle, Path(args.out) / "map.tif", s2=scene / "s2.tif", s1=scene / "s1.tif",
-        clouds="auto", options=opts,
+        clouds="spectral", options=opts,
     )  # fmt: skip
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3  # kB → MB

@@ -12,9 +12,19 @@ key        type                    content
                                    20 m and 60 m bands resampled to the 10 m grid
 ``label``  float32 [19]            multi-hot, BigEarthNet 19-class nomenclature
 ``present`` dict[str, bool]        ``{"s1": ..., "s2": ...}``
+``valid``  bool [120, 120]         S2 validity per pixel (only with ``clouds`` other than
+                                   ``none``; see :mod:`rsfuse.data.clouds`)
 ``meta``   dict                    ``id``, ``s1_id``, ``s2_id``, ``crs``, ``transform``
-                                   (of the 10 m grid)
+                                   (of the 10 m grid), ``cloudy`` / ``snow`` (the dataset's
+                                   flags of the patch)
 ========== ======================= ========================================================
+
+Flagged patches. BigEarthNet v1 lists the patches fully covered by seasonal snow or by
+cloud and shadow in two CSV files; reBEN keeps them out of ``metadata.parquet`` altogether,
+in ``metadata_for_patches_with_snow_cloud_or_shadow.parquet`` beside it (same columns).
+``include_snow`` / ``include_cloudy`` bring them back (reading that second file for v2).
+With ``clouds="metadata"`` a patch flagged cloudy has ``present["s2"] = False``;
+``clouds="detector"`` finds the clouds of every patch's pixels instead (``valid``).
 
 Per-sample work is cheap: paths are built directly (no directory listing), one small file
 opened per band, plus one JSON file per v1 sample for its labels. The sample index is held
@@ -42,6 +52,7 @@ from rsfuse.bands import BANDS, S1_ORDER, check_modalities
 from rsfuse.bands import s2_bands as resolve_s2_bands
 from rsfuse.data import bigearthnet_layout as layout
 from rsfuse.data.classes import BEN19, ben19_indices, ben43_to_19, multi_hot
+from rsfuse.data.clouds import DEFAULT_MAX_CLOUD_FRACTION, CloudValidity
 from rsfuse.data.sample import Sample, check_same_crs, check_sample, check_unique_ids
 from rsfuse.data.skipping import SkipBadSamples
 from rsfuse.errors import ConfigError, DataError
@@ -95,9 +106,15 @@ class BigEarthNetBase(SkipBadSamples, Dataset[Sample]):
         check_finite: check every band file for NaN/inf while reading, so the error names
             the file. When False, samples may carry NaN/inf values and only the structure
             of the sample (dtypes, shapes) is checked.
+        clouds: where S2 validity comes from (:class:`~rsfuse.data.clouds.CloudValidity`):
+            ``none`` (default), ``metadata`` (the dataset's cloud flag: a flagged patch
+            has ``present["s2"] = False``) or ``detector`` (a cloud detector on the
+            pixels; adds ``valid``).
+        max_cloud_fraction: above this fraction of invalid pixels ``present["s2"]`` is
+            False (:func:`~rsfuse.data.clouds.s2_usable`).
 
     Raises:
-        ConfigError: bad split, modalities, band subset, resampling or on_error.
+        ConfigError: bad split, modalities, band subset, resampling, on_error or clouds.
         DataError: missing root, index or metadata file; a split without samples.
     """
 
@@ -107,7 +124,9 @@ class BigEarthNetBase(SkipBadSamples, Dataset[Sample]):
     stats_name: ClassVar[str] = ""
 
     #: attributes that hold one entry per sample (filtered together)
-    _index_fields: ClassVar[tuple[str, ...]] = ("_ids", "_s1_names", "_s2_names")
+    _index_fields: ClassVar[tuple[str, ...]] = (
+        "_ids", "_s1_names", "_s2_names", "_cloudy", "_snow",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -120,6 +139,8 @@ class BigEarthNetBase(SkipBadSamples, Dataset[Sample]):
         include_cloudy: bool = False,
         on_error: str = "raise",
         check_finite: bool = True,
+        clouds: str = "none",
+        max_cloud_fraction: float = DEFAULT_MAX_CLOUD_FRACTION,
     ) -> None:
         if split not in SPLITS:
             raise ConfigError(
@@ -141,11 +162,16 @@ class BigEarthNetBase(SkipBadSamples, Dataset[Sample]):
         self.include_snow = bool(include_snow)
         self.include_cloudy = bool(include_cloudy)
         self.check_finite = bool(check_finite)
+        if clouds == "mask":
+            raise ConfigError("BigEarthNet has no cloud masks; use metadata or detector", "clouds")
+        self.validity = CloudValidity(clouds, max_cloud_fraction, product="L2A")
         if not self.root.is_dir():
             raise DataError("dataset root folder not found", path=self.root)
         self._ids: np.ndarray
         self._s1_names: np.ndarray
         self._s2_names: np.ndarray
+        self._cloudy: np.ndarray  # bool [N]: the dataset flags the patch cloud/shadow
+        self._snow: np.ndarray  # bool [N]: seasonal snow
         self.index_file: Path = self._load_index()
         if len(self._ids) == 0:
             raise DataError(
@@ -191,6 +217,16 @@ class BigEarthNetBase(SkipBadSamples, Dataset[Sample]):
     def sample_ids(self) -> list[str]:
         """All sample ids of the split, in index order."""
         return [b.decode() for b in self._ids]
+
+    @property
+    def cloudy_flags(self) -> np.ndarray:
+        """bool [N]: the dataset flags the patch as cloud / shadow (index order)."""
+        return self._cloudy.copy()
+
+    @property
+    def snow_flags(self) -> np.ndarray:
+        """bool [N]: the dataset flags the patch with seasonal snow (index order)."""
+        return self._snow.copy()
 
     def _files(self, i: int) -> list[tuple[Path, tuple[int, int], tuple[str, ...]]]:
         """Raster files of sample ``i`` for the requested modalities with native sizes and
@@ -278,7 +314,10 @@ class BigEarthNetBase(SkipBadSamples, Dataset[Sample]):
             "s2_id": self._str(self._s2_names, i),
             "crs": grid[0],
             "transform": grid[1],
+            "cloudy": bool(self._cloudy[i]),
+            "snow": bool(self._snow[i]),
         }
+        self.validity.apply(sample, self.s2_band_names)
         check_sample(sample, source=sid, check_finite=self.check_finite)
         return sample
 
@@ -475,13 +514,15 @@ class BigEarthNetV1(BigEarthNetBase):
         self._s2_names = _as_bytes_array(s2_names)
         self._s1_names = _as_bytes_array(s1_names)
         self._ids = self._s2_names
+        snow = self._read_patch_list(self.root / layout.V1_SNOW_FILE)
+        cloudy = self._read_patch_list(self.root / layout.V1_CLOUD_FILE)
+        self._snow = np.array([n in snow for n in s2_names], dtype=bool)
+        self._cloudy = np.array([n in cloudy for n in s2_names], dtype=bool)
         excluded: set[str] = set()
-        for include, name in (
-            (self.include_snow, layout.V1_SNOW_FILE),
-            (self.include_cloudy, layout.V1_CLOUD_FILE),
-        ):
-            if not include:
-                excluded |= self._read_patch_list(self.root / name)
+        if not self.include_snow:
+            excluded |= snow
+        if not self.include_cloudy:
+            excluded |= cloudy
         if excluded:
             keep = np.array([n not in excluded for n in s2_names], dtype=bool)
             self._select(keep)
@@ -531,7 +572,10 @@ class BigEarthNetV2(BigEarthNetBase):
     Layout (see :mod:`rsfuse.data.bigearthnet_layout`): ``metadata.parquet`` (one row per
     patch: ``patch_id``, ``labels`` as 19-class names, ``split`` in
     train/validation/test, ``s1_name``, ``contains_seasonal_snow``,
-    ``contains_cloud_or_shadow``, …), ``BigEarthNet-S2/<tile>/<patch_id>/`` and
+    ``contains_cloud_or_shadow``, …) of the clear patches,
+    ``metadata_for_patches_with_snow_cloud_or_shadow.parquet`` (same columns) of the flagged
+    ones (read only when ``include_snow`` / ``include_cloudy`` ask for them),
+    ``BigEarthNet-S2/<tile>/<patch_id>/`` and
     ``BigEarthNet-S1/<product>/<s1_name>/`` patch folders. The split ``val`` selects the
     rows whose ``split`` is ``validation``. Labels of the selected rows are checked when
     the dataset is built. The sample id is ``patch_id``.
@@ -542,42 +586,66 @@ class BigEarthNetV2(BigEarthNetBase):
     stats_name: ClassVar[str] = "bigearthnet-v2"
     _index_fields: ClassVar[tuple[str, ...]] = (*BigEarthNetBase._index_fields, "_labels")
 
-    def _load_index(self) -> Path:
-        path = self.root / layout.V2_METADATA
-        if not path.is_file():
-            raise DataError("metadata file not found", path=path)
+    _FLAGS: ClassVar[tuple[str, str]] = ("contains_seasonal_snow", "contains_cloud_or_shadow")
+
+    def _read_metadata(self, path: Path) -> pd.DataFrame:
+        """The index columns of one metadata parquet (flag columns when it has them).
+
+        Raises:
+            DataError: a missing required column or an unreadable file, naming it.
+        """
         required = ["patch_id", "labels", "split", "s1_name"]
         if not self.include_snow:
-            required.append("contains_seasonal_snow")
+            required.append(self._FLAGS[0])
         if not self.include_cloudy:
-            required.append("contains_cloud_or_shadow")
+            required.append(self._FLAGS[1])
         try:
             columns = pq.read_schema(path).names
             missing = [c for c in required if c not in columns]
             if missing:
                 raise DataError(f"metadata lacks column(s) {missing}", path=path)
-            df = pd.read_parquet(path, columns=required)
+            wanted = required + [c for c in self._FLAGS if c in columns and c not in required]
+            df = pd.read_parquet(path, columns=wanted)
         except DataError:
             raise
         except Exception as e:  # pyarrow raises many types for a corrupt file
             raise DataError(f"cannot read metadata parquet: {e}", path=path) from e
+        for c in self._FLAGS:
+            df[c] = df[c].fillna(False).astype(bool) if c in df else False
+        df["_file"] = path.name
+        return df
+
+    def _load_index(self) -> Path:
+        path = self.root / layout.V2_METADATA
+        if not path.is_file():
+            raise DataError("metadata file not found", path=path)
+        frames = [self._read_metadata(path)]
+        flagged = self.root / layout.V2_FLAGGED_METADATA
+        if (self.include_snow or self.include_cloudy) and flagged.is_file():
+            frames.append(self._read_metadata(flagged))
+        elif self.include_snow or self.include_cloudy:
+            log.info("%s not found: flagged patches come from %s only", flagged, path.name)
+        df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         dup = df["patch_id"].duplicated(keep=False)
         if dup.any():
             pid = str(df["patch_id"][dup].iloc[0])
+            files = sorted(set(df.loc[df["patch_id"] == pid, "_file"]))
             raise DataError(
                 f"patch_id {pid!r} is listed {int((df['patch_id'] == pid).sum())} times "
-                f"({int(dup.sum())} rows share an id)",
-                path=path,
+                f"({int(dup.sum())} rows share an id; in {' and '.join(files)})",
+                path=path if len(files) == 1 and files[0] == path.name else flagged,
             )
         df = df[df["split"] == layout.V2_SPLIT_VALUES[self.split]]
         if not self.include_snow:
-            df = df[~df["contains_seasonal_snow"].fillna(False).astype(bool)]
+            df = df[~df[self._FLAGS[0]]]
         if not self.include_cloudy:
-            df = df[~df["contains_cloud_or_shadow"].fillna(False).astype(bool)]
+            df = df[~df[self._FLAGS[1]]]
         df = df.reset_index(drop=True)
         self._ids = _as_bytes_array(df["patch_id"].astype(str).tolist())
         self._s2_names = self._ids
         self._s1_names = _as_bytes_array(df["s1_name"].fillna("").astype(str).tolist())
+        self._snow = df[self._FLAGS[0]].to_numpy(dtype=bool)
+        self._cloudy = df[self._FLAGS[1]].to_numpy(dtype=bool)
         self._labels = self._multi_hot(df, path)
         return path
 

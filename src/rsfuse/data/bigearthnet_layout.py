@@ -46,6 +46,8 @@ V1_SNOW_FILE = "patches_with_seasonal_snow.csv"
 V1_CLOUD_FILE = "patches_with_cloud_and_shadow.csv"
 
 V2_METADATA = "metadata.parquet"
+#: reBEN keeps its snow and cloud/shadow patches here, beside ``metadata.parquet`` (same columns).
+V2_FLAGGED_METADATA = "metadata_for_patches_with_snow_cloud_or_shadow.parquet"
 V2_S2_DIR = "BigEarthNet-S2"
 V2_S1_DIR = "BigEarthNet-S1"
 V2_MAPS_DIR = "Reference_Maps"

@@ -34,7 +34,7 @@ __all__ = [
 #: Display range (dB) of R = VV, G = VH and B = VV − VH in :func:`s1_false_colour`.
 S1_RANGES_DB: tuple[tuple[float, float], ...] = ((-25.0, 0.0), (-30.0, -5.0), (0.0, 15.0))
 #: Visible reflectance × 10000 above which all of B02, B03, B04 mark a pixel as cloud-like
-#: (the built-in cloud test's threshold, :data:`rsfuse.inference.clouds.BRIGHT_VISIBLE_DN`).
+#: (the built-in cloud test's threshold, :data:`rsfuse.data.clouds.BRIGHT_VISIBLE_DN`).
 BRIGHT_DN = 3000.0
 
 

@@ -12,7 +12,13 @@ key        type                   content
                                   ``s2_dtype='uint16'``; Normalize casts on the device
 ``label``  float32 [K]            multi-hot scene labels (classification datasets)
 ``mask``   int64 [H, W]           per-pixel classes, 255 = unlabelled (segmentation datasets)
-``present`` dict[str, bool]       per-modality presence flags ``{"s1": ..., "s2": ...}``
+``present`` dict[str, bool]       per-modality presence flags ``{"s1": ..., "s2": ...}``;
+                                  ``present["s2"]`` is False when S2 is unusable (more
+                                  than the cloud threshold of it invalid, or a patch the
+                                  dataset flags as cloudy: :mod:`rsfuse.data.clouds`)
+``valid``  bool [H, W]            optional S2 validity per pixel (False under cloud or
+                                  shadow); the fusion modules zero S2 there and the
+                                  segmentation task takes those pixels from its S1-only path
 ``season`` int64 scalar           optional acquisition season index (0–3)
 ``meta``   dict                   ``id``, source ids, ``crs`` (WKT or EPSG string),
                                   ``transform`` (6 affine coefficients)
@@ -95,6 +101,17 @@ def check_sample(sample: Sample, source: str | None = None, check_finite: bool =
         sizes["mask"] = tuple(m.shape)
     if len(set(sizes.values())) > 1:
         raise DataError(f"spatial sizes differ between keys: {sizes}", sample=sid)
+    if "valid" in sample:
+        v = sample["valid"]
+        if not isinstance(v, Tensor) or v.dtype != torch.bool or v.ndim != 2:
+            raise DataError(
+                f"valid must be bool [H, W], got {getattr(v, 'dtype', type(v))} "
+                f"{tuple(getattr(v, 'shape', ()))}",
+                sample=sid,
+            )
+        sizes["valid"] = tuple(v.shape)
+        if len(set(sizes.values())) > 1:
+            raise DataError(f"spatial sizes differ between keys: {sizes}", sample=sid)
     if "label" in sample:
         lab = sample["label"]
         if lab.dtype != torch.float32 or lab.ndim != 1:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,16 +98,13 @@ class ClassificationData:
 
 def cloudy_test_datamodule(dm: Any, splits: Sequence[str] = ("val", "test")) -> Any:
     """A copy of a BigEarthNet-v2 datamodule whose test split is every cloudy patch of
-    ``splits`` (never the training split)."""
-    import pandas as pd
+    ``splits`` (never the training split): the patches the dataset flags
+    ``contains_cloud_or_shadow`` (reBEN keeps them in its second metadata file)."""
+    import numpy as np
     from torch.utils.data import ConcatDataset, Subset
 
     from rsfuse.data.datamodules import BigEarthNetDataModule, InMemoryCache
 
-    meta = pd.read_parquet(
-        Path(dm.root) / "metadata.parquet", columns=["patch_id", "contains_cloud_or_shadow"]
-    )
-    cloudy = set(meta.loc[meta["contains_cloud_or_shadow"].fillna(False), "patch_id"])
     out = BigEarthNetDataModule(
         dm.root,
         version="v2",
@@ -119,7 +116,7 @@ def cloudy_test_datamodule(dm: Any, splits: Sequence[str] = ("val", "test")) -> 
     parts = []
     for split in splits:
         ds = out.dataset_class(out.root, split=split, **out.dataset_kwargs)
-        idx = [i for i, pid in enumerate(ds.sample_ids) if pid in cloudy]
+        idx = [int(i) for i in np.flatnonzero(ds.cloudy_flags)]
         if idx:
             parts.append(Subset(ds, idx))
     if not parts:
@@ -167,12 +164,15 @@ def train_and_score(
     seed: int,
     data: ClassificationData,
     out: Path,
+    tests: Mapping[str, Any] | None = None,
+    drop_evals: bool = True,
 ) -> list[ScoreRow]:
     """Train the run of ``configs`` + ``overrides`` with ``seed`` on ``data`` and score it.
 
     The run trains on the cached datamodule without validation (every run is scored after
     its last epoch: no model selection), then is tested on the clear and the cloud-heavy
-    split; a fused model also with S1 only and S2 only.
+    split (or on ``tests``: test-set name → datamodule); a fused model also with S1 only
+    and S2 only (unless ``drop_evals`` is False).
     """
     run_dir = out / "logs" / f"{name}_seed{seed}".replace(" | ", "_").replace(" ", "-")
     run = build_run(
@@ -194,10 +194,11 @@ def train_and_score(
     seconds = time.time() - t0
     fused = len(task.modalities) > 1
     evals: list[tuple[str, list[str]]] = [("S1+S2" if fused else name, [])]
-    if fused:
+    if fused and drop_evals:
         evals += [("S1 only", ["s2"]), ("S2 only", ["s1"])]
     rows = []
-    for test_set, datamodule in (("clear", data.datamodule), ("cloudy", data.cloudy)):
+    sets = tests if tests is not None else {"clear": data.datamodule, "cloudy": data.cloudy}
+    for test_set, datamodule in sets.items():
         for on, drop in evals:
             task.test_drop = drop
             m = trainer.test(task, datamodule=datamodule, verbose=False)[0]

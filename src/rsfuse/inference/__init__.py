@@ -4,7 +4,6 @@
   JSON); :func:`load_bundle` rebuilds the model from it alone.
 * :mod:`rsfuse.inference.scene`: co-registered S1 / S2 scenes (multi-band GeoTIFFs or
   folders of per-band files) read by windows, with the checks made before any work.
-* :mod:`rsfuse.inference.clouds`: cloud masks (a file, a band, or a built-in S2 test).
 * :mod:`rsfuse.inference.windows`: the sliding-window grid and the blending weights.
 * :mod:`rsfuse.inference.outputs`: Cloud-Optimised GeoTIFF, GeoJSON and CSV writers.
 * :mod:`rsfuse.inference.predict`: ``rsfuse predict``, the streaming engine.

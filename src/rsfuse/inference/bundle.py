@@ -380,6 +380,7 @@ def export_bundle(
         "pad_multiple": int(getattr(task.model, "pad_multiple", 1)),
         "ignore_index": init_args.get("ignore_index"),
         "threshold": init_args.get("threshold", 0.5) if kind == "classification" else None,
+        "clouds": dm.get("clouds"),  # the S2 validity rule of training (rsfuse predict)
         "weights": WEIGHTS_NAME,
         "weights_sha256": digest,
         "source_checkpoint": checkpoint.name,

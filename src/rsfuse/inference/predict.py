@@ -30,15 +30,18 @@ size. A disagreement is a warning (``InputMismatchWarning``; the command prints 
 report lists it under ``input_warnings``), or a :class:`~rsfuse.errors.DataError` with
 ``--strict``.
 
-Cloud-aware routing (models that take S1 and S2): pixels under cloud (``--clouds``, see
-:mod:`rsfuse.inference.clouds`) or without S2 data go through the model's S1-only path
-(S2 marked absent: GMU presence flags, zeroed early-fusion channels, exactly as
-``RandomSensorDrop`` trains it), pixels without S1 data through the S2-only path. A window
-holding several paths is run once per path and each pixel takes the logits of its own
-path, so the path raster says exactly which input every pixel's prediction came from.
-Classification cells switch to S1 only when more than ``--cloud-threshold`` of the cell is
-cloudy. A model that takes S2 only cannot route: cloudy pixels are predicted from S2 as
-they are (the report says so).
+Cloud-aware routing (models that take S1 and S2), the same as in training and evaluation
+(:mod:`rsfuse.data.clouds`): every window carries its S2 validity (``valid`` = not under
+cloud, ``--clouds``, and S2 has data), so the model zeroes S2 where it is invalid;
+pixels under cloud or without S2 data go through the model's S1-only path (S2 marked
+absent: GMU presence flags, zeroed early-fusion channels, exactly as ``RandomSensorDrop``
+trains it), pixels without S1 data through the S2-only path. A window holding several
+paths is run once per path and each pixel takes the logits of its own path, so the path
+raster says exactly which input every pixel's prediction came from. Classification cells
+switch to S1 only when more than ``--cloud-threshold`` of the cell is cloudy (default: the
+``max_cloud_fraction`` the model was trained with, from the bundle;
+:func:`rsfuse.data.clouds.s2_usable`). A model that takes S2 only cannot route: cloudy
+pixels are predicted from S2 as they are (the report says so).
 """
 
 from __future__ import annotations
@@ -58,9 +61,9 @@ import rasterio
 import torch
 from tqdm.auto import tqdm
 
+from rsfuse.data.clouds import DEFAULT_MAX_CLOUD_FRACTION, CloudSpec, s2_usable
 from rsfuse.errors import ConfigError, DataError
 from rsfuse.inference.bundle import Bundle, load_bundle
-from rsfuse.inference.clouds import CloudSpec
 from rsfuse.inference.compatibility import InputMismatchWarning, scene_mismatches
 from rsfuse.inference.outputs import (
     NODATA_CLASS,
@@ -95,7 +98,7 @@ class Options:
     device: str = "auto"
     precision: str = "auto"
     probabilities: bool = False
-    cloud_threshold: float = 0.1
+    cloud_threshold: float | None = None
     progress: bool = True
     quicklook: bool = False
     strict: bool = False
@@ -183,7 +186,11 @@ class WindowModel:
 
     @torch.inference_mode()
     def __call__(
-        self, s2: np.ndarray | None, s1: np.ndarray | None, paths: Sequence[int]
+        self,
+        s2: np.ndarray | None,
+        s1: np.ndarray | None,
+        paths: Sequence[int],
+        valid: np.ndarray | None = None,
     ) -> np.ndarray:
         """Logits of a batch of windows.
 
@@ -191,6 +198,7 @@ class WindowModel:
             s2: float32 [B, C, h, w] digital numbers, or None.
             s1: float32 [B, 2, h, w] dB, or None.
             paths: path code per window (which sensors are present).
+            valid: bool [B, h, w] S2 validity (not cloud, has data), or None.
 
         Returns:
             float32 logits [B, K, h, w] (segmentation) or [B, K] (classification).
@@ -201,6 +209,8 @@ class WindowModel:
             batch["s2"] = torch.from_numpy(s2).to(self.device, non_blocking=True)
             flags = [p in (BOTH, S2_ONLY) for p in paths]
             batch["present"]["s2"] = torch.tensor(flags, device=self.device)
+            if valid is not None:
+                batch["valid"] = torch.from_numpy(valid).to(self.device, non_blocking=True)
         if "s1" in self.mods:
             assert s1 is not None
             batch["s1"] = torch.from_numpy(s1).to(self.device, non_blocking=True)
@@ -300,7 +310,7 @@ def predict_scene(
     opts = options or Options()
     if opts.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {opts.batch_size}", key="batch_size")
-    if not 0.0 <= opts.cloud_threshold <= 1.0:
+    if opts.cloud_threshold is not None and not 0.0 <= opts.cloud_threshold <= 1.0:
         raise ConfigError("--cloud-threshold must lie in [0, 1]", key="cloud_threshold")
     device = resolve_device(opts.device)
     precision = opts.precision
@@ -326,6 +336,7 @@ def predict_scene(
             "s1" in bundle.modalities,
             clouds=clouds,
             s2_band_names=s2_band_names,
+            s2_product=str(bundle.config.get("s2_product") or "L2A"),
         ) as scene,
     ):
         size, stride = _window_geometry(bundle, opts, scene.height, scene.width)
@@ -454,8 +465,8 @@ def _segment(
                 logits_of: dict[tuple[int, int], np.ndarray] = {}
                 for b in range(0, len(items), opts.batch_size):
                     chunk = items[b : b + opts.batch_size]
-                    s2b, s1b = _stack(strip, [x0 for x0, _ in chunk], ww, in_h, in_w)
-                    out = model(s2b, s1b, [c for _, c in chunk])[..., :wh, :ww]
+                    s2b, s1b, vb = _stack(strip, [x0 for x0, _ in chunk], ww, in_h, in_w)
+                    out = model(s2b, s1b, [c for _, c in chunk], vb)[..., :wh, :ww]
                     forwards += len(chunk)
                     for item, lg in zip(chunk, out):
                         logits_of[item] = lg
@@ -497,16 +508,19 @@ def _routing_note(bundle: Bundle, scene: SceneInputs) -> str:
 
 def _stack(
     strip: Strip, x0s: Sequence[int], ww: int, in_h: int, in_w: int
-) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Windows at columns ``x0s`` of a strip as [B, C, in_h, in_w] arrays (edge-padded)."""
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """Windows at columns ``x0s`` of a strip as [B, C, in_h, in_w] arrays (edge-padded), and
+    their S2 validity [B, in_h, in_w] (S2 has data and is not under cloud; None without S2)."""
+    valid = None if strip.s2 is None else (strip.s2_valid & ~strip.cloud)[None]  # [1, h, W]
     out: list[np.ndarray | None] = []
-    for arr in (strip.s2, strip.s1):
+    for arr in (strip.s2, strip.s1, valid):
         if arr is None:
             out.append(None)
             continue
         wins = [_pad_to(arr[:, :, x0 : x0 + ww], in_h, in_w) for x0 in x0s]
         out.append(np.ascontiguousarray(np.stack(wins)))
-    return out[0], out[1]
+    v = out[2][:, 0] if out[2] is not None else None
+    return out[0], out[1], v
 
 
 def _classify(
@@ -521,6 +535,10 @@ def _classify(
     ch, cw = min(size, H), min(size, W)
     ys, xs = window_starts(H, size, size), window_starts(W, size, size)
     threshold = float(bundle.config.get("threshold") or 0.5)
+    max_cloud = opts.cloud_threshold
+    if max_cloud is None:
+        rule = bundle.config.get("clouds") or {}
+        max_cloud = float(rule.get("max_cloud_fraction", DEFAULT_MAX_CLOUD_FRACTION))
     mods = set(bundle.modalities)
     cells: list[dict[str, Any]] = []
     counts = dict.fromkeys(PATH_CODES, 0)
@@ -532,7 +550,7 @@ def _classify(
             sl = (slice(None), slice(x0, x0 + cw))
             cloud_frac = float(np.mean(strip.cloud[sl] | ~strip.s2_valid[sl]))
             s1_ok = float(np.mean(strip.s1_valid[sl])) >= 0.5
-            s2_ok = cloud_frac <= opts.cloud_threshold
+            s2_ok = s2_usable(cloud_frac, max_cloud)
             if mods == {"s2"}:
                 s2_ok = float(np.mean(strip.s2_valid[sl])) >= 0.5
             code = 0
@@ -559,8 +577,9 @@ def _classify(
         in_h, in_w = (size, size) if bundle.fixed_size else (ch, cw)
         for b in range(0, len(todo), opts.batch_size):
             chunk = todo[b : b + opts.batch_size]
-            s2b, s1b = _stack(strip, [cell["x0"] for cell in chunk], cw, in_h, in_w)
-            scores = 1.0 / (1.0 + np.exp(-model(s2b, s1b, [cell["path_code"] for cell in chunk])))
+            s2b, s1b, vb = _stack(strip, [cell["x0"] for cell in chunk], cw, in_h, in_w)
+            logits = model(s2b, s1b, [cell["path_code"] for cell in chunk], vb)
+            scores = 1.0 / (1.0 + np.exp(-logits))
             for cell, s in zip(chunk, scores):
                 cell["scores"] = [float(v) for v in s]
                 cell["labels"] = [n for n, v in zip(bundle.class_names, s) if v >= threshold]
@@ -575,6 +594,7 @@ def _classify(
         "path_fractions": {k: v / n for k, v in counts.items()},
         "routing": _routing_note(bundle, scene),
         "_cells": cells,
+        "max_cloud_fraction": max_cloud,
     }
 
 
@@ -609,8 +629,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--clouds",
         default="auto",
-        help="cloud mask: auto (built-in S2 test; default), none, band:NAME (a band of the "
-        "S2 file, e.g. band:SCL) or a mask raster on the same grid (non-zero = cloud)",
+        help="cloud mask: auto (default: s2cloudless on L1C with its bands, else the "
+        "built-in S2 test), spectral (the built-in test: fast), none, band:NAME (a band of "
+        "the S2 file, e.g. band:SCL) or a mask raster on the same grid (non-zero = cloud)",
     )
     p.add_argument(
         "--s2-bands", help="comma-separated names of the S2 file's bands if it has no descriptions"
@@ -635,8 +656,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--cloud-threshold",
         type=float,
-        default=0.1,
-        help="classification: a cell more cloudy than this uses S1 only (default 0.1)",
+        default=None,
+        help="classification: a cell more cloudy than this uses S1 only (default: the "
+        f"max_cloud_fraction the model was trained with, else {DEFAULT_MAX_CLOUD_FRACTION})",
     )
     p.add_argument(
         "--quicklook",

@@ -11,7 +11,8 @@ products ship them:
 * S1: a 2-band raster (descriptions ``VV``, ``VH``; without descriptions the order VV, VH
   is assumed) or a folder with ``*VV*`` and ``*VH*`` files, backscatter in dB. NaN or the
   file's nodata value is no data.
-* an optional cloud mask (:mod:`rsfuse.inference.clouds`).
+* an optional cloud mask (:mod:`rsfuse.data.clouds`, the one validity implementation of
+  training, evaluation and inference).
 
 :class:`SceneInputs` checks everything before any work: files exist and open, the bands
 the model needs are there, and S1, S2 (every band file) and the mask share CRS,
@@ -35,8 +36,14 @@ from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
+from rsfuse.data.clouds import (
+    CloudSpec,
+    band_cloud_mask,
+    detect_clouds,
+    detector_method,
+    s2_cloud_test,
+)
 from rsfuse.errors import DataError
-from rsfuse.inference.clouds import CloudSpec, band_cloud_mask, s2_cloud_test
 
 _BAND_RE = re.compile(r"(?:^|[_\-.])(B(?:0[1-9]|1[0-2]|8A))(?=$|[_\-.])", re.IGNORECASE)
 _POL_RE = re.compile(r"(?:^|[_\-.])(VV|VH)(?=$|[_\-.])", re.IGNORECASE)
@@ -230,9 +237,11 @@ class SceneInputs:
         s1: S1 raster or folder (None: no S1).
         s2_bands: S2 band names the model needs, in its channel order (empty: none).
         need_s1: whether the model takes S1.
-        clouds: ``--clouds`` value (see :mod:`rsfuse.inference.clouds`).
+        clouds: ``--clouds`` value (see :mod:`rsfuse.data.clouds`).
         s2_band_names: names of a multi-band S2 file's bands when it has no descriptions.
-        cloud_dilate: dilation of the built-in cloud test, in pixels.
+        cloud_dilate: dilation of the cloud detector, in pixels.
+        s2_product: ``L1C`` or ``L2A`` (``auto`` uses s2cloudless on L1C, else the
+            built-in spectral test: :func:`rsfuse.data.clouds.detect_clouds`).
 
     Raises:
         DataError: a missing / unreadable file, missing bands, a grid mismatch, or no input
@@ -248,12 +257,14 @@ class SceneInputs:
         clouds: str | None = "auto",
         s2_band_names: Sequence[str] | None = None,
         cloud_dilate: int = 2,
+        s2_product: str = "L2A",
     ) -> None:
         self.s2_path = Path(s2) if s2 is not None else None
         self.s1_path = Path(s1) if s1 is not None else None
         self.s2_bands = tuple(s2_bands)
         self.cloud_spec = CloudSpec.parse(clouds)
         self.cloud_dilate = int(cloud_dilate)
+        self.s2_product = s2_product
         self.s2_band_names_override = (
             [_band_name(b) for b in s2_band_names] if s2_band_names else None
         )
@@ -449,11 +460,10 @@ class SceneInputs:
                 )
             index = names.index(spec.band.upper()) + 1
             self.cloud_source = _BandSource(ds, index, self.s2_path, None)
-        elif spec.kind == "auto" and (
-            not self.has_s2
-            or s2_cloud_test(np.zeros((len(self.s2_bands), 1, 1)), self.s2_bands) is None
+        elif spec.kind in ("auto", "spectral") and (
+            not self.has_s2 or detector_method(self.s2_bands, self.s2_product) == "none"
         ):
-            # the built-in test needs B02, B03, B04, B11 among the model's bands
+            # the detectors need B02, B03, B04, B11 (spectral test) among the model's bands
             self.cloud_spec = CloudSpec("none")
             self.cloud_note = (
                 "the built-in cloud test needs S2 bands B02, B03, B04 and B11; no cloud mask"
@@ -497,13 +507,16 @@ class SceneInputs:
         s2_valid = s1_valid = ones
         cloud = None
         if self.has_s2:
-            if self.cloud_source is None and self.cloud_spec.kind == "auto":
-                # the built-in test is dilated: read a margin of rows with the strip (one
-                # read, no copy) so a pixel's result never depends on the strip it is in
+            if self.cloud_source is None and self.cloud_spec.kind in ("auto", "spectral"):
+                # the detector dilates: read a margin of rows with the strip (one read, no
+                # copy) so a pixel's result never depends on the strip it is in
                 m = self.cloud_dilate
                 top, bottom = min(m, y0), min(m, self.height - (y0 + h))
                 ext, ext_valid = self._read_s2(y0 - top, top + h + bottom)
-                test = s2_cloud_test(ext, self.s2_bands, dilate=m)
+                if self.cloud_spec.kind == "spectral":
+                    test = s2_cloud_test(ext, self.s2_bands, dilate=m)
+                else:
+                    test, _ = detect_clouds(ext, self.s2_bands, self.s2_product, dilate=m)
                 assert test is not None
                 cloud = test[top : top + h]
                 s2, s2_valid = ext[:, top : top + h], ext_valid[top : top + h]

@@ -54,6 +54,7 @@ from rsfuse.inputs import InputSpec
 from rsfuse.losses.cromss import CromSSLoss
 from rsfuse.losses.sample_selection import CrossModalSampleSelection
 from rsfuse.metrics.segmentation import metrics_from_confusion
+from rsfuse.models.fusion import sensor_input
 from rsfuse.models.segmentation import pad_to_multiple
 from rsfuse.models.unet import build_cromss_unet
 from rsfuse.training.health import HealthChecked, HealthOutputs, dense_multi_hot
@@ -212,9 +213,11 @@ class CromSS(HealthChecked, RsfuseModule):
 
     # ------------------------------------------------------------------ forward
     def forward(self, batch: dict) -> dict[str, Tensor]:
-        """Logits ``{modality: [B, C, H, W]}`` of a batch."""
+        """Logits ``{modality: [B, C, H, W]}`` of a batch. An absent sensor (``present``
+        False, e.g. after sensor drop) and clouded S2 pixels (``valid`` False) enter as zeros
+        (:func:`~rsfuse.models.fusion.sensor_input`), so they never reach the output."""
         self.check_batch(batch)
-        inputs = {m: batch[m] for m in self.modalities}
+        inputs = {m: sensor_input(batch, m) for m in self.modalities}
         if self.hparams.channels_last:
             inputs = {m: x.contiguous(memory_format=torch.channels_last) for m, x in inputs.items()}
         return self.model(inputs)

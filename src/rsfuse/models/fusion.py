@@ -3,12 +3,14 @@
 Early fusion stacks the sensors' channels into one input (DINO-MM): S2 bands first,
 then S1 VV, VH — the layout of :func:`rsfuse.bands.early_fusion_channels`. A sensor that is
 absent from a sample (presence flag False) contributes zeros, which after normalisation is
-the dataset mean: the same convention RandomSensorDrop uses.
+the dataset mean: the same convention RandomSensorDrop uses. S2 pixels marked invalid by
+the batch's ``valid`` mask (under cloud; :mod:`rsfuse.data.clouds`) are zeroed the same
+way, per pixel (:func:`sensor_input`), before any encoder sees them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
@@ -16,6 +18,38 @@ from torch import Tensor, nn
 
 from rsfuse.bands import check_modalities
 from rsfuse.errors import ConfigError, DataError
+
+
+def sensor_input(batch: dict, modality: str) -> Tensor:
+    """One sensor's input with what must not reach the model zeroed.
+
+    ``x · present`` per sample and, for S2, ``x · valid`` per pixel (clouded pixels read as
+    the dataset mean, like an absent sensor).
+
+    Args:
+        batch: collated batch with ``modality`` [B, C, H, W], optional ``present`` flags
+            and optional ``valid`` bool [B, H, W].
+        modality: ``s1`` or ``s2``.
+
+    Returns:
+        [B, C, H, W].
+
+    Raises:
+        DataError: the batch lacks the modality.
+    """
+    if modality not in batch:
+        raise DataError(
+            f"the model needs modality {modality!r} but the batch only has "
+            f"{[k for k in ('s1', 's2') if k in batch]}"
+        )
+    x = batch[modality]
+    present = batch.get("present", {}).get(modality)
+    if present is not None:
+        x = x * present.to(x.dtype).view(-1, 1, 1, 1)
+    valid = batch.get("valid")
+    if modality == "s2" and valid is not None:
+        x = x * valid.to(x.dtype).unsqueeze(1)
+    return x
 
 
 def early_fusion_input(batch: dict, modalities: Sequence[str]) -> Tensor:
@@ -28,24 +62,42 @@ def early_fusion_input(batch: dict, modalities: Sequence[str]) -> Tensor:
 
     Returns:
         [B, C_s2 + 2, H, W] (S2 first) or the single sensor's tensor. Channels of a sensor
-        whose presence flag is False for a sample are zero for that sample.
+        whose presence flag is False for a sample are zero for that sample, S2 channels
+        also where ``valid`` is False (:func:`sensor_input`).
 
     Raises:
         DataError: a requested modality is not in the batch.
     """
-    parts = []
-    for m in sorted(check_modalities(modalities), key=lambda m: m != "s2"):
-        if m not in batch:
-            raise DataError(
-                f"the model needs modality {m!r} but the batch only has "
-                f"{[k for k in ('s1', 's2') if k in batch]}"
-            )
-        x = batch[m]
-        present = batch.get("present", {}).get(m)
-        if present is not None:
-            x = x * present.to(x.dtype).view(-1, 1, 1, 1)
-        parts.append(x)
+    order = sorted(check_modalities(modalities), key=lambda m: m != "s2")
+    parts = [sensor_input(batch, m) for m in order]
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+
+def route_by_validity(forward: Callable[[dict], Tensor], batch: dict, check: bool = True) -> Tensor:
+    """Per-pixel routing of a dense model: invalid S2 pixels take the S1-only path.
+
+    ``z = valid · f(batch) + (1 − valid) · f(batch with S2 absent)`` per pixel, where
+    ``f(batch)`` already sees S2 zeroed at the invalid pixels (:func:`sensor_input`). This
+    is what ``rsfuse predict`` does window by window; without ``valid`` in the batch (or
+    without S1 or S2) it is ``f(batch)``.
+
+    Args:
+        forward: the model, batch → logits [B, K, H, W].
+        batch: with ``s1``, ``s2``, ``present`` and optional ``valid`` bool [B, H, W].
+        check: skip the S1-only forward when every pixel is valid (one host sync);
+            ``False`` always runs both (training, where clouds are common).
+
+    Returns:
+        logits [B, K, H, W].
+    """
+    z = forward(batch)
+    valid = batch.get("valid")
+    if valid is None or "s1" not in batch or "s2" not in batch:
+        return z
+    if check and bool(valid.all()):
+        return z
+    z1 = forward(drop_modalities(batch, ["s2"]))
+    return torch.where(valid.unsqueeze(1), z, z1)
 
 
 # ---------------------------------------------------------------------------- late fusion
@@ -277,9 +329,7 @@ class MultiModalClassifier(nn.Module):
             if m == "early":
                 x = early_fusion_input(batch, self.early_modalities)
             else:
-                if m not in batch:
-                    raise DataError(f"the model needs modality {m!r}; the batch lacks it")
-                x = batch[m]
+                x = sensor_input(batch, m)
             feats[m] = encoder_features(enc, x, self.last_k)
         return feats
 

@@ -65,7 +65,7 @@ def _background(
         nodata = 0.0 if scene.s2_nodata is None else float(scene.s2_nodata)
         valid = None
         if scene.cloud_source is not None:
-            from rsfuse.inference.clouds import band_cloud_mask
+            from rsfuse.data.clouds import band_cloud_mask
 
             src = scene.cloud_source
             raw = _decimated(src.reader, src.index, shape, Resampling.nearest)

@@ -16,7 +16,13 @@ the pooled outputs of the last 4 blocks concatenated, DINO's linear evaluation).
 
 Trained with ``MultiLabelSoftMarginLoss`` and scored with torchmetrics micro/macro average
 precision and micro/macro F1 accumulated over the whole split (never averaged per batch),
-plus per-class AP on the test split. :class:`DINOMMEvalTask` is the same task with DINO's
+plus per-class AP on the test split. When the batches carry S2 validity
+(:mod:`rsfuse.data.clouds`) the same metrics are also reported on the clear and the
+clouded samples separately (``test/clear/mAP_micro``, ``test/clouded/mAP_micro`` …; a
+sample is clouded when its S2 is marked absent or any pixel invalid). Clouded S2 pixels are
+zeroed before the encoders and a sample whose S2 is marked absent takes the S1-only path
+(:func:`~rsfuse.models.fusion.sensor_input`, the GMU's presence gate) — as in
+``rsfuse predict``. :class:`DINOMMEvalTask` is the same task with DINO's
 linear-evaluation defaults (SGD, head from N(0, 0.01²), a sensor-drop input case).
 """
 
@@ -46,17 +52,41 @@ __all__ = ["DINOMMEvalTask", "MultiLabelClassificationTask", "encoder_key", "mul
 GATED_VIT = "gated_vit"
 
 
-def multilabel_metrics(num_classes: int, prefix: str, threshold: float = 0.5) -> MetricCollection:
-    """Micro/macro mAP and F1 over a whole split, as a torchmetrics collection."""
+def multilabel_metrics(
+    num_classes: int, prefix: str, threshold: float = 0.5, ignore_index: int | None = None
+) -> MetricCollection:
+    """Micro/macro mAP and F1 over a whole split, as a torchmetrics collection (targets equal
+    to ``ignore_index`` are left out: the subsets of :func:`cloud_subsets`)."""
+    kw = {"ignore_index": ignore_index}
     return MetricCollection(
         {
-            "mAP_micro": MultilabelAveragePrecision(num_classes, average="micro"),
-            "mAP_macro": MultilabelAveragePrecision(num_classes, average="macro"),
-            "F1_micro": MultilabelF1Score(num_classes, threshold=threshold, average="micro"),
-            "F1_macro": MultilabelF1Score(num_classes, threshold=threshold, average="macro"),
+            "mAP_micro": MultilabelAveragePrecision(num_classes, average="micro", **kw),
+            "mAP_macro": MultilabelAveragePrecision(num_classes, average="macro", **kw),
+            "F1_micro": MultilabelF1Score(num_classes, threshold=threshold, average="micro", **kw),
+            "F1_macro": MultilabelF1Score(num_classes, threshold=threshold, average="macro", **kw),
         },
         prefix=prefix,
     )
+
+
+#: The sample subsets scored separately: S2 fully valid (clear) or not (clouded).
+CLOUD_SUBSETS: tuple[str, ...] = ("clear", "clouded")
+_IGNORE = -1
+
+
+def clouded_samples(batch: dict) -> Tensor | None:
+    """bool [B]: samples whose S2 is marked absent or has an invalid pixel; None when the
+    batch carries no S2 validity (no ``valid`` and no S2 presence flags)."""
+    valid = batch.get("valid")
+    present = batch.get("present", {}).get("s2") if "s2" in batch else None
+    if valid is None and present is None:
+        return None
+    clouded = torch.zeros(batch["label"].shape[0], dtype=torch.bool, device=batch["label"].device)
+    if valid is not None:
+        clouded = clouded | ~valid.flatten(1).all(dim=1)
+    if present is not None:
+        clouded = clouded | ~present.bool()
+    return clouded
 
 
 def encoder_key(modalities: Sequence[str]) -> str:
@@ -200,6 +230,16 @@ class MultiLabelClassificationTask(RsfuseModule):
         self.loss_fn = nn.MultiLabelSoftMarginLoss()
         self.val_metrics = multilabel_metrics(num_classes, "val/", threshold)
         self.test_metrics = multilabel_metrics(num_classes, "test/", threshold)
+        self.subset_metrics = nn.ModuleDict(
+            {
+                f"{stage}_{subset}": multilabel_metrics(
+                    num_classes, f"{stage}/{subset}/", threshold, ignore_index=_IGNORE
+                )
+                for stage in ("val", "test")
+                for subset in CLOUD_SUBSETS
+            }
+        )
+        self._subset_counts: dict[str, Tensor] = {}
         self.test_per_class_ap = MultilabelAveragePrecision(num_classes, average=None)
         self.last_test_per_class_ap: list[float] | None = None
         if cache_features and mode != "linear_probe":
@@ -346,13 +386,39 @@ class MultiLabelClassificationTask(RsfuseModule):
         loss, logits, target = self._shared_step(batch)
         bs = target.shape[0]
         self.log("val/loss", loss, prog_bar=True, batch_size=bs, sync_dist=True)
-        self.val_metrics.update(logits.sigmoid(), target.long())
+        scores = logits.sigmoid()
+        self.val_metrics.update(scores, target.long())
+        self._update_subsets("val", scores, target, clouded_samples(batch))
+
+    def _update_subsets(
+        self, stage: str, scores: Tensor, target: Tensor, clouded: Tensor | None
+    ) -> None:
+        """Accumulate the clear / clouded subsets (targets of the other samples ignored)."""
+        if clouded is None:
+            return
+        t = target.long()
+        for subset, keep in (("clear", ~clouded), ("clouded", clouded)):
+            key = f"{stage}_{subset}"
+            self.subset_metrics[key].update(scores, t.masked_fill(~keep.view(-1, 1), _IGNORE))
+            n = keep.sum()
+            self._subset_counts[key] = self._subset_counts.get(key, torch.zeros_like(n)) + n
+
+    def _log_subsets(self, stage: str) -> None:
+        """Log and reset the subsets of ``stage`` that saw samples."""
+        for subset in CLOUD_SUBSETS:
+            key = f"{stage}_{subset}"
+            n = self._subset_counts.pop(key, None)
+            if n is not None and int(n) > 0:
+                self.log_dict(self.subset_metrics[key].compute(), sync_dist=False)
+            self.subset_metrics[key].reset()
 
     def on_validation_epoch_end(self) -> None:
         self.log_dict(self.val_metrics.compute(), prog_bar=True, sync_dist=False)
         self.val_metrics.reset()
+        self._log_subsets("val")
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
+        clouded = clouded_samples(batch)
         if self.test_drop:
             batch = drop_modalities(batch, self.test_drop)
         loss, logits, target = self._shared_step(batch)
@@ -360,10 +426,12 @@ class MultiLabelClassificationTask(RsfuseModule):
         scores = logits.sigmoid()
         self.test_metrics.update(scores, target.long())
         self.test_per_class_ap.update(scores, target.long())
+        self._update_subsets("test", scores, target, clouded)
 
     def on_test_epoch_end(self) -> None:
         self.log_dict(self.test_metrics.compute())
         self.test_metrics.reset()
+        self._log_subsets("test")
         per_class = self.test_per_class_ap.compute()
         self.last_test_per_class_ap = [float(v) for v in per_class]
         self.test_per_class_ap.reset()

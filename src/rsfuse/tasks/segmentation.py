@@ -26,9 +26,14 @@ mode); ``False`` is "Fine-tuned" (etr).
 Loss: ``ce_weight · CE + dice_weight · Dice`` (smp ``DiceLoss``, multiclass), both skipping
 ``ignore_index`` pixels (unlabelled areas of DW / OSM masks, ignored DFC2020 classes).
 Metrics: OA, AA, mIoU, mF1 (and per-class IoU, the confusion matrix) from one confusion
-matrix accumulated over the whole split (:mod:`rsfuse.metrics.segmentation`). At test time
-a confusion-matrix PNG and a PNG grid of S2 true colour, S1 false colour, reference and
-prediction are written.
+matrix accumulated over the whole split (:mod:`rsfuse.metrics.segmentation`); with S2
+validity in the batches also on the clear and the clouded pixels separately
+(``val/clear/mIoU``, ``test/clouded/mIoU`` …). At test time a confusion-matrix PNG and a
+PNG grid of S2 true colour, S1 false colour, reference and prediction are written.
+
+Clouds (:mod:`rsfuse.data.clouds`): S2 pixels whose ``valid`` is False are zeroed before
+the network and, for a model of S1 and S2, predicted by its S1-only path
+(:func:`~rsfuse.models.fusion.route_by_validity`) — the routing of ``rsfuse predict``.
 """
 
 from __future__ import annotations
@@ -47,13 +52,31 @@ from rsfuse.errors import ConfigError
 from rsfuse.inputs import InputSpec
 from rsfuse.metrics.segmentation import metrics_from_confusion
 from rsfuse.models.checkpoints import load_encoder
-from rsfuse.models.fusion import drop_modalities, early_fusion_input
+from rsfuse.models.fusion import drop_modalities, early_fusion_input, route_by_validity
 from rsfuse.models.segmentation import build_segmentation_model, pad_to_multiple
 from rsfuse.training.module import RsfuseModule
 from rsfuse.training.optim import OptimSettings
 from rsfuse.training.reporting import log_per_class, print_per_class, report_figures
 
 Architecture = Literal["unet", "pspnet", "deeplabv3plus", "fpn", "upernet"]
+
+#: The pixel subsets scored separately: S2 valid (clear) and S2 invalid (clouded).
+CLOUD_SUBSETS: tuple[str, ...] = ("clear", "clouded")
+
+
+def clear_pixels(batch: dict) -> Tensor | None:
+    """bool [B, H, W]: pixels whose S2 is usable (``valid`` and ``present["s2"]``), or
+    None when the batch carries no S2 validity at all."""
+    valid = batch.get("valid")
+    present = batch.get("present", {}).get("s2")
+    if valid is None and (present is None or "s2" not in batch):
+        return None
+    if valid is None:
+        b, _, h, w = batch["s2"].shape
+        valid = torch.ones((b, h, w), dtype=torch.bool, device=batch["s2"].device)
+    if present is not None:
+        valid = valid & present.view(-1, 1, 1).bool()
+    return valid
 
 
 class SegmentationTask(RsfuseModule):
@@ -171,8 +194,20 @@ class SegmentationTask(RsfuseModule):
         self.dice = smp.losses.DiceLoss("multiclass", from_logits=True, ignore_index=ignore_index)
         self.val_cm = MulticlassConfusionMatrix(num_classes, ignore_index=ignore_index)
         self.test_cm = MulticlassConfusionMatrix(num_classes, ignore_index=ignore_index)
+        self.subset_cm = torch.nn.ModuleDict(
+            {
+                f"{stage}_{subset}": MulticlassConfusionMatrix(
+                    num_classes, ignore_index=ignore_index
+                )
+                for stage in ("val", "test")
+                for subset in CLOUD_SUBSETS
+            }
+        )
         self.last_val_metrics: dict[str, Any] | None = None
         self.last_test_metrics: dict[str, Any] | None = None
+        #: metrics of the clear / clouded pixels of the last validation and test
+        self.last_val_subsets: dict[str, dict[str, Any]] = {}
+        self.last_test_subsets: dict[str, dict[str, Any]] = {}
         self._plot_buffer: list[dict[str, Tensor]] = []
         self._plot_ids: list[str] = []
 
@@ -191,11 +226,42 @@ class SegmentationTask(RsfuseModule):
 
     # ------------------------------------------------------------------ forward
     def forward(self, batch: dict) -> Tensor:
-        """Logits [B, K, H, W] of a batch (``s1`` [B, 2, H, W], ``s2`` [B, C, H, W])."""
+        """Logits [B, K, H, W] of a batch (``s1`` [B, 2, H, W], ``s2`` [B, C, H, W],
+        optional ``valid`` [B, H, W]: invalid S2 pixels take the S1-only path)."""
         self.check_batch(batch)
+        if len(self.modalities) == 2:
+            return route_by_validity(self._logits, batch, check=not self.training)
+        return self._logits(batch)
+
+    def _logits(self, batch: dict) -> Tensor:
         x = early_fusion_input(batch, self.modalities)  # [B, C_s2 + 2, H, W]
         x, (h, w) = pad_to_multiple(x, self.model.pad_multiple)
         return self.model(x)[..., :h, :w]
+
+    def _update_subsets(self, stage: str, pred: Tensor, target: Tensor, batch: dict) -> None:
+        """Confusion matrices of the clear and the clouded pixels (when S2 validity is
+        known: a ``valid`` mask or an S2 presence flag)."""
+        clear = clear_pixels(batch)
+        if clear is None:
+            return
+        ignore = self.ignore_index
+        self.subset_cm[f"{stage}_clear"].update(pred, target.masked_fill(~clear, ignore))
+        self.subset_cm[f"{stage}_clouded"].update(pred, target.masked_fill(clear, ignore))
+
+    def _log_subsets(self, stage: str) -> dict[str, dict[str, Any]]:
+        out = {}
+        for subset in CLOUD_SUBSETS:
+            cm = self.subset_cm[f"{stage}_{subset}"]
+            mat = cm.compute()
+            cm.reset()
+            if float(mat.sum()) == 0:
+                continue
+            m = metrics_from_confusion(mat, self.class_names, self.hparams.absent_classes)
+            self.log_dict(
+                {f"{stage}/{subset}/{k}": float(m[k]) for k in ("OA", "AA", "mIoU", "mF1")}
+            )
+            out[subset] = m
+        return out
 
     def loss(self, logits: Tensor, target: Tensor) -> Tensor:
         """``ce_weight · CE + dice_weight · Dice`` over labelled pixels of [B, K, H, W] vs
@@ -218,7 +284,9 @@ class SegmentationTask(RsfuseModule):
         target = batch["mask"]
         loss = self.loss(logits, target)
         self.log("val/loss", loss, prog_bar=True, batch_size=logits.shape[0], sync_dist=True)
-        self.val_cm.update(logits.argmax(dim=1), target)
+        pred = logits.argmax(dim=1)
+        self.val_cm.update(pred, target)
+        self._update_subsets("val", pred, target, batch)
 
     def _summary(self, cm: MulticlassConfusionMatrix, prefix: str) -> dict[str, Any]:
         m = metrics_from_confusion(cm.compute(), self.class_names, self.hparams.absent_classes)
@@ -228,8 +296,10 @@ class SegmentationTask(RsfuseModule):
 
     def on_validation_epoch_end(self) -> None:
         self.last_val_metrics = self._summary(self.val_cm, "val")
+        self.last_val_subsets = self._log_subsets("val")
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
+        clear = clear_pixels(batch)
         if self.test_drop:
             batch = drop_modalities(batch, self.test_drop)
         logits = self(batch)
@@ -237,6 +307,10 @@ class SegmentationTask(RsfuseModule):
         self.log("test/loss", self.loss(logits, target), batch_size=logits.shape[0])
         pred = logits.argmax(dim=1)
         self.test_cm.update(pred, target)
+        if clear is not None:
+            ignore = self.ignore_index
+            self.subset_cm["test_clear"].update(pred, target.masked_fill(~clear, ignore))
+            self.subset_cm["test_clouded"].update(pred, target.masked_fill(clear, ignore))
         self._keep_for_plot(batch, pred)
 
     def on_test_epoch_start(self) -> None:
@@ -244,6 +318,7 @@ class SegmentationTask(RsfuseModule):
 
     def on_test_epoch_end(self) -> None:
         m = self._summary(self.test_cm, "test")
+        self.last_test_subsets = self._log_subsets("test")
         log_per_class(self, "test/IoU", list(m["IoU"]), list(m["IoU"].values()))
         self.last_test_metrics = m
         if self.trainer.is_global_zero:

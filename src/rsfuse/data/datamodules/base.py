@@ -3,10 +3,12 @@
 A subclass reads its splits (:meth:`RsfuseDataModule.split_dataset`) and sets, in ``__init__``,
 ``input_spec`` (:class:`~rsfuse.inputs.InputSpec`), ``normalize``
 (:class:`~rsfuse.data.transforms.Normalize`), ``augmentation`` (or None), ``batch_size``
-and ``num_workers``. This base then serves the loaders, normalises every batch on its
-device and augments training batches (``on_after_batch_transfer``), and saves the
-normalisation, bands and patch size in every checkpoint, so ``rsfuse export`` can write a
-self-describing model bundle.
+and ``num_workers``, and may call :meth:`RsfuseDataModule.set_robustness` (S2 validity,
+sensor drop, cloud augmentation). This base then serves the loaders, pastes clouds on raw
+training batches, normalises every batch on its device and augments training batches
+(``on_after_batch_transfer``), and saves the normalisation, bands, patch size and S2
+validity rule in every checkpoint, so ``rsfuse export`` can write a self-describing model
+bundle and ``rsfuse predict`` routes as training did.
 
 The training order is a :class:`~rsfuse.data.datamodules.sampler.ResumableSampler`: the
 permutation of epoch ``e`` follows from the run's seed and ``e`` alone, and every checkpoint
@@ -25,9 +27,11 @@ import torch
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
+from rsfuse.data.clouds import CloudValidity
 from rsfuse.data.datamodules.sampler import ResumableSampler
 from rsfuse.data.sample import Batch, collate
-from rsfuse.data.transforms import BatchAugmentation, Normalize
+from rsfuse.data.transforms import BatchAugmentation, Normalize, RandomClouds, RandomSensorDrop
+from rsfuse.errors import ConfigError
 from rsfuse.inputs import InputSpec
 
 __all__ = ["RsfuseDataModule"]
@@ -41,6 +45,10 @@ class RsfuseDataModule(LightningDataModule):
     augmentation: BatchAugmentation | None
     batch_size: int
     num_workers: int
+    #: how S2 validity enters the samples (:mod:`rsfuse.data.clouds`)
+    validity: CloudValidity = CloudValidity("none")
+    #: clouds pasted onto raw training batches, before normalisation (or None)
+    cloud_augmentation: RandomClouds | None = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -61,6 +69,47 @@ class RsfuseDataModule(LightningDataModule):
     def extra_state(self) -> dict[str, Any]:
         """More of what a checkpoint should remember (e.g. class names)."""
         return {}
+
+    def set_robustness(
+        self,
+        clouds: str,
+        max_cloud_fraction: float,
+        sensor_drop: float,
+        sensor_drop_s2: float,
+        cloud_augmentation: float,
+        product: str,
+    ) -> None:
+        """Training that expects missing or clouded sensors (call after ``augmentation``).
+
+        Args:
+            clouds: S2 validity source (:class:`~rsfuse.data.clouds.CloudValidity`).
+            max_cloud_fraction: invalid fraction above which ``present["s2"]`` is False.
+            sensor_drop: probability that a two-sensor training sample loses one sensor
+                (:class:`~rsfuse.data.transforms.RandomSensorDrop`, appended to the
+                augmentation).
+            sensor_drop_s2: probability that the dropped sensor is S2.
+            cloud_augmentation: probability that a training sample gets clouds
+                (:class:`~rsfuse.data.transforms.RandomClouds`; needs S2).
+            product: the S2 product (picks the cloud detector).
+
+        Raises:
+            ConfigError: bad probabilities or source.
+        """
+        self.validity = CloudValidity(clouds, max_cloud_fraction, product=product)
+        spec = self.input_spec
+        drop = RandomSensorDrop.for_sensors(spec.modalities, sensor_drop, sensor_drop_s2)
+        if drop is not None and sensor_drop > 0:
+            if self.augmentation is None:
+                self.augmentation = BatchAugmentation(sensor_drop=drop)
+            else:
+                self.augmentation.sensor_drop = drop
+        self.cloud_augmentation = None
+        if cloud_augmentation > 0:
+            if "s2" not in spec.modalities:
+                raise ConfigError("cloud_augmentation needs S2 among the modalities", "modalities")
+            self.cloud_augmentation = RandomClouds(
+                spec.s2_bands, p=cloud_augmentation, max_cloud_fraction=max_cloud_fraction
+            )
 
     # ------------------------------------------------------------------ loaders
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
@@ -106,10 +155,14 @@ class RsfuseDataModule(LightningDataModule):
 
     # ------------------------------------------------------------------ device side
     def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
-        """Normalise every batch on its device; augment training batches."""
-        batch = self.normalize(batch)
+        """Paste clouds on raw training batches, normalise every batch on its device,
+        augment training batches."""
         trainer = getattr(self, "trainer", None)
-        if trainer is not None and trainer.training and self.augmentation is not None:
+        training = trainer is not None and trainer.training
+        if training and self.cloud_augmentation is not None:
+            batch = self.cloud_augmentation(batch)
+        batch = self.normalize(batch)
+        if training and self.augmentation is not None:
             batch = self.augment(batch)
         return batch
 
@@ -129,6 +182,7 @@ class RsfuseDataModule(LightningDataModule):
             "patch_size": self.training_patch_size,
             "bands": {"s1": list(spec.s1_bands), "s2": list(spec.s2_bands)},
             "input_spec": spec.to_dict(),
+            "clouds": self.validity.describe(),
             **self.extra_state(),
         }
         order = self.training_order_state()

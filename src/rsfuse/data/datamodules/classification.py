@@ -9,6 +9,7 @@ from typing import Any, Literal
 from torch.utils.data import Dataset
 
 from rsfuse.data.bigearthnet import BigEarthNetV1, BigEarthNetV2
+from rsfuse.data.clouds import DEFAULT_MAX_CLOUD_FRACTION, ValidityDataset
 from rsfuse.data.datamodules.base import RsfuseDataModule
 from rsfuse.data.datamodules.cache import InMemoryCache
 from rsfuse.data.datamodules.split_report import report_splits
@@ -76,6 +77,19 @@ class BigEarthNetDataModule(RsfuseDataModule):
             DINO-MM: 0.01 / 0.1 / 1), drawn without replacement
             (:func:`rsfuse.data.subsets.label_fraction_indices`).
         fraction_seed: seed of that draw.
+        clouds: where S2 validity comes from (:mod:`rsfuse.data.clouds`): ``none``
+            (default), ``metadata`` (the dataset's cloud flag: a flagged patch has
+            ``present["s2"] = False``) or ``detector`` (a cloud detector on the pixels:
+            ``valid`` masks; s2cloudless needs L1C, so BigEarthNet's L2A uses the built-in
+            spectral test).
+        max_cloud_fraction: above this fraction of invalid S2 pixels a sample's S2 is
+            marked absent and the model takes its S1-only path (also in ``rsfuse
+            predict``, which reads it from the bundle).
+        sensor_drop: probability that a training sample with both sensors loses one
+            (:class:`~rsfuse.data.transforms.RandomSensorDrop`, DINO-MM); 0 = off.
+        sensor_drop_s2: probability that the dropped sensor is S2.
+        cloud_augmentation: probability that a training sample gets clouds and shadows
+            pasted onto its S2 (:class:`~rsfuse.data.transforms.RandomClouds`); 0 = off.
     """
 
     def __init__(
@@ -97,6 +111,11 @@ class BigEarthNetDataModule(RsfuseDataModule):
         store_s2_dtype: str = "uint16",
         train_fraction: float = 1.0,
         fraction_seed: int = 0,
+        clouds: Literal["none", "metadata", "detector"] = "none",
+        max_cloud_fraction: float = DEFAULT_MAX_CLOUD_FRACTION,
+        sensor_drop: float = 0.0,
+        sensor_drop_s2: float = 0.5,
+        cloud_augmentation: float = 0.0,
     ) -> None:
         super().__init__()
         if not 0.0 < train_fraction <= 1.0:
@@ -132,12 +151,17 @@ class BigEarthNetDataModule(RsfuseDataModule):
             "include_snow": include_snow,
             "include_cloudy": include_cloudy,
             "on_error": on_error,
+            "clouds": clouds,
+            "max_cloud_fraction": max_cloud_fraction,
         }
         self.s2_band_names = self.input_spec.s2_bands
         self.normalize = Normalize.from_stats(
             self.dataset_class.stats_name, self.s2_band_names, mode=normalization
         )
         self.augmentation = resolve_augmentation(augmentation)
+        self.set_robustness(
+            clouds, max_cloud_fraction, sensor_drop, sensor_drop_s2, cloud_augmentation, "L2A"
+        )
         self.store = store
         self.store_s2_dtype = store_s2_dtype
 
@@ -146,6 +170,8 @@ class BigEarthNetDataModule(RsfuseDataModule):
             ds: Dataset
             if self.store is not None:
                 ds = store_dataset(self.store, split, self.dataset_kwargs, self.store_s2_dtype)
+                if self.validity.source != "none":
+                    ds = ValidityDataset(ds, self.validity, self.s2_band_names)
             else:
                 ds = self.dataset_class(self.root, split=split, **self.dataset_kwargs)
             if split == "train" and self.train_fraction < 1.0:

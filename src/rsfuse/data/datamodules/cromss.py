@@ -6,6 +6,7 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
+from rsfuse.data.clouds import ValidityDataset
 from rsfuse.data.datamodules.segmentation import SegmentationDataModule
 from rsfuse.data.label_smoothing import (
     PRIOR_KEY,
@@ -52,10 +53,13 @@ class CromSSDataModule(SegmentationDataModule):
                 key="cache",
             )
         if self.augmentation is not None and kwargs.get("augmentation", "cromss") == "cromss":
-            # CromSS's recipe, with the label prior moved together with the images
+            # CromSS's recipe, with the label prior moved together with the images (and the
+            # sensor drop the base configured, if any)
+            drop = self.augmentation.sensor_drop
             self.augmentation = segmentation_augmentation(
                 self.crop_size, spatial_keys=(PRIOR_KEY,), rotation=self.rotation
             )
+            self.augmentation.sensor_drop = drop
         elif self.augmentation is not None:
             geometric = prior != "none" and self.augmentation.geometric is not None
             if geometric and PRIOR_KEY not in self.augmentation.spatial_keys:
@@ -80,4 +84,7 @@ class CromSSDataModule(SegmentationDataModule):
             on_error=self.on_error,
             **kw,
         )
-        return SeasonalLabelPrior(full, self.smoothing, seed=self.seed)
+        ds: Dataset = SeasonalLabelPrior(full, self.smoothing, seed=self.seed)
+        if self.validity.source != "none":
+            ds = ValidityDataset(ds, self.validity, self.s2_band_names)
+        return ds

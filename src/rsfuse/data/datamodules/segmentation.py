@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from torch.utils.data import Dataset
 
+from rsfuse.data.clouds import ValidityDataset
 from rsfuse.data.datamodules.base import RsfuseDataModule
 from rsfuse.data.datamodules.cache import InMemoryCache
 from rsfuse.data.datamodules.split_report import report_splits
@@ -78,6 +79,17 @@ class SegmentationDataModule(RsfuseDataModule):
             or fsspec URL) instead of the files under ``root``; the one line that switches
             a config to the store (:class:`~rsfuse.data.store_segmentation.
             SegmentationStoreDataset`: the same samples, season draw and batches).
+        clouds: S2 validity per pixel (:mod:`rsfuse.data.clouds`): ``none`` (default) or
+            ``detector`` (s2cloudless on these L1C bands when installed, else the built-in
+            spectral test): ``valid`` masks; the task takes invalid pixels from its S1-only
+            path, as ``rsfuse predict`` does.
+        max_cloud_fraction: above this invalid fraction a sample's S2 is marked absent
+            (default 1.0: segmentation routes per pixel).
+        sensor_drop: probability that a training sample with both sensors loses one
+            (:class:`~rsfuse.data.transforms.RandomSensorDrop`); 0 = off.
+        sensor_drop_s2: probability that the dropped sensor is S2.
+        cloud_augmentation: probability that a training sample gets clouds and shadows on
+            its S2 (:class:`~rsfuse.data.transforms.RandomClouds`); 0 = off.
 
     Raises:
         ConfigError: unknown dataset, product, season or bad numbers.
@@ -107,6 +119,11 @@ class SegmentationDataModule(RsfuseDataModule):
         on_error: Literal["raise", "skip"] = "raise",
         cache: bool = False,
         store: str | None = None,
+        clouds: Literal["none", "detector"] = "none",
+        max_cloud_fraction: float = 1.0,
+        sensor_drop: float = 0.0,
+        sensor_drop_s2: float = 0.5,
+        cloud_augmentation: float = 0.0,
     ) -> None:
         super().__init__()
         if dataset not in SEGMENTATION_DATASETS:
@@ -152,6 +169,11 @@ class SegmentationDataModule(RsfuseDataModule):
             self.augmentation = segmentation_augmentation(crop_size, rotation=rotation)
         else:
             self.augmentation = resolve_augmentation(augmentation)
+        if clouds not in ("none", "detector"):
+            raise ConfigError(f"clouds must be 'none' or 'detector', got {clouds!r}", "clouds")
+        self.set_robustness(
+            clouds, max_cloud_fraction, sensor_drop, sensor_drop_s2, cloud_augmentation, "L1C"
+        )
 
     # ------------------------------------------------------------------ datasets
     @property
@@ -167,7 +189,15 @@ class SegmentationDataModule(RsfuseDataModule):
         return len(self.classes)
 
     def _source(self, split: str) -> Dataset:
-        """The dataset of a published split: ``train`` (before hold-out) or ``test``."""
+        """The dataset of a published split (``train`` before hold-out, or ``test``), with
+        S2 validity when ``clouds`` asks for it."""
+        ds = self._published(split)
+        if self.validity.source != "none":
+            ds = ValidityDataset(ds, self.validity, self.s2_band_names)
+        return ds
+
+    def _published(self, split: str) -> Dataset:
+        """The reader of a published split: ``train`` (before hold-out) or ``test``."""
         from rsfuse.data.dfc2020 import DFC2020Dataset
         from rsfuse.data.noldo import SSL4EOS12DW, SSL4EOS12OSM, NoLDOS12
 

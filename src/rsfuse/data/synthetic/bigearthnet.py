@@ -439,7 +439,9 @@ def write_bigearthnet_v2(
 ) -> Path:
     """Write ``n`` synthetic locations in the BigEarthNet v2 (reBEN) layout.
 
-    ``metadata.parquet`` has one row per location in index order with ``patch_id``,
+    ``metadata.parquet`` has one row per clear location (as in the release, the snowy and
+    cloudy ones are in ``metadata_for_patches_with_snow_cloud_or_shadow.parquet``, same
+    columns), in index order, with ``patch_id``,
     ``labels`` (list of 19-class names in class order), ``split`` (``train``,
     ``validation``, ``test``), ``country``, ``s1_name``, ``s2v1_name`` (the v1 name of the
     same patch), ``contains_seasonal_snow`` and ``contains_cloud_or_shadow`` (bool).
@@ -474,12 +476,17 @@ def write_bigearthnet_v2(
         "contains_seasonal_snow": [bool(r["snow"]) for r in recs],
         "contains_cloud_or_shadow": [bool(r["cloud"]) for r in recs],
     })  # fmt: skip
-    path = root / layout.V2_METADATA
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    flagged = df["contains_seasonal_snow"] | df["contains_cloud_or_shadow"]  # as reBEN splits
+    for name, part in (
+        (layout.V2_FLAGGED_METADATA, df[flagged]),
+        (layout.V2_METADATA, df[~flagged]),
+    ):
+        path = root / name
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            part.to_parquet(tmp, index=False)
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
     return root

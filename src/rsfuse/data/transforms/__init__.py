@@ -2,7 +2,9 @@
 
 One module per concern: :mod:`~rsfuse.data.transforms.normalize`,
 :mod:`~rsfuse.data.transforms.intensity`, :mod:`~rsfuse.data.transforms.geometric`,
-:mod:`~rsfuse.data.transforms.sensor_drop` and :mod:`~rsfuse.data.transforms.pipelines`
+:mod:`~rsfuse.data.transforms.sensor_drop`, :mod:`~rsfuse.data.transforms.clouds` (cloud
+and shadow augmentation of raw S2, before normalisation) and
+:mod:`~rsfuse.data.transforms.pipelines`
 (batch augmentation, multi-crop views, the papers' recipes); everything is importable from
 ``rsfuse.data.transforms``.
 
@@ -37,6 +39,7 @@ Conventions:
   with nearest neighbour; pixels that a transform brings in from outside the image get 255.
 """
 
+from rsfuse.data.transforms.clouds import CLOUD_DN, RandomClouds
 from rsfuse.data.transforms.geometric import RandomResizedCrop, RandomRot90, rot90_per_sample
 from rsfuse.data.transforms.intensity import (
     RandomBrightness,
@@ -61,6 +64,7 @@ from rsfuse.data.transforms.pipelines import (
 from rsfuse.data.transforms.sensor_drop import RandomSensorDrop
 
 __all__ = [
+    "CLOUD_DN",
     "NORMALIZE_MODES",
     "RECIPES",
     "BatchAugmentation",
@@ -69,6 +73,7 @@ __all__ = [
     "RandomBrightness",
     "RandomBrightnessContrast",
     "RandomBrightnessOrContrast",
+    "RandomClouds",
     "RandomContrast",
     "RandomGaussianBlur",
     "RandomGrayscale",

@@ -35,7 +35,9 @@ class BatchAugmentation(nn.Module):
     1. ``geometric`` ops run as one :class:`kornia.augmentation.AugmentationSequential` on the
        channel-concatenated ``s1`` + ``s2`` (+ ``spatial_keys``) tensor and on the mask, so all
        spatial keys of a sample share the same flip / rotation / crop. The mask is resampled with
-       nearest neighbour; pixels a transform brings in from outside become 255 (ignore).
+       nearest neighbour; pixels a transform brings in from outside become 255 (ignore). The
+       S2 validity ``valid`` (bool [B, H, W]) moves like a mask; pixels brought in are
+       invalid.
     2. ``intensity`` ops run on ``s1`` and ``s2`` separately, each with its own random draw, so
        e.g. grayscale averages SAR bands and optical bands separately and never mixes them.
        With ``joint_intensity=True`` they run once on the stacked S2 + S1 channels instead
@@ -106,7 +108,7 @@ class BatchAugmentation(nn.Module):
             )
         tensors = [batch[k] for k in keys]
         sizes = {k: tuple(t.shape[-2:]) for k, t in zip(keys, tensors)}
-        masks = [k for k in ("mask", *self.mask_keys) if k in batch]
+        masks = [k for k in ("mask", *self.mask_keys, "valid") if k in batch]
         sizes |= {k: tuple(batch[k].shape[-2:]) for k in masks}
         if len(set(sizes.values())) > 1:
             raise DataError(f"spatial sizes differ between batch keys: {sizes}")
@@ -117,7 +119,9 @@ class BatchAugmentation(nn.Module):
             shifted = [(batch[k].to(x.dtype) - IGNORE_INDEX).unsqueeze(1) for k in masks]
             x, *moved = self.geometric(x, *shifted, data_keys=["input"] + ["mask"] * len(masks))
             for k, m in zip(masks, moved):
-                out[k] = (m.squeeze(1).round() + IGNORE_INDEX).to(batch[k].dtype)
+                m = m.squeeze(1).round() + IGNORE_INDEX
+                # valid: True (1) stays valid; False (0) and padding (255) are invalid
+                out[k] = (m == 1) if k == "valid" else m.to(batch[k].dtype)
         else:
             x = self.geometric(x, data_keys=["input"])
         chunks = torch.split(x, [t.shape[1] for t in tensors], dim=1)
