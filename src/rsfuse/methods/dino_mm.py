@@ -356,8 +356,11 @@ class DINOMM(RsfuseModule):
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         crops = self.crops(batch)
         loss = self.dino_loss(crops, self.current_epoch)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"DINO loss is {loss.item()} at step {self.global_step}")
+        # DINO stops on a non-finite loss; the flag stays on the device and is read when
+        # Lightning logs anyway (check_finite), not by a host sync in every step
+        finite = torch.isfinite(loss.detach())
+        prev = getattr(self, "_loss_finite", None)
+        self._loss_finite = finite if prev is None else prev & finite
         s = self.schedules(self.global_step)
         bs = crops[0].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
@@ -384,6 +387,21 @@ class DINOMM(RsfuseModule):
         """EMA update of the teacher with the momentum of the step just taken."""
         m = self.schedules(max(self.global_step - 1, 0))["momentum"]
         ema_update(self.teacher, self.student, m)
+        if (batch_idx + 1) % max(1, self.trainer.log_every_n_steps) == 0:
+            self.check_finite()
+
+    def on_train_epoch_end(self) -> None:
+        self.check_finite()
+
+    def check_finite(self) -> None:
+        """Raise ``FloatingPointError`` if a DINO loss since the last check was not finite
+        (DINO's own code stops the run then); one host read per check."""
+        flag = getattr(self, "_loss_finite", None)
+        self._loss_finite = None
+        if flag is not None and not bool(flag):
+            raise FloatingPointError(
+                f"DINO loss was not finite in a step up to step {self.global_step}"
+            )
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         """DINO loss on validation batches (random views; the centre is not moved)."""

@@ -198,11 +198,15 @@ class SegmentationTask(RsfuseModule):
 
     def loss(self, logits: Tensor, target: Tensor) -> Tensor:
         """``ce_weight · CE + dice_weight · Dice`` over labelled pixels of [B, K, H, W] vs
-        [B, H, W]; zero (with a graph) when every pixel is unlabelled."""
+        [B, H, W]; zero (with a graph) when every pixel is unlabelled.
+
+        CE is the mean over labelled pixels, computed as their sum over ``max(count, 1)``:
+        without labelled pixels it is 0 instead of 0/0, with no test of the value on the
+        host (no synchronisation with the GPU inside the step); smp's Dice is 0 then too.
+        """
         hp = self.hparams
-        ce = F.cross_entropy(logits, target, ignore_index=self.ignore_index)
-        if not torch.isfinite(ce):  # no labelled pixel in the batch: CE is 0/0
-            return logits.sum() * 0.0
+        ce_sum = F.cross_entropy(logits, target, ignore_index=self.ignore_index, reduction="sum")
+        ce = ce_sum / (target != self.ignore_index).sum().clamp_min(1)
         return hp.ce_weight * ce + hp.dice_weight * self.dice(logits, target)
 
     # ------------------------------------------------------------------ steps

@@ -11,6 +11,11 @@ The datamodule's ``s2_bands`` and ``s2_product`` are linked into the model
 (``link_arguments``): a config names the bands once, under ``data``, and the model is built
 for them; :class:`~rsfuse.inputs.InputSpec` then checks model and data once when the run
 starts.
+
+Every run also has a top-level ``speed`` section (:class:`~rsfuse.training.speed.
+SpeedSettings`, a callback LightningCLI adds to the trainer): the fast GPU defaults —
+``torch.compile``, channels-last ConvNets, fused optimiser, pinned loader memory, TF32 —
+each ``null`` (on for CUDA) or ``true`` / ``false``, e.g. ``--speed.compile=false``.
 """
 
 from __future__ import annotations
@@ -34,9 +39,12 @@ __all__ = ["BuiltRun", "RsfuseCLI", "build_run", "resolve_config_args", "run_cli
 
 class RsfuseCLI(LightningCLI):
     """LightningCLI over any rsfuse LightningModule and LightningDataModule (subclass mode)
-    with the datamodule's bands linked into the model."""
+    with the datamodule's bands linked into the model and the ``speed`` section."""
 
     def add_arguments_to_parser(self, parser: Any) -> None:
+        from rsfuse.training.speed import SpeedSettings
+
+        parser.add_lightning_class_args(SpeedSettings, "speed")
         for key in ("s2_bands", "s2_product"):
             parser.link_arguments(
                 f"data.init_args.{key}", f"model.init_args.{key}", apply_on="parse"

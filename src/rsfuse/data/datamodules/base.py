@@ -7,6 +7,15 @@ and ``num_workers``. This base then serves the loaders, normalises every batch o
 device and augments training batches (``on_after_batch_transfer``), and saves the
 normalisation, bands and patch size in every checkpoint, so ``rsfuse export`` can write a
 self-describing model bundle.
+
+Loaders pin their batches when the run's ``speed.pin_memory`` switch is on (set as
+:attr:`RsfuseDataModule.pin_memory` by :class:`~rsfuse.training.speed.SpeedSettings`; on by
+default on a GPU, so Lightning's non-blocking copy overlaps the step), keep their workers
+between epochs and prefetch ``prefetch_factor`` batches per worker. Under DDP the
+validation and test loaders give each sample to exactly one rank
+(Lightning's ``UnrepeatedDistributedSampler``): a split's metrics, accumulated over all
+ranks, then equal the single-process metrics — the default ``DistributedSampler`` would
+pad the split with repeated samples to equal lengths.
 """
 
 from __future__ import annotations
@@ -14,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from lightning import LightningDataModule
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from rsfuse.data.sample import Batch, collate
 from rsfuse.data.transforms import BatchAugmentation, Normalize
@@ -31,6 +40,10 @@ class RsfuseDataModule(LightningDataModule):
     augmentation: BatchAugmentation | None
     batch_size: int
     num_workers: int
+    #: pin loader batches (the run's ``speed.pin_memory``; off outside such a run).
+    pin_memory: bool = False
+    #: batches each loader worker keeps ready (None: PyTorch's default, 2).
+    prefetch_factor: int | None = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -53,13 +66,17 @@ class RsfuseDataModule(LightningDataModule):
     # ------------------------------------------------------------------ loaders
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         ds = self.split_dataset(split)
+        sampler = None if shuffle else _unrepeated_sampler(ds)
         return DataLoader(
             ds,
             batch_size=self.batch_size,
             shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.num_workers,
             collate_fn=collate,
+            pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
+            prefetch_factor=self.prefetch_factor if self.num_workers > 0 else None,
             drop_last=shuffle and len(ds) > self.batch_size,  # type: ignore[arg-type]
         )
 
@@ -104,3 +121,16 @@ class RsfuseDataModule(LightningDataModule):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Nothing to restore: the normalisation follows from the constructor arguments."""
+
+
+def _unrepeated_sampler(ds: Dataset) -> Sampler | None:
+    """Under DDP: a sampler that gives every sample of ``ds`` to exactly one rank, in order
+    (rank ``r`` reads ``r, r + W, r + 2W …``; ranks may get one sample more or less), so
+    nothing is evaluated twice. None without DDP (the loader reads ``ds`` in order)."""
+    from rsfuse.distributed import is_distributed, world_size
+
+    if not is_distributed() or world_size() == 1:
+        return None
+    from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+
+    return UnrepeatedDistributedSampler(ds, shuffle=False)
