@@ -132,7 +132,9 @@ def class_balanced_selection(
     by_conf = torch.sort(-flat_c, stable=True).indices
     order = by_conf[torch.sort(cls[by_conf], stable=True).indices]
     sorted_c = flat_c[order]
-    count = torch.bincount(cls, minlength=num_classes + 1)[:num_classes]  # [C]
+    # pixels per class (scatter_add: bincount would read the largest label on the host)
+    count = torch.zeros(num_classes + 1, dtype=torch.long, device=cls.device)
+    count = count.scatter_add_(0, cls, torch.ones_like(cls))[:num_classes]  # [C]
     start = torch.cumsum(count, 0) - count
     n = torch.floor(count.double() * ratio).long()  # int(count_k · r), as the definition
     pos = (start + n - 1).clamp(0, max(flat_c.numel() - 1, 0))

@@ -328,12 +328,13 @@ class DINOMM(RsfuseModule):
         views = self.augment(self.sensor_batch(batch))
         return [early_fusion_input(v, self.modalities) for v in views]
 
-    def dino_loss(self, crops: Sequence[Tensor], epoch: int) -> Tensor:
-        """DINO loss of one list of crops (2 global first); also moves the centre."""
+    def dino_loss(self, crops: Sequence[Tensor], epoch: int, update_center: bool = True) -> Tensor:
+        """DINO loss of one list of crops (2 global first); also moves the centre (unless
+        ``update_center`` is False)."""
         with torch.no_grad():
             teacher_out = self.teacher(crops[: self.augment.n_global])  # [2·B, K]
         student_out = self.student(crops)  # [V·B, K]
-        return self.criterion(student_out, teacher_out, epoch)
+        return self.criterion(student_out, teacher_out, epoch, update_center)
 
     # ------------------------------------------------------------------ schedules
     def schedules(self, step: int) -> dict[str, float]:
@@ -405,10 +406,9 @@ class DINOMM(RsfuseModule):
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         """DINO loss on validation batches (random views; the centre is not moved)."""
-        center = self.criterion.center.clone()
-        loss = self.dino_loss(self.crops(batch), self.current_epoch)
-        self.criterion.center.copy_(center)
-        self.log("val/loss", loss, prog_bar=True, batch_size=batch["label"].shape[0])
+        crops = self.crops(batch)
+        loss = self.dino_loss(crops, self.current_epoch, update_center=False)
+        self.log_mean("val/loss", loss, crops[0].shape[0], prog_bar=True)
 
     def on_fit_end(self) -> None:
         if not self.trainer.is_global_zero:

@@ -342,7 +342,7 @@ class MultiLabelClassificationTask(RsfuseModule):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         loss, logits, target = self._shared_step(batch)
         bs = target.shape[0]
-        self.log("val/loss", loss, prog_bar=True, batch_size=bs, sync_dist=True)
+        self.log_mean("val/loss", loss, bs, prog_bar=True)
         self.val_metrics.update(logits.sigmoid(), target.long())
 
     def on_validation_epoch_end(self) -> None:
@@ -353,7 +353,7 @@ class MultiLabelClassificationTask(RsfuseModule):
         if self.test_drop:
             batch = drop_modalities(batch, self.test_drop)
         loss, logits, target = self._shared_step(batch)
-        self.log("test/loss", loss, batch_size=target.shape[0], sync_dist=True)
+        self.log_mean("test/loss", loss, target.shape[0])
         scores = logits.sigmoid()
         self.test_metrics.update(scores, target.long())
         self.test_per_class_ap.update(scores, target.long())

@@ -220,7 +220,7 @@ class SegmentationTask(RsfuseModule):
         logits = self(batch)
         target = batch["mask"]
         loss = self.loss(logits, target)
-        self.log("val/loss", loss, prog_bar=True, batch_size=logits.shape[0], sync_dist=True)
+        self.log_mean("val/loss", loss, logits.shape[0], prog_bar=True)
         self.val_cm.update(logits.argmax(dim=1), target)
 
     def _summary(self, cm: MulticlassConfusionMatrix, prefix: str) -> dict[str, Any]:
@@ -237,7 +237,7 @@ class SegmentationTask(RsfuseModule):
             batch = drop_modalities(batch, self.test_drop)
         logits = self(batch)
         target = batch["mask"]
-        self.log("test/loss", self.loss(logits, target), batch_size=logits.shape[0])
+        self.log_mean("test/loss", self.loss(logits, target), logits.shape[0])
         pred = logits.argmax(dim=1)
         self.test_cm.update(pred, target)
         self._keep_for_plot(batch, pred)

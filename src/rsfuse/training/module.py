@@ -12,6 +12,9 @@
   gradient accumulation, timm's cosine schedules stepped by :meth:`lr_scheduler_step`;
 * **progress counters**: :attr:`total_steps`, :attr:`steps_per_epoch` and
   :meth:`fractional_epoch`, read once per fit;
+* **means over a whole split** (:meth:`log_mean`): validation / test losses averaged over
+  every sample of every rank, exactly — Lightning's ``sync_dist=True`` mean divides by
+  an integer-truncated average sample count when ranks score different numbers of samples;
 * **logging without host syncs**: :meth:`log` keeps Python numbers (learning rates,
   momenta, temperatures logged every step) on the host, where Lightning would copy each to
   the GPU — a copy that waits for every queued kernel;
@@ -35,7 +38,7 @@ from typing import Any
 
 import torch
 from lightning import LightningModule
-from torch import nn
+from torch import Tensor, nn
 
 from rsfuse.errors import ConfigError
 from rsfuse.inputs import InputSpec
@@ -140,6 +143,29 @@ class RsfuseModule(LightningModule):
         step_scheduler(scheduler, interval, self.global_step, self.current_epoch + 1, metric)
 
     # ------------------------------------------------------------------ logging
+    def log_mean(self, name: str, value: Tensor, batch_size: int, **kwargs: Any) -> None:
+        """Log ``name`` as the mean of ``value`` over every sample of the split, on all
+        ranks: ``Σ value_b · n_b / Σ n_b`` over the batches ``b`` of every rank, reduced by
+        :class:`~rsfuse.metrics.split_mean.SplitMean` when the epoch ends (sums of values and
+        of counts: exact under DDP, and no host read per batch). ``value`` is a batch mean;
+        ``kwargs`` go to :meth:`log` (e.g. ``prog_bar``).
+        """
+        from rsfuse.metrics.split_mean import SplitMean
+
+        means = self.__dict__.get("_modules", {}).get("split_means")
+        if means is None:
+            means = nn.ModuleDict()
+            self.split_means = means
+        key = name.replace(".", "_")
+        if key not in means:
+            means[key] = SplitMean().to(value.device)
+        metric = means[key]
+        metric.update(value, batch_size)
+        self.log(
+            name, metric, on_step=False, on_epoch=True, batch_size=batch_size,
+            metric_attribute=f"split_means.{key}", **kwargs,
+        )  # fmt: skip
+
     def log(self, name: str, value: Any, *args: Any, **kwargs: Any) -> None:
         """``LightningModule.log``, with a Python number kept on the host as a 0-d CPU
         tensor instead of being copied to the module's device (a blocking host-to-device

@@ -18,6 +18,11 @@
                      the float32 matmuls left outside bf16 autocast.
 ==================== ======================================================================
 
+One switch is the other way round: ``transforms_in_workers`` (``null``: **on when the run
+trains on a CPU** with loader workers) normalises and augments batches in the loader
+workers instead of after the transfer (:class:`~rsfuse.data.datamodules.base.
+WorkerTransforms`), so on a CPU they overlap the step rather than adding to it.
+
 ``prefetch_factor`` (batches each loader worker keeps ready; ``null``: PyTorch's 2) and
 ``compile_mode`` (``torch.compile`` mode) are passed as given. bf16 autocast is the
 trainer's ``precision: bf16-mixed``, which every full-size config sets.
@@ -65,6 +70,7 @@ class ResolvedSpeed:
     pin_memory: bool = False
     prefetch_factor: int | None = None
     tf32: bool = False
+    transforms_in_workers: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -134,6 +140,8 @@ class SpeedSettings(Callback):
         pin_memory: pinned loader batches (``null``: on for CUDA).
         prefetch_factor: batches per loader worker kept ready (``null``: PyTorch's default).
         tf32: TF32 float32 matmuls (``null``: on for CUDA).
+        transforms_in_workers: normalise and augment in the loader workers (``null``: on
+            for a CPU).
     """
 
     def __init__(
@@ -145,6 +153,7 @@ class SpeedSettings(Callback):
         pin_memory: bool | None = None,
         prefetch_factor: int | None = None,
         tf32: bool | None = None,
+        transforms_in_workers: bool | None = None,
     ) -> None:
         if compile_mode not in COMPILE_MODES:
             raise ConfigError(
@@ -162,6 +171,7 @@ class SpeedSettings(Callback):
         self.pin_memory = pin_memory
         self.prefetch_factor = prefetch_factor
         self.tf32 = tf32
+        self.transforms_in_workers = transforms_in_workers
         self.resolved: ResolvedSpeed | None = None
 
     def resolve(self, device: torch.device, module: nn.Module) -> ResolvedSpeed:
@@ -179,6 +189,7 @@ class SpeedSettings(Callback):
             pin_memory=pick(self.pin_memory, cuda),
             prefetch_factor=self.prefetch_factor,
             tf32=pick(self.tf32, cuda),
+            transforms_in_workers=pick(self.transforms_in_workers, device.type == "cpu"),
         )
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -194,6 +205,7 @@ class SpeedSettings(Callback):
         if dm is not None:
             dm.pin_memory = res.pin_memory
             dm.prefetch_factor = res.prefetch_factor
+            dm.transforms_in_workers = res.transforms_in_workers
         if stage != "fit" or getattr(pl_module, "_rsfuse_speed_applied", False):
             return
         if res.channels_last:

@@ -16,20 +16,28 @@ validation and test loaders give each sample to exactly one rank
 (Lightning's ``UnrepeatedDistributedSampler``): a split's metrics, accumulated over all
 ranks, then equal the single-process metrics — the default ``DistributedSampler`` would
 pad the split with repeated samples to equal lengths.
+
+When the run trains on a CPU with loader workers (the ``speed.transforms_in_workers``
+switch, on by default there), normalisation and augmentation run in the workers instead,
+right after collation (:class:`WorkerTransforms`): the "device" is then the main process's
+CPU, and the workers prepare the next batches while it computes the step, instead of the
+step waiting for them. Batches are the same either way.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import torch
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from rsfuse.data.sample import Batch, collate
 from rsfuse.data.transforms import BatchAugmentation, Normalize
+from rsfuse.errors import DataError
 from rsfuse.inputs import InputSpec
 
-__all__ = ["RsfuseDataModule"]
+__all__ = ["RsfuseDataModule", "WorkerTransforms"]
 
 
 class RsfuseDataModule(LightningDataModule):
@@ -44,6 +52,9 @@ class RsfuseDataModule(LightningDataModule):
     pin_memory: bool = False
     #: batches each loader worker keeps ready (None: PyTorch's default, 2).
     prefetch_factor: int | None = None
+    #: normalise / augment in the loader workers (the run's ``speed.transforms_in_workers``:
+    #: CPU runs with workers); else after the transfer to the device.
+    transforms_in_workers: bool = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -64,16 +75,24 @@ class RsfuseDataModule(LightningDataModule):
         return {}
 
     # ------------------------------------------------------------------ loaders
+    @property
+    def _in_workers(self) -> bool:
+        return bool(self.transforms_in_workers and self.num_workers > 0)
+
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         ds = self.split_dataset(split)
         sampler = None if shuffle else _unrepeated_sampler(ds)
+        collate_fn: Any = collate
+        if self._in_workers:
+            aug = self.augmentation if split == "train" else None
+            collate_fn = WorkerTransforms(self.normalize, aug)
         return DataLoader(
             ds,
             batch_size=self.batch_size,
             shuffle=shuffle,
             sampler=sampler,
             num_workers=self.num_workers,
-            collate_fn=collate,
+            collate_fn=collate_fn,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
             prefetch_factor=self.prefetch_factor if self.num_workers > 0 else None,
@@ -93,8 +112,38 @@ class RsfuseDataModule(LightningDataModule):
         return self._loader("test", shuffle=False)
 
     # ------------------------------------------------------------------ device side
+    def transfer_batch_to_device(
+        self, batch: Any, device: torch.device, dataloader_idx: int
+    ) -> Any:
+        """Move a batch of the rsfuse contract to ``device``: its tensors and ``present``
+        flags (non-blocking: pinned batches overlap the step), ``meta`` as it is.
+
+        Lightning's generic transfer walks every entry of every ``meta`` dict in Python each
+        step; anything else than this contract still goes that way.
+        """
+        if not isinstance(batch, dict):
+            return super().transfer_batch_to_device(batch, device, dataloader_idx)
+        nb = device.type != "cpu"
+        out: dict[str, Any] = {}
+        for k, v in batch.items():
+            if isinstance(v, torch.Tensor):
+                out[k] = v.to(device, non_blocking=nb)
+            elif k == "meta":
+                out[k] = v
+            elif k == "present" and isinstance(v, dict):
+                out[k] = {
+                    m: f.to(device, non_blocking=nb) if isinstance(f, torch.Tensor) else f
+                    for m, f in v.items()
+                }
+            else:
+                out[k] = super().transfer_batch_to_device(v, device, dataloader_idx)
+        return out
+
     def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
-        """Normalise every batch on its device; augment training batches."""
+        """Normalise every batch on its device; augment training batches (unless the
+        loader workers did both: :attr:`transforms_in_workers`)."""
+        if self._in_workers:
+            return batch
         batch = self.normalize(batch)
         trainer = getattr(self, "trainer", None)
         if trainer is not None and trainer.training and self.augmentation is not None:
@@ -123,6 +172,25 @@ class RsfuseDataModule(LightningDataModule):
         """Nothing to restore: the normalisation follows from the constructor arguments."""
 
 
+class WorkerTransforms:
+    """A loader's ``collate_fn`` that also normalises and (training batches) augments, in
+    the worker process: ``augmentation(normalize(collate(samples)))``.
+
+    Args:
+        normalize: the datamodule's :class:`~rsfuse.data.transforms.Normalize`.
+        augmentation: its training augmentation, or None (validation / test loaders).
+    """
+
+    def __init__(self, normalize: Normalize, augmentation: BatchAugmentation | None) -> None:
+        self.normalize = normalize
+        self.augmentation = augmentation
+
+    def __call__(self, samples: Any) -> Batch:
+        with torch.no_grad():
+            batch = self.normalize(collate(samples))
+            return self.augmentation(batch) if self.augmentation is not None else batch
+
+
 def _unrepeated_sampler(ds: Dataset) -> Sampler | None:
     """Under DDP: a sampler that gives every sample of ``ds`` to exactly one rank, in order
     (rank ``r`` reads ``r, r + W, r + 2W …``; ranks may get one sample more or less), so
@@ -133,4 +201,11 @@ def _unrepeated_sampler(ds: Dataset) -> Sampler | None:
         return None
     from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 
+    n = len(ds)  # type: ignore[arg-type]
+    if 0 < n < world_size():
+        raise DataError(
+            f"an evaluation split of {n} sample(s) cannot be shared by {world_size()} "
+            "processes (each needs at least one); evaluate with --trainer.devices=1 or "
+            "hold out more samples"
+        )
     return UnrepeatedDistributedSampler(ds, shuffle=False)
