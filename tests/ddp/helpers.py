@@ -83,13 +83,63 @@ def validate_single(configs: list[str], overrides: list[str], ckpt: Path) -> dic
 
 
 def check_common(tmp: Path, val_size: int | None = None) -> list[dict[str, Any]]:
-    """What every DDP run must show: two ranks; exports from rank 0 only; each validation
-    sample scored exactly once over both ranks. Returns the ranks' records."""
+    """What every DDP run must show: two ranks that end with the same weights (every
+    gradient was reduced over both); exports from rank 0 only; each validation sample scored
+    exactly once over both ranks. Returns the ranks' records."""
     r0, r1 = ranks(tmp)
     assert (r0["rank"], r1["rank"], r0["world"], r1["world"]) == (0, 1, 2, 2)
+    assert r0["params"] == r1["params"], "the ranks' weights differ"
     assert r1["exports"] == []
     if val_size is not None:
         ids = r0["val_ids"] + r1["val_ids"]
         assert len(ids) == len(set(ids)) == val_size, "a sample was validated twice or never"
         assert r0["val_ids"] and r1["val_ids"]
     return [r0, r1]
+
+
+def fit_ddp(
+    configs: list[str], overrides: list[str], tmp: Path, monitor: str | None = None,
+    mode: str = "min",
+) -> Path:  # fmt: skip
+    """``rsfuse fit`` of ``configs`` + ``overrides`` on 2 CPU processes with the probe;
+    returns the last checkpoint."""
+    probe = probe_config(tmp, monitor, mode)
+    args = [a for c in configs for a in ("--config", c)] + ["--config", str(probe)]
+    rsfuse_fit([*args, *overrides, *DDP], tmp)
+    ckpt = tmp / "ckpt" / "last.ckpt"
+    assert ckpt.is_file()
+    return ckpt
+
+
+def assert_same_metrics(ddp: dict[str, float], single: dict[str, float], keys: list[str]) -> None:
+    """The DDP run's split metrics equal one process's on the same checkpoint."""
+    import pytest
+
+    for key in keys:
+        assert ddp[key] == pytest.approx(single[key], rel=1e-5, abs=1e-6), key
+
+
+def resume_single(configs: list[str], overrides: list[str], ckpt: Path) -> None:
+    """One more epoch from a DDP checkpoint, in this process on one CPU device: the weights
+    are the checkpoint's when training restarts, at its epoch, and the step count goes on."""
+    import torch
+    from lightning import Callback
+
+    from rsfuse.training.cli import build_run
+
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    epochs = int(state["epoch"]) + 2
+    run = build_run(configs, [*overrides, f"--trainer.max_epochs={epochs}"])
+    seen: dict[str, bool] = {}
+
+    class Check(Callback):
+        def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+            sd = pl_module.state_dict()
+            seen["weights"] = all(torch.equal(sd[k], v) for k, v in state["state_dict"].items())
+            seen["epoch"] = trainer.current_epoch == int(state["epoch"]) + 1
+
+    run.trainer.callbacks.append(Check())
+    run.trainer.fit(run.model, datamodule=run.datamodule, ckpt_path=str(ckpt))
+    assert seen == {"weights": True, "epoch": True}
+    assert run.trainer.current_epoch == epochs
+    assert run.trainer.global_step > int(state["global_step"])

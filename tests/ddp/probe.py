@@ -2,7 +2,8 @@
 
 Passed to ``rsfuse fit`` through a test config; each rank writes ``rank{r}.json`` into
 ``out_dir`` when the run ends: the keys the contrastive loss gathered, the encoders the rank
-exported, the validation samples it scored, the validation metrics, the DINO centre.
+exported, the validation samples it scored, the validation metrics, the DINO centre, a sum
+of each parameter.
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ class DDPProbe(Callback):
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.rec["global_step"] = int(trainer.global_step)
+        # parameters only: BatchNorm statistics are the rank's own until a forward broadcasts
+        self.rec["params"] = {n: float(p.double().sum()) for n, p in pl_module.named_parameters()}
         center = getattr(getattr(pl_module, "criterion", None), "center", None)
         if isinstance(center, torch.Tensor):
             self.rec["center"] = center.flatten().tolist()
