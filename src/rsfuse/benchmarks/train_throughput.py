@@ -554,6 +554,9 @@ def _device_batch(dm: Any, device: torch.device) -> dict:
     from lightning.fabric.utilities.apply_func import move_data_to_device
 
     dm.setup("fit")
+    train = dm.split_dataset("train")
+    if not isinstance(train, RepeatDataset):  # a full batch even from a tiny split
+        dm.datasets["train"] = repeat(train, 2 * int(dm.batch_size))
     batch = next(iter(dm.train_dataloader()))
     batch = move_data_to_device(batch, device)
     return dm.normalize(batch)
@@ -624,21 +627,45 @@ def run_bare(
     }  # fmt: skip
 
 
+class _FixedBatches:
+    """``n`` times the same (device, normalised) batch: a loader with no data path."""
+
+    def __init__(self, batch: dict, n: int) -> None:
+        self.batch, self.n = batch, n
+
+    def __iter__(self) -> Any:
+        return iter([self.batch] * self.n)
+
+    def __len__(self) -> int:
+        return self.n
+
+
 def run_rsfuse(
-    built: Any, device: torch.device, warmup: int, steps: int, busy: int, audit: int
-) -> dict[str, Any]:
-    """``trainer.fit`` of the built run, timed by :class:`StepTimer`."""
+    built: Any, device: torch.device, warmup: int, steps: int, busy: int, audit: int,
+    fixed: bool = False,
+) -> dict[str, Any]:  # fmt: skip
+    """``trainer.fit`` of the built run, timed by :class:`StepTimer`.
+
+    ``fixed``: the bare loop's fixed device batch instead of the data path (the loader
+    yields it again and again; no batch transforms), so the time is the model's and
+    Lightning's only.
+    """
     dm, trainer = built.datamodule, built.trainer
-    bs = int(dm.batch_size)
-    total = warmup + steps + busy + audit + 1
-    dm.datasets["train"] = repeat(dm.split_dataset("train"), bs * (total + 2))
     timer = StepTimer(device, warmup, steps, busy, audit)
-    trainer.callbacks.append(timer)
     if trainer.max_steps != timer.total_steps:
         raise RuntimeError(f"built with max_steps {trainer.max_steps}, not {timer.total_steps}")
+    if fixed:
+        batch = _device_batch(dm, device)
+        dm.train_dataloader = lambda: _FixedBatches(batch, timer.total_steps + 2)
+        dm.on_after_batch_transfer = lambda b, i: b
+    else:
+        bs = int(dm.batch_size)
+        dm.datasets["train"] = repeat(dm.split_dataset("train"), bs * (timer.total_steps + 2))
+    trainer.callbacks.append(timer)
     trainer.fit(built.model, datamodule=dm)
     if timer.t0 is None or timer.t1 is None:
         raise RuntimeError(f"the fit stopped before {warmup + steps} steps")
+    bs = int(dm.batch_size)
     dt = (timer.t1 - timer.t0) / steps
     speed = getattr(built.model, "speed", None)
     return {
@@ -651,29 +678,35 @@ def run_rsfuse(
     }  # fmt: skip
 
 
+class _Training:
+    """Stands in for a trainer in :func:`run_data_alone`: ``training`` is True."""
+
+    training = True
+
+
 def run_data_alone(built: Any, device: torch.device, batches: int) -> dict[str, Any]:
     """Samples/s of the data path alone: loader, copy to the device, batch transforms."""
     from lightning.fabric.utilities.apply_func import move_data_to_device
 
     dm = built.datamodule
     dm.setup("fit")
-    dm.pin_memory = device.type == "cuda"
+    speed = _speed(built.config, device, built.model)
+    dm.pin_memory = speed.pin_memory
+    dm.prefetch_factor = speed.prefetch_factor
+    dm.transforms_in_workers = speed.transforms_in_workers
     dm.datasets["train"] = repeat(dm.split_dataset("train"), dm.batch_size * (batches + 3))
     it = iter(dm.train_dataloader())
-    aug = getattr(dm, "augmentation", None)
+    dm.trainer = _Training()  # on_after_batch_transfer augments while "training"
 
     def one() -> int:
-        b = move_data_to_device(next(it), device)
-        b = dm.normalize(b)
-        if aug is not None:
-            b = dm.augment(b)
+        b = dm.on_after_batch_transfer(move_data_to_device(next(it), device), 0)
         return int(b["s1" if "s1" in b else "s2"].shape[0])
 
     if device.type != "cuda":  # host syncs of the batch transforms (a GPU would wait)
         audit = HostSyncAudit()
         b = dm.normalize(move_data_to_device(next(it), device))
         with audit:
-            b = dm.normalize(b) if aug is None else dm.augment(b)
+            b = dm.augment(b) if dm.augmentation is not None else dm.normalize(b)
         syncs = summarize_syncs(audit.calls, 1)
     else:
         one()  # worker start-up
@@ -733,23 +766,27 @@ def measure(name: str, args: argparse.Namespace, device: torch.device) -> dict[s
             out["config"] = {k: bare_run.config.get(k) for k in ("trainer", "speed")}
             del bare_run
             _free(device)
-            total = StepTimer(device, args.warmup, args.steps, args.gpu_busy, args.audit_syncs)
-            run = build(
-                w, size, device, data, args, Path(tmp) / "rsfuse",
-                [f"--trainer.max_steps={total.total_steps}"],
-            )  # fmt: skip
-            out["rsfuse"] = run_rsfuse(
-                run, device, args.warmup, args.steps, args.gpu_busy, args.audit_syncs
-            )
-            del run
-            _free(device)
+            phases = [("fixed", True)] if args.fixed else []
+            for phase, fixed in [*phases, ("rsfuse", False)]:
+                busy, audit = (0, 0) if fixed else (args.gpu_busy, args.audit_syncs)
+                steps = StepTimer(device, args.warmup, args.steps, busy, audit).total_steps
+                run = build(
+                    w, size, device, data, args, Path(tmp) / phase, [f"--trainer.max_steps={steps}"]
+                )
+                out[phase] = run_rsfuse(run, device, args.warmup, args.steps, busy, audit, fixed)
+                del run
+                _free(device)
             if args.data_batches:
                 alone = build(w, size, device, data, args, Path(tmp) / "data")
                 out["data_alone"] = run_data_alone(alone, device, args.data_batches)
                 del alone
                 _free(device)
-        out["ratio"] = out["rsfuse"]["step_s"] / out["bare"]["step_s"]
-        out["cpu_ratio"] = out["rsfuse"]["main_thread_cpu_s"] / out["bare"]["main_thread_cpu_s"]
+        bare = out["bare"]
+        out["ratio"] = out["rsfuse"]["step_s"] / bare["step_s"]
+        out["cpu_ratio"] = out["rsfuse"]["main_thread_cpu_s"] / bare["main_thread_cpu_s"]
+        if "fixed" in out:  # Lightning and rsfuse's step alone, without the data path
+            out["fixed_ratio"] = out["fixed"]["step_s"] / bare["step_s"]
+            out["fixed_cpu_ratio"] = out["fixed"]["main_thread_cpu_s"] / bare["main_thread_cpu_s"]
         peak = args.peak_tflops or peak_tflops(device)
         f = out["bare"]["flops_per_step"]
         out["achieved_tflops"] = f / out["rsfuse"]["step_s"] / 1e12
@@ -816,17 +853,27 @@ def table(res: dict[str, Any]) -> str:
         f"machine: {dev}, torch {m['torch']}, {m['torch_threads']} torch thread(s), "
         f"load average (1 min) {m['loadavg_1min_before']} before, "
         f"{m.get('loadavg_1min_after', '?')} after; {m['date']}; size {res['size']}, "
-        f"{res['workers']} loader worker(s), {res['steps']} timed steps after "
-        f"{res['warmup']}",
-        f"{'workload':18s} {'batch':>5s} {'samples/s':>10s} {'step ms':>8s} "
-        f"{'bare ms':>8s} {'ratio':>6s} {'cpu ms':>7s} {'bare':>6s} {'ratio':>6s} "
-        f"{'between':>8s} {'data/s':>8s} {'peak MB':>8s} {'MFU' if cuda else 'GFLOP/s':>8s}",
+        f"{res['workers']} loader worker(s), {res['steps']} timed steps after {res['warmup']}",
+        "",
+        "wall time per step (ms) and samples/s:",
+        f"{'workload':18s} {'batch':>5s} {'samples/s':>10s} {'rsfuse':>8s} {'fixed':>8s} "
+        f"{'bare':>8s} {'ratio':>6s} {'fixed':>6s} {'between':>8s} {'data/s':>8s} "
+        f"{'peak MB':>8s} {'MFU' if cuda else 'GFLOP/s':>8s}",
     ]
+    ok = [r for r in res["results"] if "error" not in r]
+
+    def ms(r: dict[str, Any], phase: str, key: str = "step_s") -> str:
+        v = r.get(phase, {}).get(key)
+        return f"{1e3 * v:8.1f}" if v is not None else f"{'-':>8s}"
+
+    def ratio(r: dict[str, Any], key: str) -> str:
+        return f"{r[key]:6.3f}" if key in r else f"{'-':>6s}"
+
     for r in res["results"]:
         if "error" in r:
             lines.append(f"{r['workload']:18s} FAILED: {r['error'][:100]}")
             continue
-        a, b = r["rsfuse"], r["bare"]
+        a = r["rsfuse"]
         alone = r.get("data_alone", {}).get("samples_per_s")
         perf = (
             f"{100 * r['mfu']:7.1f}%" if cuda and r.get("mfu") is not None
@@ -834,18 +881,29 @@ def table(res: dict[str, Any]) -> str:
         )  # fmt: skip
         lines.append(
             f"{r['workload']:18s} {a['batch']:5d} {a['samples_per_s']:10.1f} "
-            f"{1e3 * a['step_s']:8.1f} {1e3 * b['step_s']:8.1f} {r['ratio']:6.3f} "
-            f"{1e3 * a['main_thread_cpu_s']:7.1f} {1e3 * b['main_thread_cpu_s']:6.1f} "
-            f"{r['cpu_ratio']:6.3f} {1e3 * a['between_steps_s']:6.1f}ms "
+            f"{ms(r, 'rsfuse')} {ms(r, 'fixed')} {ms(r, 'bare')} {ratio(r, 'ratio')} "
+            f"{ratio(r, 'fixed_ratio')} {ms(r, 'rsfuse', 'between_steps_s')} "
             f"{'-' if alone is None else f'{alone:.0f}':>8s} "
             f"{a['peak_mb'] or float('nan'):8.0f} {perf}"
         )
-    extra = [r for r in res["results"] if "error" not in r]
-    if any(r["rsfuse"].get("gpu_busy") is not None for r in extra):
-        lines.append("GPU busy (kernels / wall, profiled steps): " + ", ".join(
-            f"{r['workload']} {100 * r['rsfuse']['gpu_busy']:.1f}%" for r in extra
+    lines += [
+        "",
+        "main-thread CPU time per step (ms; loader workers not counted):",
+        f"{'workload':18s} {'rsfuse':>8s} {'fixed':>8s} {'bare':>8s} {'ratio':>6s} "
+        f"{'fixed':>6s} {'between':>8s}",
+    ]
+    for r in ok:
+        lines.append(
+            f"{r['workload']:18s} {ms(r, 'rsfuse', 'main_thread_cpu_s')} "
+            f"{ms(r, 'fixed', 'main_thread_cpu_s')} {ms(r, 'bare', 'main_thread_cpu_s')} "
+            f"{ratio(r, 'cpu_ratio')} {ratio(r, 'fixed_cpu_ratio')} "
+            f"{ms(r, 'rsfuse', 'between_steps_cpu_s')}"
+        )
+    if any(r["rsfuse"].get("gpu_busy") is not None for r in ok):
+        lines.append("GPU busy (kernel time / wall time over profiled steps): " + ", ".join(
+            f"{r['workload']} {100 * r['rsfuse']['gpu_busy']:.1f}%" for r in ok
             if r["rsfuse"].get("gpu_busy") is not None))  # fmt: skip
-    for r in extra:
+    for r in ok:
         s = r["rsfuse"].get("syncs")
         if s is not None:
             lines.append(
@@ -853,7 +911,6 @@ def table(res: dict[str, Any]) -> str:
                 f"(in rsfuse code {s['rsfuse_per_step']:.1f})"
                 + "".join(f"\n    {n}x {k}" for k, n in list(s["where"].items())[:6])
             )
-    for r in extra:
         s = (r.get("data_alone") or {}).get("transform_syncs")
         if s and s["per_step"]:
             lines.append(
@@ -861,10 +918,10 @@ def table(res: dict[str, Any]) -> str:
                 + "".join(f"\n    {n}x {k}" for k, n in list(s["where"].items())[:4])
             )
     lines.append(
-        "step/bare ms: wall time per step of rsfuse (Lightning, real data path) and of the "
-        "bare loop (same model, batch, optimiser, precision, switches); cpu ms: CPU time of "
-        "the main thread per step (loader workers not counted); between: host time between "
-        "two steps; data/s: the data path alone (loader, copy, batch transforms)"
+        "rsfuse: Lightning with the real data path; fixed: Lightning on the bare loop's fixed "
+        "device batch (no loader, no batch transforms); bare: plain PyTorch loop, same model, "
+        "batch, optimiser, precision, switches; ratio = rsfuse / bare, fixed = fixed / bare; "
+        "between: host time between two steps; data/s: the data path alone"
     )
     return "\n".join(lines)
 
@@ -895,6 +952,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="speed switches for both loops, e.g. compile=false prefetch_factor=4",
     )  # fmt: skip
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument(
+        "--no-fixed", dest="fixed", action="store_false",
+        help="skip the rsfuse run on the bare loop's fixed batch (framework cost alone)",
+    )  # fmt: skip
     p.add_argument("--data-batches", type=int, default=None, help="data-alone batches (0: off)")
     p.add_argument("--gpu-busy", type=int, default=5, help="profiled steps (CUDA; 0: off)")
     p.add_argument("--audit-syncs", type=int, default=2, help="audited steps (0: off)")
