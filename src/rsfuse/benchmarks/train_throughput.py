@@ -966,22 +966,35 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--prepare-workers", type=int, default=min(8, os.cpu_count() or 1))
     p.add_argument("--json", default="train_throughput.json", help="where to save the results")
+    p.add_argument(
+        "--prepare-only", action="store_true",
+        help="only write the synthetic data of the chosen workloads (for --size) and exit",
+    )  # fmt: skip
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of ``rsfuse benchmark train`` and ``benchmarks/train_throughput.py``."""
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.prepare_only:
+        size = "full" if args.size == "full" or (args.size == "auto" and _cuda(args)) else "tiny"
+        for kind in sorted({WORKLOADS[n].data for n in args.workloads}):
+            print(kind, " ".join(prepare_data(kind, size, Path(args.data), args.prepare_workers)))
+        return
     res = run(args)
     Path(args.json).write_text(json.dumps(res, indent=2, default=str) + "\n")
     print(table(res))
     print(f"saved {args.json}")
 
 
+def _cuda(args: argparse.Namespace) -> bool:
+    """Whether the run uses the GPU (``--device auto`` or ``cuda`` with one present)."""
+    return torch.cuda.is_available() and args.device in ("auto", "cuda", "gpu")
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Every requested workload; the results dict (also saved as JSON)."""
-    want = args.device
-    cuda = torch.cuda.is_available() and want in ("auto", "cuda", "gpu")
+    cuda = _cuda(args)
     device = torch.device("cuda", 0) if cuda else torch.device("cpu")
     if args.size == "auto":
         args.size = "full" if cuda else "tiny"
