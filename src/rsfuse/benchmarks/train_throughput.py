@@ -27,15 +27,19 @@ What is measured, per workload:
   datamodule's batch transforms on the device. The training split is repeated (each index
   is still read and decoded) so one epoch covers the run; no validation. The clock starts
   after ``--warmup`` steps (compilation, cuDNN autotuning, worker start-up) and covers
-  ``--steps`` whole iterations (from one step's start to the next's). **data+hooks** is the
+  ``--steps`` whole iterations (from one step's start to the next's). **between** is the
   host time between two steps (waiting for the batch, the copy, the batch transforms,
   hooks after the step).
+* **fixed** — the same fit with the loader replaced by the bare loop's device batch (no
+  data path): Lightning and rsfuse's step alone (``--no-fixed`` skips it).
 * **bare** — the same model (a second build of the same config) and one fixed batch,
   already on the device and normalised, in a plain loop: ``zero_grad``, forward and loss,
   ``backward``, ``step`` (the self-supervised methods make their views from the batch in
   every step, as their Algorithm 1 does; DINO clips gradients and moves the teacher). Same
   optimiser, precision (autocast) and ``speed`` switches. No Lightning, no loader, no
-  datamodule transforms. **ratio** = rsfuse step time / bare step time.
+  datamodule transforms. **ratio** = rsfuse step time / bare step time. Besides wall time
+  each phase reports the CPU time of the main thread per step (``time.thread_time``), which
+  other processes on a shared machine disturb far less.
 * **MFU** (GPU) — model FLOPs of one training step (forward and backward, counted once by
   ``torch.utils.flop_counter.FlopCounterMode`` on the bare step) / step time / the
   device's dense bf16 peak (:data:`PEAK_BF16_TFLOPS`, or ``--peak-tflops``). On a CPU the
