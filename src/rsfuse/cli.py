@@ -12,28 +12,30 @@ end on them (:mod:`rsfuse.experiments.demo`).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from rsfuse import __version__
-from rsfuse.errors import ConfigError, RsfuseError
+from rsfuse.errors import CheckpointError, ConfigError, RsfuseError
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test")
 
 EXPERIMENTS_HELP = """\
 experiments (each writes its tables and plots into --out; see `rsfuse experiment NAME --help`):
-  mgsvit-ablation   MGSViT shortcut / GMU ablations over seeds (seed 000, Tables 1-3, Fig. 8-9)
+  mgsvit-ablation   MGSViT shortcut / GMU ablations over seeds (MGSViT Tables 1-3, Fig. 8-9)
   mgsvit-ssl        MGSViT MAE + MoCo v3 pretraining, MAE-only, MoCo-only and random init,
-                    then linear probe and fine-tune of S1 GMU S2 (seed 000, §4.6, Fig. 11)
+                    then linear probe and fine-tune of S1 GMU S2 (MGSViT §4.6, Fig. 11)
   segmentation-transfer
                     CromSS transfer of encoders to DFC2020 / DW / OSM segmentation, frozen
-                    and fine-tuned, over seeds (seed 001, Tables II-IV): OA, AA, mIoU, mF1
+                    and fine-tuned, over seeds (CromSS Tables II-IV): OA, AA, mIoU, mF1
   dino-mm           DINO-MM vs MoCo-MM vs single-modality SSL vs random init vs supervised,
-                    S1+S2 / S1-only / S2-only input, 1 / 10 / 100 % labels (seed 002)
+                    S1+S2 / S1-only / S2-only input, 1 / 10 / 100 % labels (DINO-MM evaluation)
   cromss            CromSS noisy-label pretraining ablations: single-modal / midF / lateF /
                     CromSS-midF / CromSS-lateF encoders transferred frozen and fine-tuned
-                    (seed 001, Table V), label smoothing (Table VI), accuracy against clean
+                    (CromSS Table V), label smoothing (Table VI), accuracy against clean
                     labels (Fig. 8) and selection masks (Fig. 11)
 """
 
@@ -46,6 +48,15 @@ benchmarks (print a table and save JSON; see `rsfuse benchmark NAME --help`):
          GPU) through rsfuse with the real data path, against the same model and batch in a
          bare PyTorch loop; tiny sizes on a CPU
 """
+
+#: ``rsfuse experiment NAME`` → module under ``rsfuse.experiments``.
+EXPERIMENT_MODULES: dict[str, str] = {
+    "mgsvit-ablation": "mgsvit_ablation",
+    "mgsvit-ssl": "mgsvit_ssl",
+    "segmentation-transfer": "segmentation_transfer",
+    "dino-mm": "dino_mm",
+    "cromss": "cromss",
+}
 
 #: ``rsfuse benchmark NAME`` → module under ``rsfuse.benchmarks``.
 BENCHMARK_MODULES: dict[str, str] = {
@@ -104,6 +115,9 @@ Experiments and benchmarks:
 Every command explains itself with --help, e.g. `rsfuse fit --help`,
 `rsfuse synth --help`. Override any config value on the command line, e.g.
 `--trainer.max_epochs=5 --data.init_args.root=/data/BigEarthNet`.
+
+Bad input stops with one line, "rsfuse: error: ...", naming the file (or config key) and
+the problem; add --debug (anywhere on the line) for the full traceback.
 """
 
 
@@ -196,6 +210,7 @@ def _synth(argv: Sequence[str]) -> None:
         help="also write Sentinel-style folders of per-band files at native resolution",
     )
     a = p.parse_args(list(argv))
+    _check_synth_args(a)
     kwargs = {}
     if a.layout == "scene":
         kwargs = {
@@ -211,6 +226,29 @@ def _synth(argv: Sequence[str]) -> None:
     )  # fmt: skip
     what = f"{a.size} x {a.size} px scene(s)" if a.layout == "scene" else "locations"
     print(f"wrote {n} {a.layout} {what} to {out}")
+
+
+def _check_synth_args(a: argparse.Namespace) -> None:
+    """``rsfuse synth`` arguments, checked before anything is written.
+
+    Raises:
+        ConfigError: ``--root`` (or a parent) is a file, or a count, size or fraction out
+            of range.
+    """
+    from rsfuse.io.paths import check_output_folder
+
+    check_output_folder(a.root, key="root")
+    if a.n is not None and a.n < 1:
+        raise ConfigError(f"--n must be >= 1, got {a.n}", key="n")
+    if a.workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {a.workers}", key="workers")
+    if a.layout == "scene":
+        if a.size < 64:
+            raise ConfigError(f"--size must be >= 64 pixels, got {a.size}", key="size")
+        if not 0.0 <= a.cloud_cover <= 1.0:
+            raise ConfigError(
+                f"--cloud-cover must lie in [0, 1], got {a.cloud_cover}", key="cloud_cover"
+            )
 
 
 def _module_main(module: str, argv: Sequence[str], what: str) -> None:
@@ -230,8 +268,12 @@ def _experiment(argv: Sequence[str]) -> None:
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: rsfuse experiment NAME [options]\n\n" + EXPERIMENTS_HELP)
         return
-    name = argv[0].replace("-", "_")
-    _module_main(f"rsfuse.experiments.{name}", argv[1:], f"experiment {argv[0]!r}")
+    name = argv[0].replace("_", "-")
+    if name not in EXPERIMENT_MODULES:
+        raise ConfigError(
+            f"unknown experiment {argv[0]!r}; expected one of {sorted(EXPERIMENT_MODULES)}"
+        )
+    _module_main(f"rsfuse.experiments.{EXPERIMENT_MODULES[name]}", argv[1:], "experiment")
 
 
 def _benchmark(argv: Sequence[str]) -> None:
@@ -256,7 +298,12 @@ def run(argv: Sequence[str] | None = None) -> None:
         return
     cmd, rest = args[0], args[1:]
     if cmd in LIGHTNING_SUBCOMMANDS:
-        _lightning(args)
+        from rsfuse.training.cli import resolve_config_args
+
+        args = [cmd, *resolve_config_args(rest)]  # packaged config names → their files
+        ckpt = _check_lightning_inputs(args[1:])
+        with _unwrapped_errors(), _checkpoint_errors(ckpt):
+            _lightning(args)
     elif cmd == "synth":
         _synth(rest)
     elif cmd == "configs":
@@ -270,7 +317,7 @@ def run(argv: Sequence[str] | None = None) -> None:
     elif cmd == "convert":
         _module_main("rsfuse.data.convert", rest, "command 'convert'")
     elif cmd == "export":
-        _module_main("rsfuse.inference.bundle", rest, "command 'export'")
+        _module_main("rsfuse.inference.export_command", rest, "command 'export'")
     elif cmd == "predict":
         _module_main("rsfuse.inference.predict", rest, "command 'predict'")
     elif cmd == "weights":
@@ -279,10 +326,149 @@ def run(argv: Sequence[str] | None = None) -> None:
         raise ConfigError(f"unknown command {cmd!r}; run `rsfuse --help` for the list")
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Console entry point: like :func:`run`, but prints rsfuse errors instead of a traceback."""
+# --------------------------------------------------------------------------- errors
+#: ``--debug`` anywhere on the command line (or ``RSFUSE_DEBUG=1``): full tracebacks.
+DEBUG_FLAG = "--debug"
+
+
+def rsfuse_cause(e: BaseException) -> RsfuseError | None:
+    """The rsfuse error ``e`` is or wraps (its ``__cause__`` / ``__context__`` chain), if any.
+
+    jsonargparse / LightningCLI wrap an error raised while they build the model or data
+    (e.g. a :class:`ConfigError` from a task's constructor) into a long ``ValueError``
+    ("Does not validate against any of the Union subtypes …"); the rsfuse error inside
+    is the one that names the key or file.
+    """
+    seen: set[int] = set()
+    x: BaseException | None = e
+    while x is not None and id(x) not in seen:
+        if isinstance(x, RsfuseError):
+            return x
+        seen.add(id(x))
+        x = x.__cause__ or x.__context__
+    return None
+
+
+@contextlib.contextmanager
+def _unwrapped_errors() -> Iterator[None]:
+    """Re-raise the rsfuse error a library exception wraps (see :func:`rsfuse_cause`)."""
     try:
-        run(argv)
+        yield
+    except RsfuseError:
+        raise
+    except Exception as e:
+        inner = rsfuse_cause(e)
+        if inner is None:
+            raise
+        raise inner from e
+
+
+def _option_values(args: Sequence[str], *names: str) -> list[str]:
+    """Values of ``--name VALUE`` / ``--name=VALUE`` in ``args``, in order."""
+    out = []
+    for i, a in enumerate(args):
+        for n in names:
+            if a == n and i + 1 < len(args):
+                out.append(args[i + 1])
+            elif a.startswith(n + "="):
+                out.append(a[len(n) + 1 :])
+    return out
+
+
+def _check_lightning_inputs(args: Sequence[str]) -> str | None:
+    """Check the files ``rsfuse fit / validate / test`` reads before LightningCLI does.
+
+    Every ``--config`` file must exist and be valid YAML (an error names the file, line and
+    column); the checkpoint (``--ckpt_path``, or a config's top-level ``ckpt_path``) must
+    be a readable Lightning checkpoint that loads with ``weights_only=True`` (see
+    :func:`rsfuse.io.checkpoint_file.check_checkpoint_file`), so a hostile pickle never
+    reaches Lightning's ``weights_only=False`` load. Names Lightning resolves itself
+    (``last``, ``best`` …) are left to it.
+
+    Returns:
+        The checkpoint file that will be loaded, or None.
+
+    Raises:
+        ConfigError: a missing or invalid config file.
+        CheckpointError: a bad checkpoint file.
+    """
+    from rsfuse.io.checkpoint_file import check_checkpoint_file, is_special_ckpt_path
+    from rsfuse.training.configs import read_config_file
+
+    ckpt: str | None = None
+    for value in _option_values(args, "--config", "-c"):
+        path = Path(value)
+        if path.suffix.lower() in (".yaml", ".yml", ".json") or path.exists():
+            if not path.exists():
+                raise ConfigError(f"config file {path} not found", key="config")
+            if not path.is_file():
+                raise ConfigError(f"config file {path} is a folder, not a file", key="config")
+            cfg = read_config_file(path)
+            if isinstance(cfg, dict) and cfg.get("ckpt_path") is not None:
+                ckpt = str(cfg["ckpt_path"])
+    given = _option_values(args, "--ckpt_path")
+    if given:
+        ckpt = given[-1]
+    if is_special_ckpt_path(ckpt):
+        return None
+    assert ckpt is not None
+    check_checkpoint_file(ckpt)
+    return ckpt
+
+
+#: Words of a library error raised while Lightning restores a checkpoint into the model.
+_RESTORE_WORDS = ("state_dict", "checkpoint", "size mismatch", "Missing key", "Unexpected key")
+
+
+@contextlib.contextmanager
+def _checkpoint_errors(ckpt: str | None) -> Iterator[None]:
+    """Turn Lightning / torch errors of restoring ``ckpt`` into a :class:`CheckpointError`
+    naming the file (weights that do not fit the model, a checkpoint without the optimizer
+    or loop state ``fit`` resumes from)."""
+    try:
+        yield
+    except (RuntimeError, KeyError, ValueError) as e:
+        text = str(e)
+        if ckpt is None or isinstance(e, RsfuseError) or not any(w in text for w in _RESTORE_WORDS):
+            raise
+        lines = [ln.strip() for ln in text.strip("'\"").splitlines() if ln.strip()]
+        detail = "; ".join(lines[:3])
+        raise CheckpointError(
+            f"checkpoint {ckpt} does not fit this model or run: {detail[:400]}"
+        ) from e
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point: like :func:`run`, but prints errors instead of a traceback.
+
+    An rsfuse error (also one a library wrapped) prints as one line naming the file or key;
+    an ``OSError`` (permissions, a full disk …) as its message and a hint. ``--debug``
+    anywhere on the command line, or ``RSFUSE_DEBUG=1``, shows the full traceback instead.
+    Anything else is a bug and keeps its traceback.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in args or os.environ.get("RSFUSE_DEBUG", "") not in ("", "0")
+    args = [a for a in args if a != DEBUG_FLAG]
+    if argv is None:
+        sys.argv[1:] = args  # LightningCLI reads sys.argv itself
+    if debug:
+        run(args)
+        return
+    hint = f"(run with {DEBUG_FLAG} for the traceback)"
+    try:
+        run(args)
+    except KeyboardInterrupt:
+        print("rsfuse: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
     except RsfuseError as e:
         print(f"rsfuse: error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except OSError as e:
+        print(f"rsfuse: error: {e}\n{hint}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except Exception as e:
+        inner = rsfuse_cause(e)
+        if inner is None:
+            raise
+        print(f"rsfuse: error: {inner}", file=sys.stderr)
         raise SystemExit(1) from None

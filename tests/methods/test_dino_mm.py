@@ -12,18 +12,14 @@ from torch.utils.data import DataLoader
 
 from rsfuse.bands import early_fusion_channels, s2_bands
 from rsfuse.data.sample import collate
-from rsfuse.methods.dino_mm import (
-    DINOMM,
-    MultiCropWrapper,
-    build_vit,
-    clip_gradients,
-    eval_backbone_kwargs,
-)
+from rsfuse.methods.dino_mm import DINOMM
 from rsfuse.models.checkpoints import load_encoder
 from rsfuse.models.heads import DINOHead
+from rsfuse.models.multicrop import MultiCropWrapper
+from rsfuse.models.vit_small import build_vit, eval_backbone_kwargs
 from rsfuse.tasks.classification import DINOMMEvalTask
 from rsfuse.training.configs import config_root
-from rsfuse.training.optim import OptimSettings, configure, step_scheduler
+from rsfuse.training.optim import OptimSettings, clip_gradients, configure, step_scheduler
 from rsfuse.training.schedules import cosine_ramp
 
 

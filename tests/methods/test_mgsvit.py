@@ -1,4 +1,4 @@
-"""MGSViT self-supervised pretraining (seed 000, Algorithm 1): losses, switches, export."""
+"""MGSViT self-supervised pretraining (MGSViT Algorithm 1): losses, switches, export."""
 
 from __future__ import annotations
 

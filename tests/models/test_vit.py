@@ -1,4 +1,4 @@
-"""Tests of GatedViT and the transformer-shortcut unit (seed 000, Eq. 1)."""
+"""Tests of GatedViT and the transformer-shortcut unit (MGSViT Eq. 1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CromSS's spatial-temporal label smoothing (seed 001, §III-C, Eq. 13–15).
+"""CromSS's spatial-temporal label smoothing (CromSS §III-C, Eq. 13–15).
 
 With ``y`` the one-hot noisy label of the season ``t`` drawn for the sample, the smoothed
 label is (Eq. 13)::

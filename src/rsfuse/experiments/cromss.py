@@ -1,4 +1,4 @@
-"""``rsfuse experiment cromss``: CromSS ablations on the synthetic world (seed 001, §IV-C/D).
+"""``rsfuse experiment cromss``: CromSS ablations on the synthetic world (CromSS §IV-C/D).
 
 1. **Pretraining** on NoLDO-S12 noisy labels of each Table V variant (packaged configs
    ``cromss/…``, with their tiny CPU override for ``--size tiny``): single-modal S1 and
@@ -38,6 +38,7 @@ from rsfuse.experiments.protocols import (
     RANDOM,
     SETTINGS,
     SegRun,
+    add_segmentation_data_arguments,
     markdown_tables,
     plot_transfer,
     pretrain_accuracy,
@@ -51,8 +52,9 @@ from rsfuse.experiments.protocols import (
 from rsfuse.experiments.runner import (
     build_run,
     dotted,
+    experiment_parser,
+    run_experiment,
     save_figure,
-    torch_threads,
     write_csv,
     write_text,
 )
@@ -287,17 +289,16 @@ def write_outputs(
 
 # ---------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="rsfuse experiment cromss",
-        description=(
-            "CromSS (seed 001) ablations: pretrain single-modal, midF, lateF, CromSS-midF and "
+    p = experiment_parser(
+        "cromss",
+        (
+            "CromSS ablations: pretrain single-modal, midF, lateF, CromSS-midF and "
             "CromSS-lateF on NoLDO-S12 noisy labels, transfer their S1 / S2 encoders frozen and "
             "fine-tuned (Table V), the label smoothing ablation (Table VI), the pretrained "
             "models' accuracy against clean labels (Fig. 8) and selection masks (Fig. 11). "
             "Without --data it synthesises the synthetic Sentinel world."
         ),
     )
-    p.add_argument("--out", type=Path, default=Path("rsfuse-cromss"))
     p.add_argument("--data", type=Path, default=None, help="folder with noldo-s12/ (+ dfc2020/)")
     p.add_argument("--noldo-root", type=Path, default=None, help="NoLDO-S12 root")
     p.add_argument("--dfc2020-root", type=Path, default=None, help="DFC2020 root")
@@ -323,29 +324,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrain-epochs", type=int, default=6, help="CromSS pretraining epochs")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--size", choices=["tiny", "full"], default="tiny")
-    p.add_argument("--patch-size", type=int, default=48, help="side of synthesised patches")
-    p.add_argument("--data-patch-size", nargs="+", default=[], metavar="KIND=PX")
-    p.add_argument("--n-dfc2020", type=int, default=64)
-    p.add_argument("--n-noldo", type=int, default=64)
-    p.add_argument("--n-downstream", type=int, default=48)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's choice)")
-    p.add_argument("--world-seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=2)
+    add_segmentation_data_arguments(p)
     return p
 
 
 def main(argv: Sequence[str]) -> None:
     """Run the CromSS ablations (see ``--help``)."""
-    args = build_parser().parse_args(list(argv))
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    with torch_threads(args.threads):
-        _run(args)
+    run_experiment(build_parser(), argv, _run)
 
 
 def _run(args: argparse.Namespace) -> None:
     t_start = time.time()
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
     variants = split_list(args.variants)
     for v in variants:
         if v not in VARIANT_CONFIGS:

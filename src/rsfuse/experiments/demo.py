@@ -483,13 +483,23 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run the demo and return its results (also written to ``workdir``)."""
     from rsfuse.data.datamodules import BigEarthNetDataModule
+    from rsfuse.errors import ConfigError
+    from rsfuse.io.paths import check_output_folder
 
-    if min(n, epochs, batch_size) < 1 or min(pretrain_epochs, dino_epochs, cromss_epochs) < 0:
-        from rsfuse.errors import ConfigError
-
-        raise ConfigError("the demo's sizes and epochs must be positive (stage epochs >= 0)")
-    t_start = time.time()
+    sizes = {"n": n, "epochs": epochs, "batch_size": batch_size, "scene_size": scene_size}
+    stages = {"pretrain_epochs": pretrain_epochs, "dino_epochs": dino_epochs,
+              "cromss_epochs": cromss_epochs}  # fmt: skip
+    for key, value in sizes.items():
+        if value < 1:
+            raise ConfigError(f"--{key.replace('_', '-')} must be >= 1, got {value}", key=key)
+    for key, value in stages.items():
+        if value < 0:
+            raise ConfigError(f"--{key.replace('_', '-')} must be >= 0, got {value}", key=key)
+    if not lr > 0:
+        raise ConfigError(f"--lr must be > 0, got {lr}", key="lr")
     workdir = Path(workdir)
+    check_output_folder(workdir, key="workdir")  # before anything is synthesised
+    t_start = time.time()
     workdir.mkdir(parents=True, exist_ok=True)
     data_root = ensure_synthetic("bigearthnet-v2", workdir / "data", n, seed, workers)
 

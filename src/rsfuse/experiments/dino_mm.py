@@ -1,4 +1,4 @@
-"""``rsfuse experiment dino-mm``: the claims of DINO-MM (seed 002) on the synthetic world.
+"""``rsfuse experiment dino-mm``: the claims of DINO-MM on the synthetic world.
 
 Per training seed, on a BigEarthNet-v2-layout dataset of the synthetic Sentinel world
 (19 classes, S1 + S2; ``--normalization standardize`` by default, or DINO-MM's ``dino-mm``
@@ -55,13 +55,16 @@ from rsfuse.experiments.protocols import (
     run_overrides,
 )
 from rsfuse.experiments.runner import (
+    add_bigearthnet_arguments,
+    add_training_arguments,
     build_run,
     cell,
     dotted,
     ensure_synthetic,
+    experiment_parser,
+    run_experiment,
     save_figure,
     summarise,
-    torch_threads,
     write_csv,
     write_json,
     write_text,
@@ -399,34 +402,20 @@ def plot(summary: list[dict[str, Any]], fractions: Sequence[float], path: Path) 
 
 # ---------------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="rsfuse experiment dino-mm",
-        description=(
-            "DINO-MM (seed 002) claims on the synthetic world: pretrain DINO-MM, MoCo-MM and "
-            "single-modality DINO (S1, S2) ViTs, then compare random init, single-modality "
-            "SSL, DINO-MM and MoCo-MM (linear probe: frozen backbone, CLS of the last 4 "
-            "blocks, SGD), DINO-MM fine-tuning and supervised training, each with S1+S2, "
-            "S1-only (S2 zeroed) and S2-only (S1 zeroed) input and 1 / 10 / 100 %% of the "
-            "labels (drawn without replacement). Micro mAP over the whole test split, mean ± "
-            "std over seeds, as a markdown + CSV table with the claims checked, and a plot. "
-            "Without --root it synthesises a BigEarthNet-v2-layout dataset."
-        ),
+    p = experiment_parser(
+        "dino-mm",
+        "DINO-MM claims on the synthetic world: pretrain DINO-MM, MoCo-MM and "
+        "single-modality DINO (S1, S2) ViTs, then compare random init, single-modality "
+        "SSL, DINO-MM and MoCo-MM (linear probe: frozen backbone, CLS of the last 4 "
+        "blocks, SGD), DINO-MM fine-tuning and supervised training, each with S1+S2, "
+        "S1-only (S2 zeroed) and S2-only (S1 zeroed) input and 1 / 10 / 100 %% of the "
+        "labels (drawn without replacement). Micro mAP over the whole test split, mean ± "
+        "std over seeds, as a markdown + CSV table with the claims checked, and a plot. "
+        "Without --root it synthesises a BigEarthNet-v2-layout dataset.",
         epilog="methods: " + "; ".join(f"{k} = {a} ({b})" for k, (a, b) in METHODS.items()),
     )
-    p.add_argument("--out", type=Path, default=Path("rsfuse-dino-mm"), help="output folder")
-    p.add_argument(
-        "--root", type=Path, default=None, help="BigEarthNet-v2 root (default: synthesise)"
-    )
-    p.add_argument("--n", type=int, default=600, help="synthetic locations (default 600)")
-    p.add_argument("--world-seed", type=int, default=0, help="seed of the synthetic world")
-    p.add_argument("--workers", type=int, default=2, help="processes for data synthesis")
-    p.add_argument(
-        "--seeds",
-        type=int,
-        nargs="+",
-        default=[0],
-        help="training seeds (default 0; e.g. 0 1 2 for mean ± std)",
-    )
+    add_bigearthnet_arguments(p, n=600)
+    add_training_arguments(p, seeds=(0,), batch_size=48)
     p.add_argument(
         "--fractions",
         type=float,
@@ -452,7 +441,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--probe-batch-size", type=int, default=64, help="probe batch size (64)")
     p.add_argument("--finetune-lr", type=float, default=1e-3, help="fine-tune AdamW lr")
     p.add_argument("--supervised-lr", type=float, default=2e-3, help="supervised AdamW lr")
-    p.add_argument("--batch-size", type=int, default=48, help="batch size (default 48)")
     p.add_argument(
         "--size",
         choices=["tiny", "full"],
@@ -470,12 +458,6 @@ def build_parser() -> argparse.ArgumentParser:
         "poorly: measured supervised S1+S2 micro mAP 33 vs 75 after 15 epochs)",
     )
     p.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="torch CPU threads (default: torch's choice; 1 is faster on a busy 2-core CPU)",
-    )
-    p.add_argument(
         "--train-cloudy",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -486,13 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> None:
     """Run the experiment (see ``--help``)."""
-    args = build_parser().parse_args(list(argv))
-    import logging
-
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    with torch_threads(args.threads):
-        _run(args)
+    run_experiment(build_parser(), argv, _run)
 
 
 def _run(args: argparse.Namespace) -> None:

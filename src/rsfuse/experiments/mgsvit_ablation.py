@@ -40,8 +40,13 @@ from rsfuse.experiments.protocols import (
     train_and_score,
 )
 from rsfuse.experiments.runner import (
+    add_bigearthnet_arguments,
+    add_training_arguments,
+    cell,
     dotted,
     ensure_synthetic,
+    experiment_parser,
+    run_experiment,
     save_figure,
     write_csv,
     write_json,
@@ -82,11 +87,6 @@ def markdown_table(summary: list[dict[str, Any]], pending: dict[str, str]) -> st
         "| cloudy mAP macro | seeds | train s |",
         "|---|---|---|---|---|---|---|---|",
     ]
-
-    def cell(s: dict | None, k: str) -> str:
-        if s is None:
-            return "-"
-        return f"{100 * s[k + '_mean']:.1f} ± {100 * s[k + '_std']:.1f}"
 
     for variant, on in keys:
         c, d = idx.get((variant, on, "clear")), idx.get((variant, on, "cloudy"))
@@ -155,16 +155,6 @@ def fusion_verdict(summary: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def add_data_arguments(p: argparse.ArgumentParser) -> None:
-    """``--root`` or the synthetic world to make (``--n``, ``--world-seed``, ``--workers``)."""
-    p.add_argument(
-        "--root", type=Path, default=None, help="BigEarthNet-v2 root (default: synthesise one)"
-    )
-    p.add_argument("--n", type=int, default=1200, help="synthetic locations (default 1200)")
-    p.add_argument("--world-seed", type=int, default=0, help="seed of the synthetic world")
-    p.add_argument("--workers", type=int, default=2, help="processes for data synthesis")
-
-
 def write_run_csvs(rows: list[ScoreRow], out: Path) -> list[dict[str, Any]]:
     """Write ``results_runs.csv`` (one row per run and test set) and ``results.csv`` (mean ±
     std over seeds, :func:`summarise`) into ``out``; return the summary."""
@@ -175,15 +165,13 @@ def write_run_csvs(rows: list[ScoreRow], out: Path) -> list[dict[str, Any]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="rsfuse experiment mgsvit-ablation",
-        description=(
-            "MGSViT (seed 000) Table 1 and §4.5 ablations: train each variant's config over "
-            "several seeds, test on the clear test split and a cloud-heavy split (every cloudy "
-            "patch), score fused models also with S1 only / S2 only, and write a markdown + "
-            "CSV table of mean ± std micro/macro mAP and a bar plot. Without --root it "
-            "synthesises a BigEarthNet-v2-layout dataset of the synthetic Sentinel world."
-        ),
+    p = experiment_parser(
+        "mgsvit-ablation",
+        "MGSViT Table 1 and §4.5 ablations: train each variant's config over "
+        "several seeds, test on the clear test split and a cloud-heavy split (every cloudy "
+        "patch), score fused models also with S1 only / S2 only, and write a markdown + "
+        "CSV table of mean ± std micro/macro mAP and a bar plot. Without --root it "
+        "synthesises a BigEarthNet-v2-layout dataset of the synthetic Sentinel world.",
         epilog=(
             "variants: "
             + "; ".join(f"{k} = {d} ({c})" for k, (c, d) in VARIANTS.items())
@@ -192,8 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
             "`rsfuse experiment mgsvit-ssl` writes); without them they are listed as pending."
         ),
     )
-    p.add_argument("--out", type=Path, default=Path("rsfuse-mgsvit-ablation"), help="output folder")
-    add_data_arguments(p)
+    add_bigearthnet_arguments(p, n=1200)
+    add_training_arguments(p, seeds=(0, 1, 2), batch_size=16, epochs=5)
     p.add_argument(
         "--variants",
         nargs="+",
@@ -202,11 +190,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="VARIANT",
         help=f"variants to run (default: all: {' '.join(DEFAULT_VARIANTS)})",
     )
-    p.add_argument(
-        "--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)"
-    )
-    p.add_argument("--epochs", type=int, default=5, help="training epochs per run (default 5)")
-    p.add_argument("--batch-size", type=int, default=16, help="batch size (default 16)")
     p.add_argument(
         "--size",
         choices=["tiny", "full"],
@@ -249,10 +232,12 @@ def encoder_overrides(config: str, size_configs: Sequence[str], pretrained: Path
 
 def main(argv: Sequence[str]) -> None:
     """Run the ablation (see ``--help``)."""
-    args = build_parser().parse_args(list(argv))
+    run_experiment(build_parser(), argv, _run)
+
+
+def _run(args: argparse.Namespace) -> None:
     t_start = time.time()
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
     size = [TINY] if args.size == "tiny" else []
     root = args.root or ensure_synthetic(
         "bigearthnet-v2", out / "data", args.n, args.world_seed, args.workers

@@ -1,6 +1,6 @@
 """``rsfuse experiment mgsvit-ssl``: MGSViT self-supervised pretraining, then transfer (§4.6).
 
-The pipeline of seed 000 §4.6 on a BigEarthNet-v2-layout dataset (by default the synthetic
+The pipeline of MGSViT §4.6 on a BigEarthNet-v2-layout dataset (by default the synthetic
 world):
 
 1. **Pretrain** an S1 and an S2 :class:`~rsfuse.models.vit.GatedViT` encoder on the train
@@ -44,9 +44,14 @@ from rsfuse.experiments.protocols import (
     train_and_score,
 )
 from rsfuse.experiments.runner import (
+    add_bigearthnet_arguments,
+    add_training_arguments,
     build_run,
+    cell,
     dotted,
     ensure_synthetic,
+    experiment_parser,
+    run_experiment,
     write_csv,
     write_json,
     write_text,
@@ -131,11 +136,8 @@ def markdown_table(summary: list[dict[str, Any]], kinds: Sequence[str]) -> str:
         if s["evaluated_on"] in ("S1+S2",) and s["test_set"] in ("clear", "cloudy")
     }
 
-    def cell(kind: str, how: str, test_set: str, metric: str) -> str:
-        s = idx.get((f"{kind} | {how}", test_set))
-        if s is None:
-            return "-"
-        return f"{100 * s[metric + '_mean']:.1f} ± {100 * s[metric + '_std']:.1f}"
+    def cell_of(kind: str, how: str, test_set: str, metric: str) -> str:
+        return cell(idx.get((f"{kind} | {how}", test_set)), metric)
 
     lines = [
         "| pretraining | linear probe mAP micro | linear probe mAP macro | fine-tune mAP micro "
@@ -148,11 +150,11 @@ def markdown_table(summary: list[dict[str, Any]], kinds: Sequence[str]) -> str:
         )
         name = "random init (fine-tune = supervised from scratch)" if kind == "random" else kind
         lines.append(
-            f"| {name} | {cell(kind, 'linear probe', 'clear', 'mAP_micro')} "
-            f"| {cell(kind, 'linear probe', 'clear', 'mAP_macro')} "
-            f"| {cell(kind, 'fine-tune', 'clear', 'mAP_micro')} "
-            f"| {cell(kind, 'fine-tune', 'clear', 'mAP_macro')} "
-            f"| {cell(kind, 'fine-tune', 'cloudy', 'mAP_micro')} | {seeds} |"
+            f"| {name} | {cell_of(kind, 'linear probe', 'clear', 'mAP_micro')} "
+            f"| {cell_of(kind, 'linear probe', 'clear', 'mAP_macro')} "
+            f"| {cell_of(kind, 'fine-tune', 'clear', 'mAP_micro')} "
+            f"| {cell_of(kind, 'fine-tune', 'clear', 'mAP_macro')} "
+            f"| {cell_of(kind, 'fine-tune', 'cloudy', 'mAP_micro')} | {seeds} |"
         )
     return "\n".join(lines)
 
@@ -185,25 +187,20 @@ def plot(summary: list[dict[str, Any]], kinds: Sequence[str], path: Path) -> Non
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="rsfuse experiment mgsvit-ssl",
-        description=(
-            "MGSViT (seed 000) §4.6 and Figure 11: pretrain an S1 and an S2 GatedViT "
-            "encoder with MAE + MoCo v3 (MCMAE), MAE only and MoCo v3 only, export them, "
-            "then linear-probe and fine-tune the S1 GMU S2 classifier from each, against "
-            "random initialisation (fine-tuning from random = supervised from scratch). "
-            "Writes markdown + CSV tables of micro/macro mAP (mean ± std over seeds), a bar "
-            "plot and reconstruction PNGs. Without --root it synthesises a "
-            "BigEarthNet-v2-layout dataset of the synthetic Sentinel world."
-        ),
+    p = experiment_parser(
+        "mgsvit-ssl",
+        "MGSViT §4.6 and Figure 11: pretrain an S1 and an S2 GatedViT "
+        "encoder with MAE + MoCo v3 (MCMAE), MAE only and MoCo v3 only, export them, "
+        "then linear-probe and fine-tune the S1 GMU S2 classifier from each, against "
+        "random initialisation (fine-tuning from random = supervised from scratch). "
+        "Writes markdown + CSV tables of micro/macro mAP (mean ± std over seeds), a bar "
+        "plot and reconstruction PNGs. Without --root it synthesises a "
+        "BigEarthNet-v2-layout dataset of the synthetic Sentinel world.",
     )
-    p.add_argument("--out", type=Path, default=Path("rsfuse-mgsvit-ssl"), help="output folder")
-    p.add_argument(
-        "--root", type=Path, default=None, help="BigEarthNet-v2 root (default: synthesise one)"
+    add_bigearthnet_arguments(p, n=1200)
+    add_training_arguments(
+        p, seeds=(0, 1), batch_size=16, epochs=5, epochs_help="transfer epochs per run"
     )
-    p.add_argument("--n", type=int, default=1200, help="synthetic locations (default 1200)")
-    p.add_argument("--world-seed", type=int, default=0, help="seed of the synthetic world")
-    p.add_argument("--workers", type=int, default=2, help="processes for data synthesis")
     p.add_argument(
         "--pretraining",
         nargs="+",
@@ -215,11 +212,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--pretrain-epochs", type=int, default=8, help="pretraining epochs per encoder (8)"
     )
-    p.add_argument("--epochs", type=int, default=5, help="transfer epochs per run (default 5)")
-    p.add_argument(
-        "--seeds", type=int, nargs="+", default=[0, 1], help="transfer seeds (default 0 1)"
-    )
-    p.add_argument("--batch-size", type=int, default=16, help="batch size (default 16)")
     p.add_argument(
         "--size",
         choices=["tiny", "full"],
@@ -238,10 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> None:
     """Run the pretraining + transfer comparison (see ``--help``)."""
-    args = build_parser().parse_args(list(argv))
+    run_experiment(build_parser(), argv, _run)
+
+
+def _run(args: argparse.Namespace) -> None:
     t_start = time.time()
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
     root = args.root or ensure_synthetic(
         "bigearthnet-v2", out / "data", args.n, args.world_seed, args.workers
     )

@@ -24,6 +24,7 @@ pretraining split against the clean labels.
 
 from __future__ import annotations
 
+import argparse
 import math
 import time
 from collections.abc import Sequence
@@ -268,8 +269,8 @@ def random_vit(modalities: Sequence[str], configs: Sequence[str], path: Path, se
     import torch
 
     from rsfuse.inputs import InputSpec
-    from rsfuse.methods.dino_mm import build_vit, vit_export_config
     from rsfuse.models.checkpoints import export_encoder
+    from rsfuse.models.vit_small import build_vit, vit_export_config
 
     if path.is_file():
         return path
@@ -374,6 +375,29 @@ SETTINGS: dict[str, Setting] = {
 }
 DEFAULT_SETTINGS = ("dfc2020", "dw", "osm")
 MODALITIES = {"s2": ["s2"], "s1": ["s1"], "s1s2": ["s1", "s2"]}
+
+
+def add_segmentation_data_arguments(p: argparse.ArgumentParser) -> None:
+    """The synthetic segmentation world's sizes (DFC2020, NoLDO-S12 and its downstream
+    tiles) and the patch size of given data."""
+    p.add_argument(
+        "--patch-size",
+        type=int,
+        default=48,
+        help="side of synthesised patches (multiple of 6; default 48)",
+    )
+    p.add_argument(
+        "--data-patch-size",
+        nargs="+",
+        default=[],
+        metavar="KIND=PX",
+        help="patch side of given data, e.g. dfc2020=32 noldo-s12=48 (default: published)",
+    )
+    p.add_argument("--n-dfc2020", type=int, default=64, help="synthetic DFC2020 patches")
+    p.add_argument("--n-noldo", type=int, default=64, help="synthetic NoLDO-S12 locations")
+    p.add_argument(
+        "--n-downstream", type=int, default=48, help="synthetic SSL4EO-S12@DW/@OSM tiles"
+    )
 
 
 def split_list(values: Sequence[str]) -> list[str]:

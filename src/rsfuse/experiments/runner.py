@@ -10,16 +10,22 @@
   :func:`write_text` write atomically (an interrupted experiment keeps its last complete
   tables).
 * **Figures**: :func:`save_figure` writes a matplotlib figure atomically and closes it.
-* :func:`torch_threads` runs a block with a given number of CPU threads.
+* **Command line**: :func:`experiment_parser` (with ``--out``, ``--world-seed``,
+  ``--workers``, ``--threads``), :func:`add_bigearthnet_arguments`,
+  :func:`add_training_arguments` and :func:`run_experiment`, so every ``rsfuse experiment``
+  takes the same common options; :func:`torch_threads` runs a block with a given number of
+  CPU threads.
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import json
+import logging
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -29,11 +35,15 @@ from rsfuse.training.cli import BuiltRun, build_run
 
 __all__ = [
     "BuiltRun",
+    "add_bigearthnet_arguments",
+    "add_training_arguments",
     "build_run",
     "cell",
     "dotted",
     "ensure_synthetic",
+    "experiment_parser",
     "mean_std",
+    "run_experiment",
     "save_figure",
     "summarise",
     "torch_threads",
@@ -41,6 +51,73 @@ __all__ = [
     "write_json",
     "write_text",
 ]
+
+
+# ---------------------------------------------------------------------------- command line
+def experiment_parser(
+    name: str, description: str, epilog: str | None = None
+) -> argparse.ArgumentParser:
+    """The parser of ``rsfuse experiment NAME`` with the options every experiment has:
+    ``--out`` (default ``rsfuse-NAME``), ``--world-seed`` and ``--workers`` of the synthetic
+    world, and ``--threads``."""
+    p = argparse.ArgumentParser(
+        prog=f"rsfuse experiment {name}", description=description, epilog=epilog
+    )
+    p.add_argument("--out", type=Path, default=Path(f"rsfuse-{name}"), help="output folder")
+    p.add_argument("--world-seed", type=int, default=0, help="seed of the synthetic world")
+    p.add_argument("--workers", type=int, default=2, help="processes for data synthesis")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch CPU threads (default: torch's choice; 1 is often fastest on a busy CPU)",
+    )
+    return p
+
+
+def add_bigearthnet_arguments(p: argparse.ArgumentParser, n: int) -> None:
+    """``--root`` of a BigEarthNet-v2 dataset, or ``--n`` locations of the synthetic world."""
+    p.add_argument(
+        "--root", type=Path, default=None, help="BigEarthNet-v2 root (default: synthesise one)"
+    )
+    p.add_argument("--n", type=int, default=n, help=f"synthetic locations (default {n})")
+
+
+def add_training_arguments(
+    p: argparse.ArgumentParser,
+    seeds: Sequence[int],
+    batch_size: int,
+    epochs: int | None = None,
+    epochs_help: str = "training epochs per run",
+) -> None:
+    """``--seeds``, ``--batch-size`` and (when given a default) ``--epochs``."""
+    p.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=list(seeds),
+        help=f"training seeds (default {' '.join(map(str, seeds))})",
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=batch_size, help=f"batch size (default {batch_size})"
+    )
+    if epochs is not None:
+        p.add_argument("--epochs", type=int, default=epochs, help=f"{epochs_help} ({epochs})")
+
+
+def run_experiment(
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str],
+    run: Callable[[argparse.Namespace], Any],
+) -> Any:
+    """Parse ``argv``, create ``--out``, keep Lightning's per-run banners quiet and call
+    ``run(args)`` with ``--threads`` torch threads."""
+    args = parser.parse_args(list(argv))
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    with torch_threads(args.threads):
+        return run(args)
 
 
 # ---------------------------------------------------------------------------- data

@@ -1,4 +1,4 @@
-"""``rsfuse experiment segmentation-transfer``: CromSS transfer tables (seed 001, Tables II–IV).
+"""``rsfuse experiment segmentation-transfer``: CromSS transfer tables (CromSS Tables II–IV).
 
 Runs a list of encoders through the three downstream settings of §IV-A, each with a frozen
 ("Frozen", efix) and a trained ("Fine-tuned", etr) encoder, over several seeds, and writes
@@ -42,7 +42,6 @@ encoder and mode the first seed's ``confusion_matrix.png`` and ``samples.png`` u
 from __future__ import annotations
 
 import argparse
-import logging
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -56,6 +55,7 @@ from rsfuse.experiments.protocols import (
     RANDOM,
     SETTINGS,
     SegRun,
+    add_segmentation_data_arguments,
     markdown_tables,
     plot_transfer,
     segmentation_datamodule,
@@ -68,7 +68,8 @@ from rsfuse.experiments.protocols import (
 from rsfuse.experiments.runner import (
     build_run,
     dotted,
-    torch_threads,
+    experiment_parser,
+    run_experiment,
     write_csv,
     write_json,
     write_text,
@@ -203,10 +204,10 @@ def write_outputs(
 
 # ---------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="rsfuse experiment segmentation-transfer",
-        description=(
-            "CromSS (seed 001) Tables II-IV: transfer a list of encoders to DFC2020 (PSPNet), "
+    p = experiment_parser(
+        "segmentation-transfer",
+        (
+            "CromSS Tables II-IV: transfer a list of encoders to DFC2020 (PSPNet), "
             "SSL4EO-S12@DW (DeepLabV3+) and SSL4EO-S12@OSM (FPN), with the encoder frozen and "
             "fine-tuned, over several seeds; write markdown + CSV tables of mean ± std OA, AA, "
             "mIoU, mF1 and figures. Without --data it synthesises the synthetic Sentinel world "
@@ -219,7 +220,6 @@ def build_parser() -> argparse.ArgumentParser:
             "settings: " + "; ".join(f"{k} = {s.title}" for k, s in SETTINGS.items())
         ),
     )
-    p.add_argument("--out", type=Path, default=Path("rsfuse-segmentation-transfer"))
     p.add_argument(
         "--data",
         type=Path,
@@ -288,47 +288,18 @@ def build_parser() -> argparse.ArgumentParser:
         const="tiny",
         help="same as --size tiny (the default)",
     )
-    p.add_argument(
-        "--patch-size",
-        type=int,
-        default=48,
-        help="side of synthesised patches (multiple of 6; default 48)",
-    )
-    p.add_argument(
-        "--data-patch-size",
-        nargs="+",
-        default=[],
-        metavar="KIND=PX",
-        help="patch side of given data, e.g. dfc2020=32 noldo-s12=48 (default: published)",
-    )
-    p.add_argument("--n-dfc2020", type=int, default=64, help="synthetic DFC2020 patches")
-    p.add_argument("--n-noldo", type=int, default=64, help="synthetic NoLDO-S12 locations")
-    p.add_argument(
-        "--n-downstream", type=int, default=48, help="synthetic SSL4EO-S12@DW/@OSM tiles"
-    )
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=0,
-        help="torch CPU threads (default: torch's choice; 1 is fastest on a busy CPU)",
-    )
-    p.add_argument("--world-seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=2, help="processes for data synthesis")
+    add_segmentation_data_arguments(p)
     return p
 
 
 def main(argv: Sequence[str]) -> None:
     """Run the transfer experiment (see ``--help``)."""
-    args = build_parser().parse_args(list(argv))
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    with torch_threads(args.threads):
-        _run(args)
+    run_experiment(build_parser(), argv, _run)
 
 
 def _run(args: argparse.Namespace) -> None:
     t_start = time.time()
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
     settings = split_list(args.settings)
     for s in settings:
         if s not in SETTINGS:

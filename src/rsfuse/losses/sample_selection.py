@@ -1,4 +1,4 @@
-"""CromSS's cross-modal sample selection (seed 001, §III-B, Eq. 8–12).
+"""CromSS's cross-modal sample selection (CromSS §III-B, Eq. 8–12).
 
 Three steps on the detached softmax ``p_m`` [B, C, H, W] of each modality ``m``:
 

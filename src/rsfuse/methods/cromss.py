@@ -1,4 +1,4 @@
-"""CromSS: noisy-label pretraining with cross-modal sample selection (seed 001, §III).
+"""CromSS: noisy-label pretraining with cross-modal sample selection (CromSS §III).
 
 One smp U-Net encoder per modality (:mod:`rsfuse.models.unet`), trained on the noisy Dynamic
 World labels of NoLDO-S12 (SSL4EO-S12@NoL). Per batch (``s1``, ``s2``, ``mask``, optionally

@@ -1,4 +1,4 @@
-"""DINO-MM: self-distillation on early-fused SAR + optical channels (Wang et al. 2022, seed 002).
+"""DINO-MM: self-distillation on early-fused SAR + optical channels (Wang et al. 2022).
 
 One ViT sees the stacked S2 bands and S1 VV, VH (:func:`rsfuse.bands.early_fusion_channels`:
 S2 first). Per batch ``x`` (DINO, Caron et al. 2021, Algorithm 1, with Random Sensor Drop)::
@@ -39,129 +39,17 @@ from torch import Tensor, nn
 from rsfuse.data.transforms import MultiCropAugmentation, RandomSensorDrop
 from rsfuse.inputs import InputSpec
 from rsfuse.losses.dino import DINOLoss
-from rsfuse.models.encoders import create_encoder
 from rsfuse.models.fusion import early_fusion_input
 from rsfuse.models.heads import DINOHead
 from rsfuse.models.momentum import ema_update, momentum_copy
+from rsfuse.models.multicrop import MultiCropWrapper
 from rsfuse.models.vit import GatedViT
+from rsfuse.models.vit_small import build_vit, vit_export_config
 from rsfuse.training.module import RsfuseModule
-from rsfuse.training.optim import OptimSettings
+from rsfuse.training.optim import OptimSettings, clip_gradients
 from rsfuse.training.schedules import cosine_momentum, cosine_ramp
 
-__all__ = [
-    "DINOMM",
-    "MOCO_VIT_SMALL",
-    "VIT_SMALL",
-    "MultiCropWrapper",
-    "build_vit",
-    "clip_gradients",
-    "eval_backbone_kwargs",
-    "vit_export_config",
-]
-
-#: ViT-S/16 with a CLS token, as in DINO-MM (the released run used patch 8).
-VIT_SMALL: dict[str, Any] = {
-    "patch_size": 16,
-    "embed_dim": 384,
-    "depth": 12,
-    "num_heads": 6,
-    "class_token": True,
-    "global_pool": "token",
-    "drop_path_rate": 0.1,
-}
-
-
-#: ViT-S/16 of MoCo v3's recipe (``vits.vit_small``): 12 heads (DINO's ViT-S has 6) and no
-#: stochastic depth; MoCo-MM's default backbone.
-MOCO_VIT_SMALL: dict[str, Any] = {**VIT_SMALL, "num_heads": 12, "drop_path_rate": 0.0}
-
-
-def build_vit(
-    in_chans: int,
-    backbone_kwargs: dict[str, Any] | None = None,
-    defaults: dict[str, Any] | None = None,
-) -> GatedViT:
-    """A plain :class:`GatedViT` (no shortcuts) with ViT-S defaults, CLS token and CLS pooling.
-
-    ``backbone_kwargs`` override ``defaults`` (:data:`VIT_SMALL`, DINO's ViT-S, unless given;
-    ``img_size`` is best left unset during pretraining so that global and local crops keep
-    their sizes).
-
-    Raises:
-        ConfigError: bad arguments.
-    """
-    kwargs = {**(VIT_SMALL if defaults is None else defaults), **(backbone_kwargs or {})}
-    return create_encoder("gated_vit", in_chans, kwargs)  # type: ignore[return-value]
-
-
-def vit_export_config(vit: GatedViT, channels: Sequence[str], modalities: Sequence[str]) -> dict:
-    """The encoder JSON of an exported early-fusion ViT (class, arguments, bands)."""
-    return {
-        "class": "rsfuse.models.vit.GatedViT",
-        "timm_name": "gated_vit",
-        "kwargs": dict(getattr(vit, "init_kwargs", {})),
-        "modality": "".join(sorted(modalities)),
-        "bands": list(channels),
-    }
-
-
-def eval_backbone_kwargs(
-    backbone_kwargs: dict[str, Any] | None = None,
-    img_size: int | None = None,
-    defaults: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """``backbone_kwargs`` for a classification task that loads an exported backbone.
-
-    The pretraining ViT's architecture (with ``defaults`` filled in: :data:`VIT_SMALL` for
-    DINO-MM, :data:`MOCO_VIT_SMALL` for a MoCo-MM encoder) with ``img_size`` set (inputs are
-    resized to it, e.g. 120 → 128 as DINO-MM does; the weights do not depend on it) and no
-    stochastic depth.
-    """
-    kwargs = {**(VIT_SMALL if defaults is None else defaults), **(backbone_kwargs or {})}
-    kwargs["drop_path_rate"] = 0.0
-    kwargs["img_size"] = img_size
-    return kwargs
-
-
-@torch.no_grad()
-def clip_gradients(module: nn.Module, clip: float) -> None:
-    """DINO's gradient clipping: every parameter's gradient norm is clipped *separately*.
-
-    ``g ← g · min(1, clip / (‖g‖₂ + 1e-6))`` per parameter tensor (not one global norm as
-    ``torch.nn.utils.clip_grad_norm_``); no host synchronisation.
-    """
-    for p in module.parameters():
-        if p.grad is not None:
-            p.grad.mul_((clip / (p.grad.norm(2) + 1e-6)).clamp(max=1.0))
-
-
-class MultiCropWrapper(nn.Module):
-    """Backbone + head over a list of crops of different sizes (DINO's ``MultiCropWrapper``).
-
-    Consecutive crops of the same size are concatenated and passed through the backbone
-    together; the head then runs once on all pooled features.
-
-    Args:
-        backbone: images [N, C, h, w] → pooled features [N, D].
-        head: [N, D] → [N, K].
-    """
-
-    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.head = head
-
-    def forward(self, crops: Sequence[Tensor]) -> Tensor:
-        """crops: V tensors [B, C, h_v, w_v] → [V·B, K] (crop-major)."""
-        feats = []
-        start = 0
-        while start < len(crops):
-            end = start + 1
-            while end < len(crops) and crops[end].shape[-2:] == crops[start].shape[-2:]:
-                end += 1
-            feats.append(self.backbone(torch.cat(list(crops[start:end]), dim=0)))
-            start = end
-        return self.head(torch.cat(feats, dim=0))
+__all__ = ["DINOMM"]
 
 
 class DINOMM(RsfuseModule):
@@ -174,9 +62,9 @@ class DINOMM(RsfuseModule):
         modalities: sensors stacked into the input (S2 first, then VV, VH).
         s2_bands: S2 band subset name or list (BigEarthNet L2A: 12 bands; L1C: 13).
         s2_product: ``L2A`` or ``L1C``.
-        backbone_kwargs: :class:`GatedViT` arguments over :data:`VIT_SMALL` (ViT-S/16, CLS
-            token, drop-path 0.1). The teacher is the same network (no drop-path: it is
-            always in eval mode).
+        backbone_kwargs: :class:`GatedViT` arguments over
+            :data:`~rsfuse.models.vit_small.VIT_SMALL` (ViT-S/16, CLS token, drop-path 0.1).
+            The teacher is the same network (no drop-path: it is always in eval mode).
         out_dim: K, DINO head output (65536).
         head_hidden_dim: DINO head hidden width (2048).
         head_bottleneck_dim: DINO head bottleneck (256).

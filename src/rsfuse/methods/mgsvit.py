@@ -1,4 +1,4 @@
-"""MGSViT self-supervised pretraining: MAE and MoCo v3 in one step (seed 000, §3.3, Alg. 1).
+"""MGSViT self-supervised pretraining: MAE and MoCo v3 in one step (MGSViT §3.3, Alg. 1).
 
 Each sensor's :class:`~rsfuse.models.vit.GatedViT` encoder is pretrained on its own
 modality (S1 or S2). Per batch ``x`` (Algorithm 1)::

@@ -1,6 +1,6 @@
 """MoCo-MM: MoCo v3 on early-fused SAR + optical channels with Random Sensor Drop.
 
-The contrastive counterpart of DINO-MM (seed 002; the SSL4EO-S12 benchmark compares MoCo and
+The contrastive counterpart of DINO-MM (the SSL4EO-S12 benchmark compares MoCo and
 DINO on the same data): one ViT on the stacked S2 bands and S1 VV, VH, two augmented views
 per batch, each of which independently keeps both sensors (50 %), S1 only (25 %) or S2 only
 (25 %)::
@@ -29,9 +29,9 @@ from torch import Tensor, nn
 
 from rsfuse.data.transforms import MultiCropAugmentation, RandomSensorDrop
 from rsfuse.inputs import InputSpec
-from rsfuse.methods.dino_mm import MOCO_VIT_SMALL, build_vit, vit_export_config
 from rsfuse.models.fusion import early_fusion_input
 from rsfuse.models.moco import MoCoV3
+from rsfuse.models.vit_small import MOCO_VIT_SMALL, build_vit, vit_export_config
 from rsfuse.training.module import RsfuseModule
 from rsfuse.training.optim import OptimSettings
 from rsfuse.training.schedules import cosine_momentum
@@ -48,7 +48,7 @@ class MoCoMM(RsfuseModule):
         s2_bands: S2 band subset name or list.
         s2_product: ``L2A`` or ``L1C``.
         backbone_kwargs: :class:`~rsfuse.models.vit.GatedViT` arguments over MoCo v3's
-            ViT-S/16 (:data:`rsfuse.methods.dino_mm.MOCO_VIT_SMALL`: 12 heads, CLS token, no
+            ViT-S/16 (:data:`rsfuse.models.vit_small.MOCO_VIT_SMALL`: 12 heads, CLS token, no
             stochastic depth). DINO's ViT-S has 6 heads and drop-path 0.1; to compare the
             two methods on one architecture pass the same ``backbone_kwargs`` to both.
             Whatever the online encoder uses, the momentum encoder runs without drop-path

@@ -1,6 +1,6 @@
-"""Fusion of Sentinel-1 and Sentinel-2 inputs: early, concatenation and GMU (seed 000, §3.2).
+"""Fusion of Sentinel-1 and Sentinel-2 inputs: early, concatenation and GMU (MGSViT §3.2).
 
-Early fusion stacks the sensors' channels into one input (DINO-MM, seed 002): S2 bands first,
+Early fusion stacks the sensors' channels into one input (DINO-MM): S2 bands first,
 then S1 VV, VH — the layout of :func:`rsfuse.bands.early_fusion_channels`. A sensor that is
 absent from a sample (presence flag False) contributes zeros, which after normalisation is
 the dataset mean: the same convention RandomSensorDrop uses.

@@ -1,4 +1,4 @@
-"""GatedViT: the MGSViT encoder, a ViT with gated transformer shortcuts (seed 000, §3.1).
+"""GatedViT: the MGSViT encoder, a ViT with gated transformer shortcuts (MGSViT §3.1).
 
 The encoder follows SatViT as the authors' code does: a *linear* patch embedding (each
 ``p × p × C`` patch flattened in ``(p1, p2, c)`` order, then one Linear to the width), fixed

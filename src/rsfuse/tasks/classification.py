@@ -306,7 +306,9 @@ class MultiLabelClassificationTask(RsfuseModule):
         self.check_batch(batch)
         if self.input_drop:
             batch = drop_modalities(batch, self.input_drop)
-        if self.training and self.hparams.cache_features and batch.get("meta"):
+        meta = batch.get("meta") or []
+        ids = [m.get("id") for m in meta if isinstance(m, dict)]
+        if self.training and self.hparams.cache_features and _unique_ids(ids, len(meta)):
             feats = self._cached_features(batch)
             return self.model.head(self.model.fuse(feats, batch.get("present")))
         return self.model(batch)
@@ -371,15 +373,7 @@ class MultiLabelClassificationTask(RsfuseModule):
 
     # ------------------------------------------------------------------ optim
     def optim_settings(self) -> OptimSettings:
-        hp = self.hparams
-        return OptimSettings(
-            name=hp.optimizer,
-            lr=hp.lr,
-            weight_decay=hp.weight_decay,
-            momentum=hp.momentum,
-            warmup_epochs=hp.warmup_epochs,
-            min_lr_ratio=hp.min_lr_ratio,
-        )
+        return OptimSettings.from_hparams(self.hparams)
 
 
 class DINOMMEvalTask(MultiLabelClassificationTask):
@@ -408,3 +402,8 @@ class DINOMMEvalTask(MultiLabelClassificationTask):
             min_lr_ratio=min_lr_ratio,
             **kwargs,
         )
+
+
+def _unique_ids(ids: list[Any], n: int) -> bool:
+    """True when every one of ``n`` samples has its own id (the feature cache's key)."""
+    return n > 0 and len(ids) == n and None not in ids and len(set(ids)) == n

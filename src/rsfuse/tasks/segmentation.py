@@ -1,4 +1,4 @@
-"""Land-cover semantic segmentation: the downstream task of CromSS (seed 001, §IV-A).
+"""Land-cover semantic segmentation: the downstream task of CromSS (§IV-A).
 
 One LightningModule for every segmentation network of the project, built on
 segmentation-models-pytorch (smp):
@@ -317,14 +317,4 @@ class SegmentationTask(RsfuseModule):
 
     # ------------------------------------------------------------------ optim
     def optim_settings(self) -> OptimSettings:
-        hp = self.hparams
-        return OptimSettings(
-            name=hp.optimizer,
-            lr=hp.lr,
-            weight_decay=hp.weight_decay,
-            schedule=hp.schedule,
-            cosine_epochs=hp.cosine_epochs,
-            final_lr=hp.final_lr,
-            warmup_epochs=hp.warmup_epochs,
-            min_lr_ratio=hp.min_lr_ratio,
-        )
+        return OptimSettings.from_hparams(self.hparams)

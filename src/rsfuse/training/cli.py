@@ -32,7 +32,7 @@ from lightning import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.cli import LightningCLI
 
 from rsfuse.errors import ConfigError, RsfuseError
-from rsfuse.training.configs import resolve_config
+from rsfuse.training.configs import read_config_file, resolve_config
 
 __all__ = ["BuiltRun", "RsfuseCLI", "build_run", "resolve_config_args", "run_cli"]
 
@@ -45,10 +45,57 @@ class RsfuseCLI(LightningCLI):
         from rsfuse.training.speed import SpeedSettings
 
         parser.add_lightning_class_args(SpeedSettings, "speed")
-        for key in ("s2_bands", "s2_product"):
+        for key in LINKED:
             parser.link_arguments(
                 f"data.init_args.{key}", f"model.init_args.{key}", apply_on="parse"
             )
+
+
+#: Trainer defaults of every rsfuse run (a config's ``trainer`` section overrides them):
+#: checkpoints written atomically beside their target (never half-written, never via $TMPDIR).
+TRAINER_DEFAULTS: dict[str, Any] = {
+    "plugins": [{"class_path": "rsfuse.io.checkpoint_io.AtomicCheckpointIO"}],
+}
+
+#: Model arguments that are taken from the datamodule's (``link_arguments``).
+LINKED = ("s2_bands", "s2_product")
+
+
+def check_linked_targets(args: Sequence[str]) -> None:
+    """Refuse a model value that the link would silently replace with the data's.
+
+    jsonargparse overwrites a link target given in a config or on the command line; a user
+    who set ``model.init_args.s2_bands`` would get the data's bands without a word.
+
+    Raises:
+        ConfigError: naming the key and the config file (or ``the command line``).
+    """
+
+    def fail(key: str, where: str) -> None:
+        raise ConfigError(
+            f"model.init_args.{key} is taken from data.init_args.{key} (the data decides the "
+            f"model's input); set it under data, not under model ({where})",
+            key=f"model.init_args.{key}",
+        )
+
+    it = iter(args)
+    for a in it:
+        if a == "--config" or a.startswith("--config="):
+            path = Path(next(it, "") if a == "--config" else a.split("=", 1)[1])
+            for key in LINKED:
+                if key in _model_init_args(path):
+                    fail(key, str(path))
+        for key in LINKED:
+            if a.startswith((f"--model.init_args.{key}", f"--model.{key}")):
+                fail(key, "the command line")
+
+
+def _model_init_args(path: Path) -> dict[str, Any]:
+    """``model.init_args`` of a YAML config ({} when absent or not a mapping)."""
+    cfg = read_config_file(path) if path.is_file() else None
+    model = cfg.get("model") if isinstance(cfg, dict) else None
+    init = model.get("init_args") if isinstance(model, dict) else None
+    return init if isinstance(init, dict) else {}
 
 
 def resolve_config_args(argv: Sequence[str]) -> list[str]:
@@ -71,11 +118,14 @@ def _config_errors() -> Iterator[None]:
     """jsonargparse and LightningCLI errors → :class:`ConfigError` (rsfuse errors raised
     while classes are built keep their type)."""
     from jsonargparse import ArgumentError
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
 
     try:
         yield
     except RsfuseError:
         raise
+    except MisconfigurationException as e:  # Lightning's word for a bad trainer setting
+        raise ConfigError(f"invalid trainer setting: {e}", key="trainer") from e
     except ArgumentError as e:
         cause = e.__cause__ or e.__context__
         while cause is not None and not isinstance(cause, RsfuseError):
@@ -87,20 +137,28 @@ def _config_errors() -> Iterator[None]:
 
 def run_cli(argv: Sequence[str], description: str = "") -> None:
     """``rsfuse fit|validate|test ARGS``: LightningCLI with packaged config names resolved."""
-    import sys
-
     args = resolve_config_args(argv)
-    with _config_errors():
+    check_linked_targets(args)
+    with _config_errors(), _args_not_argv():
         RsfuseCLI(
             LightningModule,
             LightningDataModule,
             subclass_mode_model=True,
             subclass_mode_data=True,
-            # from the shell, let LightningCLI read sys.argv itself (no "args and argv" warning)
-            args=None if list(argv) == sys.argv[1:] and args == list(argv) else args,
+            args=args,
+            trainer_defaults=TRAINER_DEFAULTS,
             save_config_kwargs={"overwrite": True},
             parser_kwargs={"exit_on_error": False, "description": description},
         )
+
+
+@contextlib.contextmanager
+def _args_not_argv() -> Iterator[None]:
+    """LightningCLI warns when given ``args`` while ``sys.argv`` has arguments too; rsfuse
+    passes the command line it resolved (packaged config names → files) on purpose."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*args parameter is intended.*")
+        yield
 
 
 @dataclass
@@ -156,17 +214,16 @@ def build_run(
     if quiet:
         args += ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
     args += list(overrides)
-    defaults: dict[str, Any] = {}
+    check_linked_targets(args)
+    defaults: dict[str, Any] = dict(TRAINER_DEFAULTS)
     if run_dir is not None:
         run_dir = Path(run_dir)
-        defaults = {
+        defaults |= {
             "default_root_dir": str(run_dir),
             "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger",
                        "init_args": {"save_dir": str(run_dir), "name": "", "version": ""}},
         }  # fmt: skip
-    with _config_errors(), _quiet() if quiet else _null(), warnings.catch_warnings():
-        # built from Python on purpose while an experiment's own argv is in sys.argv
-        warnings.filterwarnings("ignore", message=".*args parameter is intended.*")
+    with _config_errors(), _quiet() if quiet else _null(), _args_not_argv():
         cli = RsfuseCLI(
             LightningModule,
             LightningDataModule,

@@ -18,7 +18,7 @@ import yaml
 
 from rsfuse.errors import ConfigError
 
-__all__ = ["config_root", "list_configs", "load_config", "resolve_config"]
+__all__ = ["config_root", "list_configs", "load_config", "read_config_file", "resolve_config"]
 
 
 def config_root() -> Path:
@@ -49,9 +49,36 @@ def resolve_config(name_or_path: str | Path) -> Path:
     packaged = config_root() / f"{name}.yaml"
     if packaged.is_file():
         return packaged
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder, not a file", key="config")
     close = [n for n in list_configs() if Path(name).name in n][:5]
     hint = f"; did you mean {', '.join(close)}?" if close else "; `rsfuse configs` lists them"
-    raise ConfigError(f"config {name_or_path!r} is neither a file nor a packaged config{hint}")
+    raise ConfigError(
+        f"config file {name_or_path} not found, and no packaged config has that name{hint}",
+        key="config",
+    )
+
+
+def read_config_file(path: str | Path) -> Any:
+    """Parse one YAML config file; a syntax error names the file, line and column.
+
+    Raises:
+        ConfigError: unreadable file or invalid YAML.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config file {path}: {e}", key="config") from e
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(
+            f"config file {path} is not valid YAML{where}: {problem}", key="config"
+        ) from None
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -73,10 +100,7 @@ def load_config(*names: str | Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in names:
         path = resolve_config(name)
-        try:
-            cfg = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path} is not valid YAML: {e}") from e
+        cfg = read_config_file(path) or {}
         if not isinstance(cfg, dict):
             raise ConfigError(f"{path} does not hold a mapping of config keys")
         out = _merge(out, cfg)

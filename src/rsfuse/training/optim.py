@@ -18,7 +18,8 @@ counting devices *and* gradient accumulation (:func:`global_batch_size`). Schedu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 import torch
@@ -136,6 +137,17 @@ class OptimSettings:
     patience: int = 10
     factor: float = 0.5
 
+    @classmethod
+    def from_hparams(cls, hparams: Mapping[str, Any], **fixed: Any) -> OptimSettings:
+        """Settings from a module's hyper-parameters of the same names (``optimizer`` gives
+        ``name``), then ``fixed``. For modules whose hyper-parameters mean what these fields
+        mean (the downstream tasks)."""
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in hparams.items() if k in names}
+        if "optimizer" in hparams:
+            values["name"] = hparams["optimizer"]
+        return cls(**{**values, **fixed})
+
     def check(self) -> None:
         """Raise :class:`ConfigError` on a value no run can use."""
         if self.schedule not in ("warmup_cosine", "cosine_to_floor", "plateau", "constant"):
@@ -228,3 +240,15 @@ def step_scheduler(scheduler: Any, interval: str, step: int, epoch: int, metric:
         scheduler.step()
     else:
         scheduler.step(metric)
+
+
+@torch.no_grad()
+def clip_gradients(module: nn.Module, clip: float) -> None:
+    """DINO's gradient clipping: every parameter's gradient norm is clipped *separately*.
+
+    ``g ← g · min(1, clip / (‖g‖₂ + 1e-6))`` per parameter tensor (not one global norm as
+    ``torch.nn.utils.clip_grad_norm_``); no host synchronisation.
+    """
+    for p in module.parameters():
+        if p.grad is not None:
+            p.grad.mul_((clip / (p.grad.norm(2) + 1e-6)).clamp(max=1.0))

@@ -272,7 +272,7 @@ def resolve_augmentation(value: BatchAugmentation | str | None) -> BatchAugmenta
 
 
 class MultiCropAugmentation(nn.Module):
-    """DINO multi-crop views of one batch, made multispectral-aware (DINO-MM, seed 002).
+    """DINO multi-crop views of one batch, made multispectral-aware (DINO-MM).
 
     From one normalised batch, ``2`` global views of ``global_crops_size`` px (area scale
     ``global_crops_scale``) and ``local_crops_number`` local views of ``local_crops_size`` px
