@@ -382,8 +382,11 @@ def _check_lightning_inputs(args: Sequence[str]) -> str | None:
     column); the checkpoint (``--ckpt_path``, or a config's top-level ``ckpt_path``) must
     be a readable Lightning checkpoint that loads with ``weights_only=True`` (see
     :func:`rsfuse.io.checkpoint_file.check_checkpoint_file`), so a hostile pickle never
-    reaches Lightning's ``weights_only=False`` load. Names Lightning resolves itself
-    (``last``, ``best`` …) are left to it.
+    reaches Lightning's ``weights_only=False`` load. ``last`` is resolved once the Trainer
+    exists (:func:`rsfuse.training.resume.resolve_ckpt_path`: the newest ``last.ckpt`` in
+    ``<default_root_dir>/checkpoints``, checked the same way and against the model;
+    ``validate`` / ``test`` without one stop with a :class:`CheckpointError`); other names
+    Lightning resolves itself (``best`` …) are left to it.
 
     Returns:
         The checkpoint file that will be loaded, or None.

@@ -54,7 +54,9 @@ from rsfuse.inputs import InputSpec
 from rsfuse.losses.cromss import CromSSLoss
 from rsfuse.losses.sample_selection import CrossModalSampleSelection
 from rsfuse.metrics.segmentation import metrics_from_confusion
+from rsfuse.models.segmentation import pad_to_multiple
 from rsfuse.models.unet import build_cromss_unet
+from rsfuse.training.health import HealthChecked, HealthOutputs, dense_multi_hot
 from rsfuse.training.module import RsfuseModule
 from rsfuse.training.optim import OptimSettings
 
@@ -78,7 +80,7 @@ def variant_kwargs(name: str) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, list) else v for k, v in VARIANTS[name].items()}
 
 
-class CromSS(RsfuseModule):
+class CromSS(HealthChecked, RsfuseModule):
     """CromSS pretraining and its single-modal / fusion baselines (Table V).
 
     Args:
@@ -118,6 +120,10 @@ class CromSS(RsfuseModule):
         export_name: file stem prefix of the exported encoders (default: derived from the
             variant).
         channels_last: channels-last memory format (GPU).
+        health_checks: pretraining health checks (:mod:`rsfuse.training.health`: k-NN
+            probe and spread of each encoder's pooled deepest features; labels: see
+            :meth:`health_outputs`): ``True`` (default), ``False`` or a dict of
+            :class:`~rsfuse.training.health.HealthSettings` fields.
 
     Raises:
         ConfigError: inconsistent modalities / fusion / selection, bad band subset.
@@ -153,10 +159,12 @@ class CromSS(RsfuseModule):
         export_dir: str | None = None,
         export_name: str | None = None,
         channels_last: bool = False,
+        health_checks: bool | dict[str, Any] = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.set_input_spec(InputSpec.create(modalities, s2_bands, "L1C"))
+        self.set_health_checks(health_checks)
         if fusion != "single" and len(self.modalities) != 2:
             raise ConfigError(f"fusion {fusion!r} needs s1 and s2", key="modalities")
         if fusion == "single" and len(self.modalities) != 1:
@@ -210,6 +218,24 @@ class CromSS(RsfuseModule):
         if self.hparams.channels_last:
             inputs = {m: x.contiguous(memory_format=torch.channels_last) for m, x in inputs.items()}
         return self.model(inputs)
+
+    @torch.no_grad()
+    def health_outputs(self, batch: dict) -> HealthOutputs:
+        """Health-check outputs of a normalised batch (:mod:`rsfuse.training.health`).
+
+        Features: each modality's encoder, deepest stage average-pooled ([B, D] per
+        modality, the encoders that are exported). Labels for the k-NN probe: the scene
+        labels of the noisy label map, i.e. the classes covering ≥ 5 % of a patch's labelled
+        pixels (:func:`~rsfuse.training.health.dense_multi_hot`), so the probe is the same
+        multi-label k-NN as for the scene-level methods.
+        """
+        self.check_batch(batch)
+        feats = {}
+        for m in self.modalities:
+            x, _ = pad_to_multiple(batch[m], self.model.pad_multiple)
+            feats[m] = self.model.encoder(m)(x)[-1].mean(dim=(-2, -1))
+        labels = dense_multi_hot(batch["mask"], self.num_classes, self.ignore_index)
+        return HealthOutputs(feats, labels)
 
     def targets(self, batch: dict) -> Tensor:
         """The training target: smoothed labels [B, C, H, W] (Eq. 13) or int labels [B, H, W]."""

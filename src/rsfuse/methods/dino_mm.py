@@ -45,6 +45,7 @@ from rsfuse.models.momentum import ema_update, momentum_copy
 from rsfuse.models.multicrop import MultiCropWrapper
 from rsfuse.models.vit import GatedViT
 from rsfuse.models.vit_small import build_vit, vit_export_config
+from rsfuse.training.health import HealthChecked, HealthOutputs, at_size
 from rsfuse.training.module import RsfuseModule
 from rsfuse.training.optim import OptimSettings, clip_gradients
 from rsfuse.training.schedules import cosine_momentum, cosine_ramp
@@ -52,7 +53,7 @@ from rsfuse.training.schedules import cosine_momentum, cosine_ramp
 __all__ = ["DINOMM"]
 
 
-class DINOMM(RsfuseModule):
+class DINOMM(HealthChecked, RsfuseModule):
     """DINO-MM pretraining (DINO with multi-crop and Random Sensor Drop on early-fused input).
 
     With one modality (``["s1"]`` or ``["s2"]``) this is plain single-modality DINO (no
@@ -106,6 +107,10 @@ class DINOMM(RsfuseModule):
         clip_grad: per-parameter gradient-norm clip (3.0; 0 = off).
         export_path: where to write the teacher backbone at the end of ``fit`` (``.safetensors``
             or torch file), or ``None``.
+        health_checks: pretraining health checks (:mod:`rsfuse.training.health`: k-NN
+            probe and spread of the teacher's features, teacher entropy, KL teacher‖student):
+            ``True`` (default), ``False`` or a dict of
+            :class:`~rsfuse.training.health.HealthSettings` fields.
     """
 
     augments_views = True  # multi-crop views are made here, not by the datamodule
@@ -151,10 +156,12 @@ class DINOMM(RsfuseModule):
         weight_decay_end: float = 0.4,
         clip_grad: float = 3.0,
         export_path: str | None = None,
+        health_checks: bool | dict[str, Any] = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.set_input_spec(InputSpec.create(modalities, s2_bands, s2_product))
+        self.set_health_checks(health_checks)
         backbone = build_vit(len(self.channels), backbone_kwargs)
         head = DINOHead(
             backbone.num_features,
@@ -224,6 +231,21 @@ class DINOMM(RsfuseModule):
         student_out = self.student(crops)  # [V·B, K]
         return self.criterion(student_out, teacher_out, epoch, update_center)
 
+    @torch.no_grad()
+    def health_outputs(self, batch: dict) -> HealthOutputs:
+        """Health-check outputs of a normalised batch (:mod:`rsfuse.training.health`): the
+        teacher's features [B, D] and the teacher / student distributions [B, K] of the
+        DINO loss (centred, sharpened) on the un-augmented images at the global-crop size."""
+        x = at_size(early_fusion_input(self.sensor_batch(batch), self.modalities),
+                    self.hparams.global_crops_size)  # fmt: skip
+        feats = self.teacher_backbone(x)
+        t = self.teacher.module.head(feats).float()
+        s = self.student([x]).float()
+        c = self.criterion
+        p_t = torch.softmax((t - c.center) / c.teacher_temp(self.current_epoch), dim=-1)
+        log_p_s = torch.log_softmax(s / c.student_temp, dim=-1)
+        return HealthOutputs({"teacher": feats}, self.health_labels(batch), p_t, log_p_s)
+
     # ------------------------------------------------------------------ schedules
     def schedules(self, step: int) -> dict[str, float]:
         """Weight decay and teacher momentum at optimiser step ``step`` (cosine per step;
@@ -272,12 +294,15 @@ class DINOMM(RsfuseModule):
             for p in self.student.head.last_layer.parameters():
                 p.grad = None
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        """EMA update of the teacher with the momentum of the step just taken."""
-        m = self.schedules(max(self.global_step - 1, 0))["momentum"]
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """The student's step, then the EMA update of the teacher with the momentum of that
+        step (here, not in ``on_train_batch_end``: a step checkpoint is written before that
+        hook runs, and a resumed run must find the teacher already moved)."""
+        super().optimizer_step(*args, **kwargs)
+        m = self.schedules(self.global_step)["momentum"]  # the step just taken (not yet counted)
         ema_update(self.teacher, self.student, m)
-        if (batch_idx + 1) % max(1, self.trainer.log_every_n_steps) == 0:
-            self.check_finite()
+        if (self.global_step + 1) % max(1, self.trainer.log_every_n_steps) == 0:
+            self.check_finite()  # on the steps Lightning writes its logs anyway
 
     def on_train_epoch_end(self) -> None:
         self.check_finite()

@@ -53,6 +53,7 @@ from rsfuse.models.encoders import create_encoder
 from rsfuse.models.heads import MAEDecoder
 from rsfuse.models.moco import MoCoV3
 from rsfuse.models.vit import GatedViT, patchify
+from rsfuse.training.health import HealthChecked, HealthOutputs, at_size
 from rsfuse.training.module import RsfuseModule
 from rsfuse.training.optim import OptimSettings
 from rsfuse.training.schedules import cosine_momentum
@@ -84,7 +85,7 @@ def validation_noise(batch: dict, batch_size: int, n: int, batch_idx: int) -> Te
     return torch.stack([torch.rand(n, generator=torch.Generator().manual_seed(s)) for s in seeds])
 
 
-class MGSViTPretraining(RsfuseModule):
+class MGSViTPretraining(HealthChecked, RsfuseModule):
     """Per-modality MAE + MoCo v3 pretraining of a GatedViT encoder (Algorithm 1).
 
     Args:
@@ -123,6 +124,9 @@ class MGSViTPretraining(RsfuseModule):
             don't).
         plot_dir: folder of the reconstruction PNGs (default: the trainer's log dir).
         plot_samples: samples per reconstruction PNG.
+        health_checks: pretraining health checks (:mod:`rsfuse.training.health`: k-NN
+            probe and spread of the encoder's features): ``True`` (default), ``False`` or a dict
+            of :class:`~rsfuse.training.health.HealthSettings` fields.
     """
 
     augments_views = True  # the two views are augmented here, not by the datamodule
@@ -158,9 +162,11 @@ class MGSViTPretraining(RsfuseModule):
         export_path: str | None = None,
         plot_dir: str | None = None,
         plot_samples: int = 4,
+        health_checks: bool | dict[str, Any] = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["augmentation"])
+        self.set_health_checks(health_checks)
         if modality not in ("s1", "s2"):
             raise ConfigError(f"modality must be 's1' or 's2', got {modality!r}", key="modality")
         if reconstruction_weight < 0 or contrast_weight < 0:
@@ -247,6 +253,13 @@ class MGSViTPretraining(RsfuseModule):
         pred = self.decoder(tokens, ids_restore, grid)  # [B, L, p·p·C]
         target = patchify(x, self.patch_size)
         return self.reconstruction_loss(target, pred, mask), pred, mask
+
+    @torch.no_grad()
+    def health_outputs(self, batch: dict) -> HealthOutputs:
+        """Health-check outputs of a normalised batch (:mod:`rsfuse.training.health`): the
+        encoder's pooled features [B, D] of the un-augmented images at the view size."""
+        x = self.model_input(at_size(self.images(batch), self.hparams.crop_size))
+        return HealthOutputs({self.modality: self.encoder(x)}, self.health_labels(batch))
 
     def momentum_at(self, step: float, total_steps: float) -> float:
         """Key-encoder momentum after ``step`` of ``total_steps`` optimiser steps: m0

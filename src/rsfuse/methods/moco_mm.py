@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 from torch import Tensor, nn
 
 from rsfuse.data.transforms import MultiCropAugmentation, RandomSensorDrop
@@ -32,6 +33,7 @@ from rsfuse.inputs import InputSpec
 from rsfuse.models.fusion import early_fusion_input
 from rsfuse.models.moco import MoCoV3
 from rsfuse.models.vit_small import MOCO_VIT_SMALL, build_vit, vit_export_config
+from rsfuse.training.health import HealthChecked, HealthOutputs, at_size
 from rsfuse.training.module import RsfuseModule
 from rsfuse.training.optim import OptimSettings
 from rsfuse.training.schedules import cosine_momentum
@@ -39,7 +41,7 @@ from rsfuse.training.schedules import cosine_momentum
 __all__ = ["MoCoMM"]
 
 
-class MoCoMM(RsfuseModule):
+class MoCoMM(HealthChecked, RsfuseModule):
     """MoCo v3 with Random Sensor Drop on the early-fused input (MoCo-MM).
 
     Args:
@@ -79,6 +81,9 @@ class MoCoMM(RsfuseModule):
         weight_decay: AdamW weight decay (0.1).
         export_encoder: ``base`` (online encoder, MoCo v3's choice) or ``momentum``.
         export_path: where to write the encoder at the end of ``fit``, or ``None``.
+        health_checks: pretraining health checks (:mod:`rsfuse.training.health`: k-NN
+            probe and spread of the exported encoder's features): ``True`` (default),
+            ``False`` or a dict of :class:`~rsfuse.training.health.HealthSettings` fields.
     """
 
     augments_views = True  # the two views are made here, not by the datamodule
@@ -113,10 +118,12 @@ class MoCoMM(RsfuseModule):
         weight_decay: float = 0.1,
         export_encoder: Literal["base", "momentum"] = "base",
         export_path: str | None = None,
+        health_checks: bool | dict[str, Any] = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.set_input_spec(InputSpec.create(modalities, s2_bands, s2_product))
+        self.set_health_checks(health_checks)
         encoder = build_vit(len(self.channels), backbone_kwargs, defaults=MOCO_VIT_SMALL)
         self.moco = MoCoV3(
             encoder,
@@ -172,6 +179,14 @@ class MoCoMM(RsfuseModule):
         if self.hparams.export_encoder == "momentum":
             return self.moco.momentum_encoder.module
         return self.moco.encoder
+
+    @torch.no_grad()
+    def health_outputs(self, batch: dict) -> HealthOutputs:
+        """Health-check outputs of a normalised batch (:mod:`rsfuse.training.health`): the
+        exported encoder's features [B, D] of the un-augmented images at the view size."""
+        self.check_batch(batch)
+        x = at_size(early_fusion_input(batch, self.modalities), self.hparams.crops_size)
+        return HealthOutputs({"encoder": self.encoder(x)}, self.health_labels(batch))
 
     def export(self, path: str | Path) -> Path:
         """Write the encoder (safetensors + JSON; loadable by ``encoder_checkpoints``)."""

@@ -12,6 +12,10 @@ The datamodule's ``s2_bands`` and ``s2_product`` are linked into the model
 for them; :class:`~rsfuse.inputs.InputSpec` then checks model and data once when the run
 starts.
 
+Every run can be resumed exactly (:mod:`rsfuse.training.resume`): checkpoints go to
+``<default_root_dir>/checkpoints/``, carry the random state, and ``--ckpt_path last`` is the
+newest ``last.ckpt`` there.
+
 Every run also has a top-level ``speed`` section (:class:`~rsfuse.training.speed.
 SpeedSettings`, a callback LightningCLI adds to the trainer): the fast GPU defaults —
 ``torch.compile``, channels-last ConvNets, fused optimiser, pinned loader memory, TF32 —
@@ -29,17 +33,25 @@ from pathlib import Path
 from typing import Any
 
 from lightning import LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.cli import LightningCLI
 
 from rsfuse.errors import ConfigError, RsfuseError
 from rsfuse.training.configs import read_config_file, resolve_config
+from rsfuse.training.resume import ExactResume, LastCheckpoint, place_checkpoints, resolve_ckpt_path
 
 __all__ = ["BuiltRun", "RsfuseCLI", "build_run", "resolve_config_args", "run_cli"]
 
 
 class RsfuseCLI(LightningCLI):
     """LightningCLI over any rsfuse LightningModule and LightningDataModule (subclass mode)
-    with the datamodule's bands linked into the model and the ``speed`` section."""
+    with the datamodule's bands linked into the model, the ``speed`` section
+    (:class:`~rsfuse.training.speed.SpeedSettings`), and exact resume
+    (:mod:`rsfuse.training.resume`): every run saves its random state
+    (:class:`~rsfuse.training.resume.ExactResume`), writes ``last.ckpt`` (a
+    :class:`~rsfuse.training.resume.LastCheckpoint` unless the config has a checkpoint
+    callback of its own) into ``<default_root_dir>/checkpoints/``, and ``--ckpt_path last``
+    means the newest last checkpoint there."""
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         from rsfuse.training.speed import SpeedSettings
@@ -50,12 +62,49 @@ class RsfuseCLI(LightningCLI):
                 f"data.init_args.{key}", f"model.init_args.{key}", apply_on="parse"
             )
 
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """The config's Trainer, with a :class:`LastCheckpoint` when checkpointing is on and
+        the config names no checkpoint callback, and checkpoints in the run's folder."""
+        cfg = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        trainer_cfg = cfg.get("trainer") or {}
+        callbacks = list(trainer_cfg.get("callbacks") or [])
+        wants = trainer_cfg.get("enable_checkpointing") is not False
+        if wants and not any(isinstance(c, Checkpoint) for c in callbacks):
+            callbacks.append(LastCheckpoint())
+        trainer = super().instantiate_trainer(**{"callbacks": callbacks, **kwargs})
+        place_checkpoints(trainer)
+        return trainer
+
+    def _resolve_last(self, stage: str) -> None:
+        cfg = self.config_init[stage]
+        cfg["ckpt_path"] = resolve_ckpt_path(self.trainer, cfg.get("ckpt_path"), stage, self.model)
+
+    def before_fit(self) -> None:
+        """``--ckpt_path last``: the run's newest last checkpoint, or a fresh start."""
+        self._resolve_last("fit")
+
+    def before_validate(self) -> None:
+        """``--ckpt_path last``: the run's newest last checkpoint, or a CheckpointError."""
+        self._resolve_last("validate")
+
+    def before_test(self) -> None:
+        """``--ckpt_path last``: the run's newest last checkpoint, or a CheckpointError."""
+        self._resolve_last("test")
+
 
 #: Trainer defaults of every rsfuse run (a config's ``trainer`` section overrides them):
 #: checkpoints written atomically beside their target (never half-written, never via $TMPDIR).
 TRAINER_DEFAULTS: dict[str, Any] = {
     "plugins": [{"class_path": "rsfuse.io.checkpoint_io.AtomicCheckpointIO"}],
 }
+
+
+def trainer_defaults() -> dict[str, Any]:
+    """:data:`TRAINER_DEFAULTS` and the callbacks every run has, whatever its config lists
+    (LightningCLI appends them): a fresh :class:`ExactResume` (the random state in every
+    checkpoint)."""
+    return {**TRAINER_DEFAULTS, "callbacks": [ExactResume()]}
+
 
 #: Model arguments that are taken from the datamodule's (``link_arguments``).
 LINKED = ("s2_bands", "s2_product")
@@ -146,7 +195,7 @@ def run_cli(argv: Sequence[str], description: str = "") -> None:
             subclass_mode_model=True,
             subclass_mode_data=True,
             args=args,
-            trainer_defaults=TRAINER_DEFAULTS,
+            trainer_defaults=trainer_defaults(),
             save_config_kwargs={"overwrite": True},
             parser_kwargs={"exit_on_error": False, "description": description},
         )
@@ -215,7 +264,7 @@ def build_run(
         args += ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
     args += list(overrides)
     check_linked_targets(args)
-    defaults: dict[str, Any] = dict(TRAINER_DEFAULTS)
+    defaults: dict[str, Any] = trainer_defaults()
     if run_dir is not None:
         run_dir = Path(run_dir)
         defaults |= {
