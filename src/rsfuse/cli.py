@@ -47,6 +47,9 @@ benchmarks (print a table and save JSON; see `rsfuse benchmark NAME --help`):
   data   samples/s of the GeoTIFF reader, TorchGeo, the converted store and LMDB+safetensors
   scene  pixels/s and peak memory of rsfuse predict over 2048² and 8192² synthetic scenes,
          with the time of a full 10980² Sentinel-2 tile extrapolated
+  train  training throughput of every method (samples/s, step time, peak memory, MFU on a
+         GPU) through rsfuse with the real data path, against the same model and batch in a
+         bare PyTorch loop; tiny sizes on a CPU
 """
 
 #: ``rsfuse experiment NAME`` → module under ``rsfuse.experiments``.
@@ -60,7 +63,11 @@ EXPERIMENT_MODULES: dict[str, str] = {
 }
 
 #: ``rsfuse benchmark NAME`` → module under ``rsfuse.benchmarks``.
-BENCHMARK_MODULES: dict[str, str] = {"data": "data_throughput", "scene": "scene_inference"}
+BENCHMARK_MODULES: dict[str, str] = {
+    "data": "data_throughput",
+    "scene": "scene_inference",
+    "train": "train_throughput",
+}
 
 OVERVIEW = f"""\
 usage: rsfuse <command> [options]
@@ -108,7 +115,7 @@ Experiments and benchmarks:
              rsfuse experiment --help lists them (e.g. mgsvit-ablation,
              segmentation-transfer, dino-mm, cromss)
   benchmark  measure throughput and save JSON: rsfuse benchmark data --help,
-             rsfuse benchmark scene --help
+             rsfuse benchmark scene --help, rsfuse benchmark train --help
 
 Every command explains itself with --help, e.g. `rsfuse fit --help`,
 `rsfuse synth --help`. Override any config value on the command line, e.g.

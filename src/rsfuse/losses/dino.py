@@ -132,8 +132,12 @@ class DINOLoss(nn.Module):
         """τ_t at ``epoch`` (the last value after the schedule's end)."""
         return float(self.teacher_temps[min(max(int(epoch), 0), len(self.teacher_temps) - 1)])
 
-    def forward(self, student_output: Tensor, teacher_output: Tensor, epoch: int) -> Tensor:
-        """The loss of one step; then updates :attr:`center` (no gradient).
+    def forward(
+        self, student_output: Tensor, teacher_output: Tensor, epoch: int, update_center: bool = True
+    ) -> Tensor:
+        """The loss of one step; then updates :attr:`center` (no gradient) unless
+        ``update_center`` is False (validation: no cross-rank reduction, which ranks scoring
+        different numbers of batches could not all join).
 
         Args:
             student_output: [V·B, K] student head outputs, crop-major.
@@ -160,7 +164,8 @@ class DINOLoss(nn.Module):
                     continue  # a crop is never its own target
                 total = total + torch.sum(-q * F.log_softmax(s, dim=-1), dim=-1).mean()
                 n_terms += 1
-        self.update_center(teacher_output)
+        if update_center:
+            self.update_center(teacher_output)
         return total / n_terms
 
     @torch.no_grad()

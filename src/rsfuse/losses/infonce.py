@@ -34,21 +34,28 @@ class MoCoV3Loss(nn.Module):
         self.temperature = temperature
         self.gather = gather
 
-    def forward(self, q: Tensor, k: Tensor) -> Tensor:
-        """ctr(q, k) for queries [N, D] and this rank's keys [N, D] (both un-normalised)."""
+    def forward(self, q: Tensor, k: Tensor, gather: bool | None = None) -> Tensor:
+        """ctr(q, k) for queries [N, D] and this rank's keys [N, D] (both un-normalised).
+
+        ``gather=False`` (default: the module's ``gather``) keeps to this rank's keys, e.g.
+        for validation batches, which ranks may have different numbers of.
+        """
+        gather = self.gather if gather is None else gather
         q = F.normalize(q, dim=1)
         k = F.normalize(k, dim=1)
-        if self.gather:
+        if gather:
             k = concat_all_gather(k)
         logits = q @ k.t() / self.temperature  # [N, world·N]
         n = q.shape[0]
-        offset = rank() * n if self.gather else 0
+        offset = rank() * n if gather else 0
         labels = torch.arange(n, device=q.device) + offset
         return F.cross_entropy(logits, labels) * (2 * self.temperature)
 
-    def symmetric(self, q1: Tensor, q2: Tensor, k1: Tensor, k2: Tensor) -> Tensor:
+    def symmetric(
+        self, q1: Tensor, q2: Tensor, k1: Tensor, k2: Tensor, gather: bool | None = None
+    ) -> Tensor:
         """ctr(q1, k2) + ctr(q2, k1): each view's query against the other view's key."""
-        return self(q1, k2) + self(q2, k1)
+        return self(q1, k2, gather) + self(q2, k1, gather)
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}, gather={self.gather}"

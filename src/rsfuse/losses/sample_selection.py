@@ -109,6 +109,11 @@ def class_balanced_selection(
     largest ``conf`` among pixels labelled k; weight ``clip(conf / τ_k, 0, 1)``, 1 where
     ``τ_k = 0``, 0 for the whole class where ``n = 0``.
 
+    All classes at once, with no value read back to the host (no GPU synchronisation):
+    the pixels are sorted by class, then by descending confidence within the class, so
+    ``τ_k`` sits at position ``start_k + n_k − 1`` of that order (``start_k`` = pixels of
+    the classes before k). Equal to the per-class ``topk`` definition above, ties included.
+
     Args:
         conf: enhanced label confidence c̃ [B, H, W].
         labels: int64 [B, H, W].
@@ -120,22 +125,26 @@ def class_balanced_selection(
         weights [B, H, W] in [0, 1].
     """
     conf = conf.detach()
-    w = torch.zeros_like(conf)
-    flat_c, flat_y, flat_w = conf.reshape(-1), labels.reshape(-1), w.view(-1)
-    for k in range(num_classes):
-        idx = (flat_y == k).nonzero(as_tuple=True)[0]
-        if idx.numel() == 0:
-            continue
-        n = int(idx.numel() * ratio)
-        if n == 0:
-            continue  # weight 0 for the class
-        vals = flat_c[idx]
-        tau = torch.topk(vals, n, sorted=True).values[-1]
-        if float(tau) == 0.0:
-            flat_w[idx] = 1.0
-        else:
-            flat_w[idx] = (vals / tau).clamp(0.0, 1.0)
-    return w * (labels != ignore_index)
+    flat_c, flat_y = conf.reshape(-1), labels.reshape(-1)
+    valid = (flat_y >= 0) & (flat_y < num_classes)
+    cls = torch.where(valid, flat_y, torch.full_like(flat_y, num_classes))  # C: not a class
+    # class-major, confidence-descending order: a stable sort by -conf, then by class
+    by_conf = torch.sort(-flat_c, stable=True).indices
+    order = by_conf[torch.sort(cls[by_conf], stable=True).indices]
+    sorted_c = flat_c[order]
+    # pixels per class (scatter_add: bincount would read the largest label on the host)
+    count = torch.zeros(num_classes + 1, dtype=torch.long, device=cls.device)
+    count = count.scatter_add_(0, cls, torch.ones_like(cls))[:num_classes]  # [C]
+    start = torch.cumsum(count, 0) - count
+    n = torch.floor(count.double() * ratio).long()  # int(count_k · r), as the definition
+    pos = (start + n - 1).clamp(0, max(flat_c.numel() - 1, 0))
+    tau = sorted_c[pos]  # [C] (meaningless where n = 0: masked below)
+    k = cls.clamp(max=num_classes - 1)
+    tau_px, n_px = tau[k], n[k]
+    # where τ = 0 the quotient is inf / nan, and not selected
+    w = torch.where(tau_px == 0, torch.ones_like(flat_c), (flat_c / tau_px).clamp(0.0, 1.0))
+    w = torch.where(valid & (n_px > 0), w, torch.zeros_like(w))
+    return w.view_as(conf) * (labels != ignore_index)
 
 
 def consistency_weights(conf_ent: Tensor, epoch: float, ramp_epochs: int) -> Tensor:

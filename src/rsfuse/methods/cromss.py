@@ -312,7 +312,7 @@ class CromSS(HealthChecked, RsfuseModule):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         terms, _ = self.compute_loss(batch, self.current_epoch, train=False)
         b = batch["mask"].shape[0]
-        self.log("val/loss", terms["loss"], prog_bar=True, batch_size=b, sync_dist=True)
+        self.log_mean("val/loss", terms["loss"], b, prog_bar=True)
         for m, z in terms["logits"].items():  # type: ignore[union-attr]
             pred = z.argmax(1)
             self.val_cm[f"{m}_noisy"].update(pred, batch["mask"])

@@ -223,12 +223,13 @@ class DINOMM(HealthChecked, RsfuseModule):
         views = self.augment(self.sensor_batch(batch))
         return [early_fusion_input(v, self.modalities) for v in views]
 
-    def dino_loss(self, crops: Sequence[Tensor], epoch: int) -> Tensor:
-        """DINO loss of one list of crops (2 global first); also moves the centre."""
+    def dino_loss(self, crops: Sequence[Tensor], epoch: int, update_center: bool = True) -> Tensor:
+        """DINO loss of one list of crops (2 global first); also moves the centre (unless
+        ``update_center`` is False)."""
         with torch.no_grad():
             teacher_out = self.teacher(crops[: self.augment.n_global])  # [2·B, K]
         student_out = self.student(crops)  # [V·B, K]
-        return self.criterion(student_out, teacher_out, epoch)
+        return self.criterion(student_out, teacher_out, epoch, update_center)
 
     @torch.no_grad()
     def health_outputs(self, batch: dict) -> HealthOutputs:
@@ -266,8 +267,11 @@ class DINOMM(HealthChecked, RsfuseModule):
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         crops = self.crops(batch)
         loss = self.dino_loss(crops, self.current_epoch)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"DINO loss is {loss.item()} at step {self.global_step}")
+        # DINO stops on a non-finite loss; the flag stays on the device and is read when
+        # Lightning logs anyway (check_finite), not by a host sync in every step
+        finite = torch.isfinite(loss.detach())
+        prev = getattr(self, "_loss_finite", None)
+        self._loss_finite = finite if prev is None else prev & finite
         s = self.schedules(self.global_step)
         bs = crops[0].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
@@ -297,13 +301,27 @@ class DINOMM(HealthChecked, RsfuseModule):
         super().optimizer_step(*args, **kwargs)
         m = self.schedules(self.global_step)["momentum"]  # the step just taken (not yet counted)
         ema_update(self.teacher, self.student, m)
+        if (self.global_step + 1) % max(1, self.trainer.log_every_n_steps) == 0:
+            self.check_finite()  # on the steps Lightning writes its logs anyway
+
+    def on_train_epoch_end(self) -> None:
+        self.check_finite()
+
+    def check_finite(self) -> None:
+        """Raise ``FloatingPointError`` if a DINO loss since the last check was not finite
+        (DINO's own code stops the run then); one host read per check."""
+        flag = getattr(self, "_loss_finite", None)
+        self._loss_finite = None
+        if flag is not None and not bool(flag):
+            raise FloatingPointError(
+                f"DINO loss was not finite in a step up to step {self.global_step}"
+            )
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         """DINO loss on validation batches (random views; the centre is not moved)."""
-        center = self.criterion.center.clone()
-        loss = self.dino_loss(self.crops(batch), self.current_epoch)
-        self.criterion.center.copy_(center)
-        self.log("val/loss", loss, prog_bar=True, batch_size=batch["label"].shape[0])
+        crops = self.crops(batch)
+        loss = self.dino_loss(crops, self.current_epoch, update_center=False)
+        self.log_mean("val/loss", loss, crops[0].shape[0], prog_bar=True)
 
     def on_fit_end(self) -> None:
         if not self.trainer.is_global_zero:

@@ -38,6 +38,7 @@ input and reconstruction (:func:`rsfuse.plots.reconstruction.plot_reconstruction
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -70,6 +71,18 @@ ENCODER_ARGS = (
     "drop_path_rate",
     "qkv_bias",
 )
+
+
+def validation_noise(batch: dict, batch_size: int, n: int, batch_idx: int) -> Tensor:
+    """The MAE masking noise [B, n] of a validation batch, fixed per *sample*: drawn from a
+    generator seeded by the CRC-32 of each sample's ``meta`` id, so a sample is masked the
+    same way in every epoch, however the split is batched or shared among DDP ranks.
+    Batches without ids fall back to one generator seeded by ``batch_idx``."""
+    ids = [m.get("id") for m in batch.get("meta", []) if isinstance(m, dict)]
+    if len(ids) != batch_size or any(i is None for i in ids):
+        return torch.rand(batch_size, n, generator=torch.Generator().manual_seed(batch_idx))
+    seeds = [zlib.crc32(str(i).encode()) for i in ids]
+    return torch.stack([torch.rand(n, generator=torch.Generator().manual_seed(s)) for s in seeds])
 
 
 class MGSViTPretraining(HealthChecked, RsfuseModule):
@@ -290,11 +303,10 @@ class MGSViTPretraining(HealthChecked, RsfuseModule):
         x = self.images(batch)
         bs = x.shape[0]
         if self.hparams.reconstruction_weight > 0 or batch_idx == 0:
-            g = torch.Generator(device="cpu").manual_seed(batch_idx)
             n = (self.model_input(x).shape[-1] // self.patch_size) ** 2
-            noise = torch.rand(bs, n, generator=g).to(x.device)
+            noise = validation_noise(batch, bs, n, batch_idx).to(x.device)
             loss_rec, _, _ = self.reconstruct(x, noise)
-            self.log("val/loss_rec", loss_rec, prog_bar=True, batch_size=bs, sync_dist=True)
+            self.log_mean("val/loss_rec", loss_rec, bs, prog_bar=True)
         if batch_idx == 0:
             self._plot_batch = x[: self.hparams.plot_samples].detach()
 

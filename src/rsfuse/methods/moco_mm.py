@@ -169,8 +169,9 @@ class MoCoMM(HealthChecked, RsfuseModule):
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         x1, x2 = self.views(batch)
-        loss = self.moco(x1, x2, momentum=None)
-        self.log("val/loss", loss, prog_bar=True, batch_size=x1.shape[0])
+        # this rank's keys only: under DDP ranks may validate different numbers of batches
+        loss = self.moco(x1, x2, momentum=None, gather=False)
+        self.log_mean("val/loss", loss, x1.shape[0], prog_bar=True)
 
     @property
     def encoder(self) -> nn.Module:

@@ -81,7 +81,9 @@ class MoCoV3(nn.Module):
         ema_update(self.momentum_encoder, self.encoder, m)
         ema_update(self.momentum_projector, self.projector, m)
 
-    def forward(self, x1: Tensor, x2: Tensor, momentum: float | None = None) -> Tensor:
+    def forward(
+        self, x1: Tensor, x2: Tensor, momentum: float | None = None, gather: bool | None = None
+    ) -> Tensor:
         """Symmetric contrastive loss of two views [N, C, H, W].
 
         Args:
@@ -89,6 +91,8 @@ class MoCoV3(nn.Module):
             x2: second view.
             momentum: if given, the momentum networks are first moved with this ``m``
                 (MoCo v3 updates them inside the forward pass, before computing keys).
+            gather: gather keys from every DDP rank (default: the loss's setting); False
+                for validation, where ranks may score different numbers of batches.
 
         Returns:
             ``ctr(q1, k2) + ctr(q2, k1)``, a scalar.
@@ -97,4 +101,4 @@ class MoCoV3(nn.Module):
         if momentum is not None:
             self.update_momentum(momentum)
         k1, k2 = self.key(x1), self.key(x2)
-        return self.criterion.symmetric(q1, q2, k1, k2)
+        return self.criterion.symmetric(q1, q2, k1, k2, gather)

@@ -7,6 +7,12 @@ as in the paper), and UPerNet over a ViT encoder (the GatedViT family or a timm 
 :class:`~rsfuse.models.upernet.ViTUPerNet`). Every network has an ``encoder`` attribute and
 a ``pad_multiple``: inputs are padded to it (:func:`pad_to_multiple`) and logits cropped
 back, so any patch size works.
+
+An smp ResNet encoder read to fewer than 5 stages (``encoder_depth`` 3 or 4) keeps its
+deeper stages, unused, so that its weight file has the same keys at every depth;
+:func:`freeze_unused_stages` takes them out of training (``requires_grad=False``). Under DDP
+a trainable parameter that never gets a gradient would hold back the gradient reduction of
+its bucket, leaving the ranks' weights apart.
 """
 
 from __future__ import annotations
@@ -21,7 +27,13 @@ from rsfuse.errors import ConfigError
 from rsfuse.models.encoders import create_encoder, is_gated_vit
 from rsfuse.models.upernet import ViTUPerNet
 
-__all__ = ["SMP_ARCHITECTURES", "build_segmentation_model", "is_vit_encoder", "pad_to_multiple"]
+__all__ = [
+    "SMP_ARCHITECTURES",
+    "build_segmentation_model",
+    "freeze_unused_stages",
+    "is_vit_encoder",
+    "pad_to_multiple",
+]
 
 Architecture = Literal["unet", "pspnet", "deeplabv3plus", "fpn", "upernet"]
 
@@ -114,7 +126,23 @@ def build_segmentation_model(
             f"cannot build {architecture} with encoder {encoder!r}: {e}", key="decoder_kwargs"
         ) from e
     model.pad_multiple = int(model.encoder.output_stride)
+    freeze_unused_stages(model.encoder)
     return model
+
+
+def freeze_unused_stages(encoder: nn.Module) -> list[str]:
+    """``requires_grad=False`` for the stages an smp ResNet-family encoder keeps but does not
+    run (``layer{d}`` … ``layer4`` at depth ``d`` < 5: its forward stops at
+    ``layer{d-1}``); returns their names. Other encoders are left as they are."""
+    depth = getattr(encoder, "_depth", None)
+    if not isinstance(depth, int) or not hasattr(encoder, "layer4"):
+        return []
+    frozen = []
+    for i in range(max(depth, 1), 5):
+        for p in getattr(encoder, f"layer{i}").parameters():
+            p.requires_grad_(False)
+        frozen.append(f"layer{i}")
+    return frozen
 
 
 def pad_to_multiple(x: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:

@@ -23,7 +23,7 @@ import segmentation_models_pytorch as smp
 from torch import Tensor, nn
 
 from rsfuse.errors import ConfigError
-from rsfuse.models.segmentation import pad_to_multiple
+from rsfuse.models.segmentation import freeze_unused_stages, pad_to_multiple
 
 __all__ = [
     "CromSSUNet",
@@ -63,7 +63,7 @@ def build_unet(
         raise ConfigError(
             f"{len(dec)} decoder_channels for encoder_depth {encoder_depth}", "decoder_channels"
         )
-    return smp.Unet(
+    net = smp.Unet(
         encoder_name=encoder,
         encoder_weights=None,
         encoder_depth=encoder_depth,
@@ -71,6 +71,8 @@ def build_unet(
         in_channels=in_channels,
         classes=num_classes,
     )
+    freeze_unused_stages(net.encoder)  # kept for their keys, never run (DDP needs them out)
+    return net
 
 
 class CromSSUNet(nn.Module):

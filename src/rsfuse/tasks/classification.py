@@ -385,7 +385,7 @@ class MultiLabelClassificationTask(RsfuseModule):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         loss, logits, target = self._shared_step(batch)
         bs = target.shape[0]
-        self.log("val/loss", loss, prog_bar=True, batch_size=bs, sync_dist=True)
+        self.log_mean("val/loss", loss, bs, prog_bar=True)
         scores = logits.sigmoid()
         self.val_metrics.update(scores, target.long())
         self._update_subsets("val", scores, target, clouded_samples(batch))
@@ -404,11 +404,16 @@ class MultiLabelClassificationTask(RsfuseModule):
             self._subset_counts[key] = self._subset_counts.get(key, torch.zeros_like(n)) + n
 
     def _log_subsets(self, stage: str) -> None:
-        """Log and reset the subsets of ``stage`` that saw samples."""
+        """Log and reset the subsets of ``stage`` that saw samples on any rank (the counts
+        are summed over ranks first, so every rank computes the same metrics: their
+        ``compute`` gathers across ranks)."""
         for subset in CLOUD_SUBSETS:
             key = f"{stage}_{subset}"
             n = self._subset_counts.pop(key, None)
-            if n is not None and int(n) > 0:
+            n = torch.zeros((), device=self.device) if n is None else n.float()
+            if self._trainer is not None:
+                n = self.trainer.strategy.reduce(n, reduce_op="sum")
+            if int(n) > 0:
                 self.log_dict(self.subset_metrics[key].compute(), sync_dist=False)
             self.subset_metrics[key].reset()
 
@@ -422,7 +427,7 @@ class MultiLabelClassificationTask(RsfuseModule):
         if self.test_drop:
             batch = drop_modalities(batch, self.test_drop)
         loss, logits, target = self._shared_step(batch)
-        self.log("test/loss", loss, batch_size=target.shape[0], sync_dist=True)
+        self.log_mean("test/loss", loss, target.shape[0])
         scores = logits.sigmoid()
         self.test_metrics.update(scores, target.long())
         self.test_per_class_ap.update(scores, target.long())

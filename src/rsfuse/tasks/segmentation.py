@@ -265,11 +265,15 @@ class SegmentationTask(RsfuseModule):
 
     def loss(self, logits: Tensor, target: Tensor) -> Tensor:
         """``ce_weight · CE + dice_weight · Dice`` over labelled pixels of [B, K, H, W] vs
-        [B, H, W]; zero (with a graph) when every pixel is unlabelled."""
+        [B, H, W]; zero (with a graph) when every pixel is unlabelled.
+
+        CE is the mean over labelled pixels, computed as their sum over ``max(count, 1)``:
+        without labelled pixels it is 0 instead of 0/0, with no test of the value on the
+        host (no synchronisation with the GPU inside the step); smp's Dice is 0 then too.
+        """
         hp = self.hparams
-        ce = F.cross_entropy(logits, target, ignore_index=self.ignore_index)
-        if not torch.isfinite(ce):  # no labelled pixel in the batch: CE is 0/0
-            return logits.sum() * 0.0
+        ce_sum = F.cross_entropy(logits, target, ignore_index=self.ignore_index, reduction="sum")
+        ce = ce_sum / (target != self.ignore_index).sum().clamp_min(1)
         return hp.ce_weight * ce + hp.dice_weight * self.dice(logits, target)
 
     # ------------------------------------------------------------------ steps
@@ -283,7 +287,7 @@ class SegmentationTask(RsfuseModule):
         logits = self(batch)
         target = batch["mask"]
         loss = self.loss(logits, target)
-        self.log("val/loss", loss, prog_bar=True, batch_size=logits.shape[0], sync_dist=True)
+        self.log_mean("val/loss", loss, logits.shape[0], prog_bar=True)
         pred = logits.argmax(dim=1)
         self.val_cm.update(pred, target)
         self._update_subsets("val", pred, target, batch)
@@ -304,7 +308,7 @@ class SegmentationTask(RsfuseModule):
             batch = drop_modalities(batch, self.test_drop)
         logits = self(batch)
         target = batch["mask"]
-        self.log("test/loss", self.loss(logits, target), batch_size=logits.shape[0])
+        self.log_mean("test/loss", self.loss(logits, target), logits.shape[0])
         pred = logits.argmax(dim=1)
         self.test_cm.update(pred, target)
         if clear is not None:

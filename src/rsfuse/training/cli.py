@@ -15,6 +15,11 @@ starts.
 Every run can be resumed exactly (:mod:`rsfuse.training.resume`): checkpoints go to
 ``<default_root_dir>/checkpoints/``, carry the random state, and ``--ckpt_path last`` is the
 newest ``last.ckpt`` there.
+
+Every run also has a top-level ``speed`` section (:class:`~rsfuse.training.speed.
+SpeedSettings`, a callback LightningCLI adds to the trainer): the fast GPU defaults —
+``torch.compile``, channels-last ConvNets, fused optimiser, pinned loader memory, TF32 —
+each ``null`` (on for CUDA) or ``true`` / ``false``, e.g. ``--speed.compile=false``.
 """
 
 from __future__ import annotations
@@ -40,7 +45,8 @@ __all__ = ["BuiltRun", "RsfuseCLI", "build_run", "resolve_config_args", "run_cli
 
 class RsfuseCLI(LightningCLI):
     """LightningCLI over any rsfuse LightningModule and LightningDataModule (subclass mode)
-    with the datamodule's bands linked into the model, and exact resume
+    with the datamodule's bands linked into the model, the ``speed`` section
+    (:class:`~rsfuse.training.speed.SpeedSettings`), and exact resume
     (:mod:`rsfuse.training.resume`): every run saves its random state
     (:class:`~rsfuse.training.resume.ExactResume`), writes ``last.ckpt`` (a
     :class:`~rsfuse.training.resume.LastCheckpoint` unless the config has a checkpoint
@@ -48,6 +54,9 @@ class RsfuseCLI(LightningCLI):
     means the newest last checkpoint there."""
 
     def add_arguments_to_parser(self, parser: Any) -> None:
+        from rsfuse.training.speed import SpeedSettings
+
+        parser.add_lightning_class_args(SpeedSettings, "speed")
         for key in LINKED:
             parser.link_arguments(
                 f"data.init_args.{key}", f"model.init_args.{key}", apply_on="parse"

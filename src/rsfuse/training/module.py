@@ -12,6 +12,15 @@
   gradient accumulation, timm's cosine schedules stepped by :meth:`lr_scheduler_step`;
 * **progress counters**: :attr:`total_steps`, :attr:`steps_per_epoch` and
   :meth:`fractional_epoch`, read once per fit;
+* **means over a whole split** (:meth:`log_mean`): validation / test losses averaged over
+  every sample of every rank, exactly — Lightning's ``sync_dist=True`` mean divides by
+  an integer-truncated average sample count when ranks score different numbers of samples;
+* **logging without host syncs**: :meth:`log` keeps Python numbers (learning rates,
+  momenta, temperatures logged every step) on the host, where Lightning would copy each to
+  the GPU — a copy that waits for every queued kernel;
+* the **fast GPU switches** of the run's ``speed`` section
+  (:class:`~rsfuse.training.speed.SpeedSettings`, set as :attr:`speed` before the
+  optimiser is built): the fused optimiser is chosen here;
 * **encoder export** in one format (safetensors + JSON with the encoder's constructor,
   sensor and bands; :func:`rsfuse.models.checkpoints.export_encoder`), printed where it
   went: :meth:`write_encoder`.
@@ -23,11 +32,13 @@ training batches a second time.
 
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 from typing import Any
 
+import torch
 from lightning import LightningModule
-from torch import nn
+from torch import Tensor, nn
 
 from rsfuse.errors import ConfigError
 from rsfuse.inputs import InputSpec
@@ -48,6 +59,10 @@ class RsfuseModule(LightningModule):
     augments_views: bool = False
 
     _input_spec: InputSpec | None = None
+
+    #: The run's resolved ``speed`` switches (:class:`~rsfuse.training.speed.ResolvedSpeed`),
+    #: set by :class:`~rsfuse.training.speed.SpeedSettings`; None outside such a run.
+    speed: Any = None
 
     # ------------------------------------------------------------------ input
     def set_input_spec(self, spec: InputSpec) -> None:
@@ -117,7 +132,8 @@ class RsfuseModule(LightningModule):
         return self
 
     def configure_optimizers(self) -> dict[str, Any]:
-        cfg = configure(self.optimized_module(), self.optim_settings(), self.trainer)
+        fused = getattr(self.speed, "fused_optimizer", None)
+        cfg = configure(self.optimized_module(), self.optim_settings(), self.trainer, fused)
         self._lr_interval = cfg.get("lr_scheduler", {}).get("interval", "step")
         return cfg
 
@@ -125,6 +141,43 @@ class RsfuseModule(LightningModule):
         """Step timm's schedulers by optimiser step or epoch, torch's by metric."""
         interval = getattr(self, "_lr_interval", "step")
         step_scheduler(scheduler, interval, self.global_step, self.current_epoch + 1, metric)
+
+    # ------------------------------------------------------------------ logging
+    def log_mean(self, name: str, value: Tensor, batch_size: int, **kwargs: Any) -> None:
+        """Log ``name`` as the mean of ``value`` over every sample of the split, on all
+        ranks: ``Σ value_b · n_b / Σ n_b`` over the batches ``b`` of every rank, reduced by
+        :class:`~rsfuse.metrics.split_mean.SplitMean` when the epoch ends (sums of values and
+        of counts: exact under DDP, and no host read per batch). ``value`` is a batch mean;
+        ``kwargs`` go to :meth:`log` (e.g. ``prog_bar``).
+        """
+        from rsfuse.metrics.split_mean import SplitMean
+
+        means = self.__dict__.get("_modules", {}).get("split_means")
+        if means is None:
+            means = nn.ModuleDict()
+            self.split_means = means
+        key = name.replace(".", "_")
+        if key not in means:
+            means[key] = SplitMean().to(value.device)
+        metric = means[key]
+        metric.update(value, batch_size)
+        self.log(
+            name, metric, on_step=False, on_epoch=True, batch_size=batch_size,
+            metric_attribute=f"split_means.{key}", **kwargs,
+        )  # fmt: skip
+
+    def log(self, name: str, value: Any, *args: Any, **kwargs: Any) -> None:
+        """``LightningModule.log``, with a Python number kept on the host as a 0-d CPU
+        tensor instead of being copied to the module's device (a blocking host-to-device
+        copy per call and step). Values reduced across ranks (``sync_dist=True``) go as
+        Lightning sends them."""
+        if (
+            isinstance(value, numbers.Real)
+            and not isinstance(value, bool)
+            and not kwargs.get("sync_dist", False)
+        ):
+            value = torch.tensor(float(value), dtype=torch.get_default_dtype())
+        super().log(name, value, *args, **kwargs)
 
     # ------------------------------------------------------------------ progress
     def on_fit_start(self) -> None:

@@ -65,7 +65,8 @@ def build_optimizer(
     weight_decay=1e-8)``); ``adamw`` decouples the decay (MAE, MoCo v3, DINO, MGSViT).
 
     Args:
-        fused: use the fused CUDA kernel (default: on when every parameter is on a GPU).
+        fused: the fused Adam(W) kernel (``None``: on when every parameter is on a GPU;
+            ``True`` also on a CPU, where PyTorch has one too; SGD is never fused here).
 
     Raises:
         ConfigError: unknown optimiser name.
@@ -73,7 +74,7 @@ def build_optimizer(
     groups = param_groups(module, weight_decay)
     params = [p for g in groups for p in g["params"]]
     on_cuda = bool(params) and all(p.is_cuda for p in params)
-    use_fused = on_cuda if fused is None else fused and on_cuda
+    use_fused = on_cuda if fused is None else bool(fused) and bool(params)
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=use_fused or None)
     if name == "adam":
@@ -167,11 +168,14 @@ class OptimSettings:
             )
 
 
-def configure(module: nn.Module, settings: OptimSettings, trainer: Any) -> dict[str, Any]:
+def configure(
+    module: nn.Module, settings: OptimSettings, trainer: Any, fused: bool | None = None
+) -> dict[str, Any]:
     """What ``LightningModule.configure_optimizers`` returns for ``settings``.
 
     The optimiser holds ``module``'s trainable parameters; the schedule is built for the
-    trainer's length (``estimated_stepping_batches`` and ``max_epochs``).
+    trainer's length (``estimated_stepping_batches`` and ``max_epochs``). ``fused``: see
+    :func:`build_optimizer` (the run's ``speed.fused_optimizer`` switch).
     """
     settings.check()
     lr = settings.lr
@@ -184,6 +188,7 @@ def configure(module: nn.Module, settings: OptimSettings, trainer: Any) -> dict[
         weight_decay=settings.weight_decay,
         betas=tuple(settings.betas),
         momentum=settings.momentum,
+        fused=fused,
     )
     if settings.schedule == "constant":
         return {"optimizer": opt}

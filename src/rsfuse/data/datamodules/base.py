@@ -16,6 +16,21 @@ records the epoch and the samples already consumed (``train_order``), so a run r
 mid-epoch reads the rest of the same permutation. Every loader has its own generator: no
 loader draws from the global random state (which a checkpoint restores, see
 :mod:`rsfuse.training.resume`).
+
+Loaders pin their batches when the run's ``speed.pin_memory`` switch is on (set as
+:attr:`RsfuseDataModule.pin_memory` by :class:`~rsfuse.training.speed.SpeedSettings`; on by
+default on a GPU, so Lightning's non-blocking copy overlaps the step), keep their workers
+between epochs and prefetch ``prefetch_factor`` batches per worker. Under DDP the
+validation and test loaders give each sample to exactly one rank
+(Lightning's ``UnrepeatedDistributedSampler``): a split's metrics, accumulated over all
+ranks, then equal the single-process metrics — the default ``DistributedSampler`` would
+pad the split with repeated samples to equal lengths.
+
+When the run trains on a CPU with loader workers (the ``speed.transforms_in_workers``
+switch, on by default there), normalisation and augmentation run in the workers instead,
+right after collation (:class:`WorkerTransforms`): the "device" is then the main process's
+CPU, and the workers prepare the next batches while it computes the step, instead of the
+step waiting for them. Batches are the same either way.
 """
 
 from __future__ import annotations
@@ -25,16 +40,16 @@ from typing import Any
 
 import torch
 from lightning import LightningDataModule
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from rsfuse.data.clouds import CloudValidity
 from rsfuse.data.datamodules.sampler import ResumableSampler
 from rsfuse.data.sample import Batch, collate
 from rsfuse.data.transforms import BatchAugmentation, Normalize, RandomClouds, RandomSensorDrop
-from rsfuse.errors import ConfigError
+from rsfuse.errors import ConfigError, DataError
 from rsfuse.inputs import InputSpec
 
-__all__ = ["RsfuseDataModule"]
+__all__ = ["RsfuseDataModule", "WorkerTransforms"]
 
 
 class RsfuseDataModule(LightningDataModule):
@@ -49,6 +64,13 @@ class RsfuseDataModule(LightningDataModule):
     validity: CloudValidity = CloudValidity("none")
     #: clouds pasted onto raw training batches, before normalisation (or None)
     cloud_augmentation: RandomClouds | None = None
+    #: pin loader batches (the run's ``speed.pin_memory``; off outside such a run).
+    pin_memory: bool = False
+    #: batches each loader worker keeps ready (None: PyTorch's default, 2).
+    prefetch_factor: int | None = None
+    #: normalise / augment in the loader workers (the run's ``speed.transforms_in_workers``:
+    #: CPU runs with workers); else after the transfer to the device.
+    transforms_in_workers: bool = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -112,18 +134,36 @@ class RsfuseDataModule(LightningDataModule):
             )
 
     # ------------------------------------------------------------------ loaders
+    @property
+    def _in_workers(self) -> bool:
+        return bool(self.transforms_in_workers and self.num_workers > 0)
+
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         ds = self.split_dataset(split)
-        sampler = self._training_order(ds) if shuffle else None
+        sampler = self._training_order(ds) if shuffle else _unrepeated_sampler(ds)
+        collate_fn: Any = collate
+        if self._in_workers:
+            train = split == "train"
+            collate_fn = WorkerTransforms(
+                self.normalize,
+                self.augmentation if train else None,
+                self.cloud_augmentation if train else None,
+            )
         return DataLoader(
             ds,
             batch_size=self.batch_size,
             sampler=sampler,
             num_workers=self.num_workers,
-            collate_fn=collate,
+            collate_fn=collate_fn,
+            pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
+            prefetch_factor=self.prefetch_factor if self.num_workers > 0 else None,
             drop_last=shuffle and len(ds) > self.batch_size,  # type: ignore[arg-type]
-            generator=sampler.generator if sampler else torch.Generator().manual_seed(run_seed()),
+            generator=(
+                sampler.generator
+                if isinstance(sampler, ResumableSampler)
+                else torch.Generator().manual_seed(run_seed())
+            ),
         )
 
     def _training_order(self, ds: Dataset) -> ResumableSampler:
@@ -154,9 +194,39 @@ class RsfuseDataModule(LightningDataModule):
         return self._loader("test", shuffle=False)
 
     # ------------------------------------------------------------------ device side
+    def transfer_batch_to_device(
+        self, batch: Any, device: torch.device, dataloader_idx: int
+    ) -> Any:
+        """Move a batch of the rsfuse contract to ``device``: its tensors and ``present``
+        flags (non-blocking: pinned batches overlap the step), ``meta`` as it is.
+
+        Lightning's generic transfer walks every entry of every ``meta`` dict in Python each
+        step; anything else than this contract still goes that way.
+        """
+        if not isinstance(batch, dict):
+            return super().transfer_batch_to_device(batch, device, dataloader_idx)
+        nb = device.type != "cpu"
+        out: dict[str, Any] = {}
+        for k, v in batch.items():
+            if isinstance(v, torch.Tensor):
+                out[k] = v.to(device, non_blocking=nb)
+            elif k == "meta":
+                out[k] = v
+            elif k == "present" and isinstance(v, dict):
+                out[k] = {
+                    m: f.to(device, non_blocking=nb) if isinstance(f, torch.Tensor) else f
+                    for m, f in v.items()
+                }
+            else:
+                out[k] = super().transfer_batch_to_device(v, device, dataloader_idx)
+        return out
+
     def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
         """Paste clouds on raw training batches, normalise every batch on its device,
-        augment training batches."""
+        augment training batches (unless the loader workers did all three:
+        :attr:`transforms_in_workers`)."""
+        if self._in_workers:
+            return batch
         trainer = getattr(self, "trainer", None)
         training = trainer is not None and trainer.training
         if training and self.cloud_augmentation is not None:
@@ -224,3 +294,54 @@ def run_seed() -> int:
     """The run's seed (``seed_everything``; Lightning's ``PL_GLOBAL_SEED``), else 0 — the
     same on every rank, as Lightning's own distributed sampler."""
     return int(os.environ.get("PL_GLOBAL_SEED", 0))
+
+
+class WorkerTransforms:
+    """A loader's ``collate_fn`` that also pastes clouds, normalises and augments (training
+    batches), in the worker process:
+    ``augmentation(normalize(cloud_augmentation(collate(samples))))``.
+
+    Args:
+        normalize: the datamodule's :class:`~rsfuse.data.transforms.Normalize`.
+        augmentation: its training augmentation, or None (validation / test loaders).
+        cloud_augmentation: its :class:`~rsfuse.data.transforms.RandomClouds` on raw
+            training batches, or None.
+    """
+
+    def __init__(
+        self,
+        normalize: Normalize,
+        augmentation: BatchAugmentation | None,
+        cloud_augmentation: RandomClouds | None = None,
+    ) -> None:
+        self.normalize = normalize
+        self.augmentation = augmentation
+        self.cloud_augmentation = cloud_augmentation
+
+    def __call__(self, samples: Any) -> Batch:
+        with torch.no_grad():
+            batch = collate(samples)
+            if self.cloud_augmentation is not None:
+                batch = self.cloud_augmentation(batch)
+            batch = self.normalize(batch)
+            return self.augmentation(batch) if self.augmentation is not None else batch
+
+
+def _unrepeated_sampler(ds: Dataset) -> Sampler | None:
+    """Under DDP: a sampler that gives every sample of ``ds`` to exactly one rank, in order
+    (rank ``r`` reads ``r, r + W, r + 2W …``; ranks may get one sample more or less), so
+    nothing is evaluated twice. None without DDP (the loader reads ``ds`` in order)."""
+    from rsfuse.distributed import is_distributed, world_size
+
+    if not is_distributed() or world_size() == 1:
+        return None
+    from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+
+    n = len(ds)  # type: ignore[arg-type]
+    if 0 < n < world_size():
+        raise DataError(
+            f"an evaluation split of {n} sample(s) cannot be shared by {world_size()} "
+            "processes (each needs at least one); evaluate with --trainer.devices=1 or "
+            "hold out more samples"
+        )
+    return UnrepeatedDistributedSampler(ds, shuffle=False)
