@@ -257,3 +257,33 @@ def test_datamodule_options_build_robust_training(ben_v2_root: Path) -> None:
     dm.setup("test")
     sample = dm.datasets["test"][0]
     assert sample["valid"].shape == (120, 120)
+
+
+def test_store_batches_carry_the_same_validity_as_the_reader(
+    ben_v2_root: Path, ben_v2_store: Path
+) -> None:
+    """The store's batched read (``__getitems__``) must not bypass the validity wrapper, and
+    the store keeps the dataset's cloud flag for ``clouds="metadata"``."""
+    from rsfuse.data.datamodules import BigEarthNetDataModule
+
+    flagged = 0
+    for clouds in ("detector", "metadata"):
+        kw = {"clouds": clouds, "include_cloudy": True, "batch_size": 64, "num_workers": 0}
+        via_store = BigEarthNetDataModule(str(ben_v2_root), store=str(ben_v2_store), **kw)
+        via_tif = BigEarthNetDataModule(str(ben_v2_root), **kw)
+        for split in ("train", "val", "test"):
+            batches = []
+            for dm in (via_store, via_tif):
+                loader = dm._loader(split, shuffle=False)
+                batches.append(next(iter(loader)))
+            ids = [[m["id"] for m in b["meta"]] for b in batches]
+            assert sorted(ids[0]) == sorted(ids[1])
+            order = [ids[1].index(i) for i in ids[0]]
+            absent = [~b["present"]["s2"] for b in batches]
+            assert torch.equal(absent[0], absent[1][order])
+            if clouds == "detector":
+                assert torch.equal(batches[0]["valid"], batches[1]["valid"][order])
+            else:
+                assert "valid" not in batches[0]
+                flagged += int(absent[0].sum())
+    assert flagged > 0, "the synthetic world flags some patches cloudy"

@@ -73,8 +73,11 @@ def scene(tmp_path: Path) -> dict[str, Any]:
     }
 
 
-def fake_checkpoint(task: torch.nn.Module, path: Path, patch_size: int, stats: str) -> Path:
-    """A Lightning-style checkpoint of ``task`` with an rsfuse datamodule state."""
+def fake_checkpoint(
+    task: torch.nn.Module, path: Path, patch_size: int, stats: str, clouds: dict | None = None
+) -> Path:
+    """A Lightning-style checkpoint of ``task`` with an rsfuse datamodule state (``clouds``:
+    the S2 validity rule the datamodule records, ``CloudValidity.describe()``)."""
     norm = Normalize.from_stats(stats, task.s2_band_names, s1="s1" in task.modalities)
     ckpt = {
         "state_dict": {"model." + k: v for k, v in task.model.state_dict().items()},
@@ -83,6 +86,8 @@ def fake_checkpoint(task: torch.nn.Module, path: Path, patch_size: int, stats: s
         "global_step": 30,
         "SegmentationDataModule": {"normalization": norm.describe(), "patch_size": patch_size},
     }
+    if clouds is not None:
+        ckpt["SegmentationDataModule"]["clouds"] = clouds
     torch.save(ckpt, path)
     return path
 

@@ -176,8 +176,10 @@ def test_predict_routes_as_the_task(tmp_path: Path) -> None:
     from tests.inference.conftest import fake_checkpoint, scene_arrays, write_raster
 
     task = _seg()
+    rule = {"source": "detector", "max_cloud_fraction": 0.5, "dilate": 2}  # trained with validity
     bundle = export_bundle(
-        fake_checkpoint(task, tmp_path / "c.ckpt", 64, "ssl4eo-s12-l1c"), tmp_path / "b"
+        fake_checkpoint(task, tmp_path / "c.ckpt", 64, "ssl4eo-s12-l1c", clouds=rule),
+        tmp_path / "b",
     )
     a = scene_arrays(64, 64)
     cloud = np.zeros((64, 64), np.uint8)

@@ -418,7 +418,9 @@ class ValidityDataset(Dataset):
         return self.validity.apply(dict(self.dataset[index]), self.band_names)
 
     def __getattr__(self, name: str) -> Any:
-        # reader attributes (sample_ids, classes, plot …) stay reachable through the wrapper
-        if name == "dataset":
+        # reader attributes (sample_ids, classes, plot …) stay reachable through the wrapper;
+        # special names (``__getitems__``: the store's batched read) are not, or a loader
+        # would read the wrapped dataset directly and skip the validity
+        if name == "dataset" or name.startswith("__"):
             raise AttributeError(name)
         return getattr(self.dataset, name)

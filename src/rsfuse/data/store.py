@@ -631,6 +631,9 @@ class StoreDataset(Dataset[Sample]):
         self._s2_ids = np.array([s.encode() for s in sub["s2_id"].fillna("")], dtype=np.bytes_)
         self._crs = np.array([s.encode() for s in sub["crs"].fillna("")], dtype=np.bytes_)
         self._transform = sub[[f"t{k}" for k in range(6)]].to_numpy(dtype=np.float64)
+        # the dataset's flags, as the readers' ``meta["cloudy"]`` (clouds="metadata") / ["snow"]
+        self._cloudy = sub["cloud"].to_numpy(dtype=bool)
+        self._snow = sub["snow"].to_numpy(dtype=bool)
         if len(self._rows) == 0:
             raise DataError(f"split {split!r} has no samples", path=self.files.path(INDEX))
         self._arrays: dict[str, ShardedArray] | None = None
@@ -713,6 +716,8 @@ class StoreDataset(Dataset[Sample]):
             "s2_id": self._s2_ids[index].decode(),
             "crs": crs or None,
             "transform": tuple(float(v) for v in self._transform[index]),
+            "cloudy": bool(self._cloudy[index]),
+            "snow": bool(self._snow[index]),
         }
         return sample
 
@@ -776,6 +781,8 @@ class StoreDataset(Dataset[Sample]):
         s2_ids = self._s2_ids[idx].tolist()
         crs = self._crs[idx].tolist()
         transform = self._transform[idx].tolist()
+        cloudy = self._cloudy[idx].tolist()
+        snow = self._snow[idx].tolist()
         batch["meta"] = [
             {
                 "id": ids[b],
@@ -783,6 +790,8 @@ class StoreDataset(Dataset[Sample]):
                 "s2_id": s2_ids[b].decode(),
                 "crs": crs[b].decode() or None,
                 "transform": tuple(transform[b]),
+                "cloudy": cloudy[b],
+                "snow": snow[b],
             }
             for b in range(bsz)
         ]

@@ -31,8 +31,10 @@ report lists it under ``input_warnings``), or a :class:`~rsfuse.errors.DataError
 ``--strict``.
 
 Cloud-aware routing (models that take S1 and S2), the same as in training and evaluation
-(:mod:`rsfuse.data.clouds`): every window carries its S2 validity (``valid`` = not under
-cloud, ``--clouds``, and S2 has data), so the model zeroes S2 where it is invalid;
+(:mod:`rsfuse.data.clouds`): for a model trained with S2 validity (a ``clouds`` rule in its
+bundle) every window carries its validity (``valid`` = not under cloud, ``--clouds``, and S2
+has data), so the model zeroes S2 where it is invalid, as in training; a model trained
+without one reads S2 as it is;
 pixels under cloud or without S2 data go through the model's S1-only path (S2 marked
 absent: GMU presence flags, zeroed early-fusion channels, exactly as ``RandomSensorDrop``
 trains it), pixels without S1 data through the S2-only path. A window holding several
@@ -167,6 +169,19 @@ def path_map(
     return out
 
 
+#: ``--cloud-threshold`` of a bundle without a recorded S2 validity rule (exported before
+#: rsfuse recorded one): the earlier default of ``rsfuse predict``.
+LEGACY_CLOUD_THRESHOLD = 0.1
+
+
+def trained_with_validity(bundle: Bundle) -> bool:
+    """Whether the bundle's model was trained on samples carrying S2 validity (a ``clouds``
+    rule other than ``none`` in its data config): only then does it see invalid S2 pixels
+    zeroed at inference (:func:`rsfuse.models.fusion.sensor_input`)."""
+    rule = bundle.config.get("clouds") or {}
+    return str(rule.get("source", "none")) != "none"
+
+
 class WindowModel:
     """Runs a bundle's model on windows of raw inputs with given paths.
 
@@ -183,6 +198,9 @@ class WindowModel:
         self.normalize = bundle.normalize.to(device)
         self.autocast = precision == "bf16" and device.type == "cuda"
         self.mods = bundle.modalities
+        #: the model was trained with S2 validity (zeroed invalid S2 pixels): windows pass
+        #: theirs; otherwise S2 goes in as it is, as in the model's training and evaluation
+        self.uses_validity = trained_with_validity(bundle)
 
     @torch.inference_mode()
     def __call__(
@@ -209,7 +227,7 @@ class WindowModel:
             batch["s2"] = torch.from_numpy(s2).to(self.device, non_blocking=True)
             flags = [p in (BOTH, S2_ONLY) for p in paths]
             batch["present"]["s2"] = torch.tensor(flags, device=self.device)
-            if valid is not None:
+            if valid is not None and self.uses_validity:
                 batch["valid"] = torch.from_numpy(valid).to(self.device, non_blocking=True)
         if "s1" in self.mods:
             assert s1 is not None
@@ -537,8 +555,13 @@ def _classify(
     threshold = float(bundle.config.get("threshold") or 0.5)
     max_cloud = opts.cloud_threshold
     if max_cloud is None:
-        rule = bundle.config.get("clouds") or {}
-        max_cloud = float(rule.get("max_cloud_fraction", DEFAULT_MAX_CLOUD_FRACTION))
+        rule = bundle.config.get("clouds")
+        # bundles exported before the S2 validity rule was recorded keep their old default
+        max_cloud = (
+            LEGACY_CLOUD_THRESHOLD
+            if rule is None
+            else float(rule.get("max_cloud_fraction", DEFAULT_MAX_CLOUD_FRACTION))
+        )
     mods = set(bundle.modalities)
     cells: list[dict[str, Any]] = []
     counts = dict.fromkeys(PATH_CODES, 0)

@@ -388,7 +388,8 @@ class MultiLabelClassificationTask(RsfuseModule):
         self.log_mean("val/loss", loss, bs, prog_bar=True)
         scores = logits.sigmoid()
         self.val_metrics.update(scores, target.long())
-        self._update_subsets("val", scores, target, clouded_samples(batch))
+        if self.scores_cloud_subsets(batch):
+            self._update_subsets("val", scores, target, clouded_samples(batch))
 
     def _update_subsets(
         self, stage: str, scores: Tensor, target: Tensor, clouded: Tensor | None
@@ -423,7 +424,7 @@ class MultiLabelClassificationTask(RsfuseModule):
         self._log_subsets("val")
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        clouded = clouded_samples(batch)
+        clouded = clouded_samples(batch) if self.scores_cloud_subsets(batch) else None
         if self.test_drop:
             batch = drop_modalities(batch, self.test_drop)
         loss, logits, target = self._shared_step(batch)

@@ -240,8 +240,9 @@ class SegmentationTask(RsfuseModule):
 
     def _update_subsets(self, stage: str, pred: Tensor, target: Tensor, batch: dict) -> None:
         """Confusion matrices of the clear and the clouded pixels (when S2 validity is
-        known: a ``valid`` mask or an S2 presence flag)."""
-        clear = clear_pixels(batch)
+        known: a ``valid`` mask or an S2 presence flag, and the datamodule has a validity
+        rule, :attr:`score_cloud_subsets`)."""
+        clear = clear_pixels(batch) if self.scores_cloud_subsets(batch) else None
         if clear is None:
             return
         ignore = self.ignore_index
@@ -303,7 +304,7 @@ class SegmentationTask(RsfuseModule):
         self.last_val_subsets = self._log_subsets("val")
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        clear = clear_pixels(batch)
+        clear = clear_pixels(batch) if self.scores_cloud_subsets(batch) else None
         if self.test_drop:
             batch = drop_modalities(batch, self.test_drop)
         logits = self(batch)

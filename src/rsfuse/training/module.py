@@ -103,6 +103,18 @@ class RsfuseModule(LightningModule):
         out["present"] = {m: present[m] for m in self.modalities if m in present}
         return out
 
+    #: see :meth:`setup` (None: no datamodule with a validity rule; a batch with a ``valid``
+    #: mask is then scored by subsets, see :meth:`scores_cloud_subsets`)
+    score_cloud_subsets: bool | None = None
+
+    def scores_cloud_subsets(self, batch: dict) -> bool:
+        """Whether evaluation scores the clear and the clouded subsets of ``batch``: when the
+        datamodule has a validity rule (:attr:`score_cloud_subsets`); without a datamodule
+        (plain loaders) when the batch carries a ``valid`` mask."""
+        if self.score_cloud_subsets is None:
+            return "valid" in batch
+        return self.score_cloud_subsets
+
     def setup(self, stage: str) -> None:
         """Compare the datamodule's input with the model's, once per stage.
 
@@ -115,6 +127,13 @@ class RsfuseModule(LightningModule):
         spec = getattr(dm, "input_spec", None)
         if isinstance(spec, InputSpec):
             spec.check_feeds(self.input_spec, f"the datamodule {type(dm).__name__}")
+        validity = getattr(dm, "validity", None)
+        # the datamodule gives its samples S2 validity (a ``clouds`` rule other than ``none``):
+        # the tasks then also score the clear and the clouded subsets. Decided here, from the
+        # configuration, so that every rank decides the same.
+        self.score_cloud_subsets = (
+            None if validity is None else getattr(validity, "source", "none") != "none"
+        )
         if stage == "fit" and self.augments_views and getattr(dm, "augmentation", None) is not None:
             raise ConfigError(
                 f"{type(self).__name__} augments its own views; the datamodule would augment "

@@ -176,7 +176,9 @@ class RandomClouds(nn.Module):
         dark = 0.35 + 0.25 * u[2]  # [B]
         x = s2 * torch.where(shadow[:, None], dark.view(b, 1, 1, 1), torch.ones((), device=dev))
         bright = 0.8 + 0.3 * torch.rand(b, 1, 1, 1, device=dev)
-        cloud = self.cloud.to(dev).view(1, -1, 1, 1) * bright  # [B, C, 1, 1]
+        if self.cloud.device != dev:  # once: no host-to-device copy per batch
+            self.to(dev)
+        cloud = self.cloud.view(1, -1, 1, 1) * bright  # [B, C, 1, 1]
         x = x * (1.0 - a[:, None]) + cloud * a[:, None]
         out["s2"] = x
         invalid = a > self.mask_opacity
