@@ -16,6 +16,7 @@ from rsfuse.data.transforms import Normalize
 from rsfuse.errors import ConfigError
 from rsfuse.weights import export_encoders, import_weights
 from rsfuse.weights.torchgeo_adapters import TORCHGEO_BIGEARTHNET_ORDER
+from tests.optional import optional_import
 from tests.weights import fakes
 from tests.weights.helpers import assert_same
 
@@ -152,7 +153,7 @@ def test_torchgeo_files_have_the_trainer_layout(tmp_path: Path) -> None:
 
 
 def test_torchgeo_trainers_load_the_export(tmp_path: Path) -> None:
-    tg = pytest.importorskip("torchgeo", reason="TorchGeo is the optional [bench] extra")
+    tg = optional_import("torchgeo", "bench")
     from torchgeo.trainers import MultiLabelClassificationTask, SemanticSegmentationTask
 
     from rsfuse.tasks.segmentation import SegmentationTask

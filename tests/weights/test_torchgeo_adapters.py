@@ -16,6 +16,7 @@ from rsfuse.weights.torchgeo_adapters import (
     stack_image,
     torchgeo_channels,
 )
+from tests.optional import optional_import
 
 L2A = bands.S2_L2A_ORDER
 
@@ -47,7 +48,7 @@ def tg_ben_v1(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _torchgeo():
-    return pytest.importorskip("torchgeo.datasets", reason="TorchGeo is the optional [bench] extra")
+    return optional_import("torchgeo.datasets", "bench")
 
 
 def test_torchgeo_bigearthnet_becomes_rsfuse_samples(tg_ben_v1: Path) -> None:
