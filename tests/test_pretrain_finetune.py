@@ -13,6 +13,7 @@ printed that it loaded exactly those files, with the bands their JSON lists.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import shlex
@@ -24,12 +25,14 @@ from rsfuse.training.configs import config_root
 
 ROOT = config_root()
 
-#: Appended to every documented ``rsfuse fit`` line: one epoch of two training batches and
-#: one validation batch (the quick run the READMEs name).
+#: Appended to every documented ``rsfuse fit`` line: the quick run the READMEs name (one epoch
+#: of two training batches of 2 samples, one validation batch, no sanity check).
 QUICK = [
     "--trainer.max_epochs=1",
     "--trainer.limit_train_batches=2",
     "--trainer.limit_val_batches=1",
+    "--trainer.num_sanity_val_steps=0",
+    "--data.init_args.batch_size=2",
 ]
 
 #: Locations synthesised per layout instead of the README's ``--n`` (enough for a training,
@@ -74,7 +77,7 @@ def walk_block(readme: str, pretrain: str) -> list[list[str]]:
 def _joined(argv: list[str]) -> set[str]:
     """``--key value`` pairs of ``argv`` written as ``--key=value``."""
     out = set(argv)
-    out.update(f"{a}={b}" for a, b in zip(argv, argv[1:], strict=False) if a.startswith("--"))
+    out.update(f"{a}={b}" for a, b in itertools.pairwise(argv) if a.startswith("--"))
     return out
 
 
@@ -103,7 +106,7 @@ def synth(argv: list[str], cache: dict[tuple[str, int], Path], factory, capsys) 
     key = (layout, n)
     if key not in cache:
         folder = factory.mktemp(layout) / "data"
-        args = [a for a in argv[1:]]
+        args = list(argv[1:])
         i = args.index("--n") if "--n" in args else args.index("-n")
         args[i + 1] = str(n)
         args[args.index("--root") + 1] = str(folder)
@@ -122,6 +125,8 @@ def test_documented_pretrain_then_finetune(
 
     readme, pretrains, finetune = WALKS[method]
     argvs = walk_block(readme, pretrains[0])
+    text = " ".join((ROOT / readme).read_text().split())
+    assert " ".join(QUICK) in text, f"{readme} does not document the quick-run flags {QUICK}"
     monkeypatch.chdir(tmp_path)
     exported: dict[Path, str] = {}  # resolved file → the pretraining config that wrote it
     loaded: list[tuple[Path, str]] = []

@@ -33,9 +33,10 @@ After training, :meth:`MGSViTPretraining.export_encoder` (called automatically a
 ``fit``) writes the encoder as safetensors with a JSON of its config and band order into the
 run folder: ``<trainer.default_root_dir>/encoders/mgsvit_c<N>_<modality>.safetensors``, or
 ``export_path`` (relative: under the run folder; absolute: as given)
-(:meth:`~rsfuse.training.module.RsfuseModule.export_target`), which :class:`~rsfuse.tasks.classification.MultiLabelClassificationTask`
-loads through ``encoder_checkpoints``. Each validation epoch writes a PNG of input, masked
-input and reconstruction (:func:`rsfuse.plots.reconstruction.plot_reconstruction`).
+(:meth:`~rsfuse.training.module.RsfuseModule.export_target`), which
+:class:`~rsfuse.tasks.classification.MultiLabelClassificationTask` loads through
+``encoder_checkpoints``. Each validation epoch writes a PNG of input, masked input and
+reconstruction (:func:`rsfuse.plots.reconstruction.plot_reconstruction`).
 """
 
 from __future__ import annotations
