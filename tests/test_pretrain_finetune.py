@@ -35,8 +35,8 @@ QUICK = [
     "--data.init_args.batch_size=2",
 ]
 
-#: Locations synthesised per layout instead of the README's ``--n`` (enough for a training,
-#: a validation and a health-check batch at the tiny batch size of 8).
+#: Locations synthesised per layout instead of the README's ``--n`` (enough for two training
+#: batches, a validation batch and the pretraining health checks' holdout).
 SMALL_N = {"bigearthnet-v2": 32, "noldo-s12": 8, "dfc2020": 12}
 
 #: method → (README, pretraining configs, fine-tuning config) as the README names them.
@@ -91,7 +91,7 @@ def _option(argv: list[str], name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def synthesised(tmp_path_factory) -> dict[tuple[str, int], Path]:
+def synthesised() -> dict[tuple[str, int], Path]:
     """Synthesised folders by (layout, n), shared by the walks of this module."""
     return {}
 
