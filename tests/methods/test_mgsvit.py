@@ -167,24 +167,25 @@ def test_fit_writes_pngs_and_an_encoder_the_gmu_classifier_loads(
             f"--data.init_args.root={ben_v2_root}",
             "--trainer.max_epochs=1", "--trainer.limit_train_batches=2",
             "--trainer.limit_val_batches=1", "--trainer.enable_progress_bar=false",
-            f"--trainer.default_root_dir={tmp_path / 'logs'}",
         ]
     )  # fmt: skip
-    s2 = tmp_path / "pretrained" / "mgsvit_c4_s2.safetensors"
+    # the config's run folder runs/mgsvit_c4_s2, its encoders/ (the path ssl/ configs read)
+    s2 = tmp_path / "runs" / "mgsvit_c4_s2" / "encoders" / "mgsvit_c4_s2.safetensors"
     meta = read_encoder_config(s2)
     assert meta is not None and meta["modality"] == "s2" and len(meta["bands"]) == 12
     assert meta["kwargs"]["shortcut_every"] == 4 and meta["global_step"] == 2
-    pngs = sorted(p.name for p in (tmp_path / "logs").rglob("reconstruction_*.png"))
+    pngs = sorted(p.name for p in (tmp_path / "runs").rglob("reconstruction_*.png"))
     assert pngs == ["reconstruction_s2_epoch000.png", "reconstruction_s2_final.png"]
 
     tiny = _tiny_cpu_pretrain(MGSVIT / "pretrain" / "c4_s1.yaml")["model"]["init_args"]
-    s1 = MGSViTPretraining(**tiny).export_encoder(tmp_path / "pretrained" / "mgsvit_c4_s1")
+    s1_dir = tmp_path / "runs" / "mgsvit_c4_s1" / "encoders"
+    s1 = MGSViTPretraining(**tiny).export_encoder(s1_dir / "mgsvit_c4_s1")
     assert s1.name == "mgsvit_c4_s1.safetensors"
 
     from rsfuse.training.configs import load_config
 
     cfg = load_config(MGSVIT / "ssl" / "ablation_base.yaml", MGSVIT / "overrides" / "tiny_cpu.yaml")
-    args = cfg["model"]["init_args"]  # encoder_checkpoints: pretrained/mgsvit_c4_{s1,s2}
+    args = cfg["model"]["init_args"]  # encoder_checkpoints: runs/mgsvit_c4_*/encoders/
     task = MultiLabelClassificationTask(**args)  # strict key check: no missing keys
     from safetensors.torch import load_file
 

@@ -269,9 +269,12 @@ def test_sweep_configs_build_with_the_tiny_override() -> None:
 
 
 @pytest.mark.parametrize("cfg", sorted((MGSVIT / "ssl").glob("*.yaml")), ids=lambda p: p.stem)
-def test_ssl_configs_fail_clearly_without_checkpoints(cfg: Path) -> None:
+def test_ssl_configs_fail_clearly_without_checkpoints(
+    cfg: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the configs' relative paths: nothing there
     args = _mgsvit_config(cfg)["model"]["init_args"]
-    with pytest.raises(CheckpointError, match=r"pretrained/mgsvit_.*not found"):
+    with pytest.raises(CheckpointError, match=r"runs/mgsvit_c\d_s\d/encoders/mgsvit_.*not found"):
         MultiLabelClassificationTask(**args)
 
 

@@ -115,6 +115,17 @@ def test_export_writes_the_one_format(tmp_path: Path, capsys: pytest.CaptureFixt
         assert torch.equal(state[k], v)
 
 
+def test_exports_go_into_the_run_folder(tmp_path: Path) -> None:
+    """None → <run folder>/encoders/<name>; relative → under the run folder; absolute kept."""
+    model = Tiny(OptimSettings())
+    run = tmp_path / "runs" / "x"
+    model._trainer = SimpleNamespace(default_root_dir=str(run))
+    assert model.export_target(None, "enc") == run / "encoders" / "enc"
+    assert model.export_target("out/enc.safetensors", "x") == run / "out" / "enc.safetensors"
+    absolute = tmp_path / "elsewhere" / "enc"
+    assert model.export_target(str(absolute), "x") == absolute
+
+
 def test_missing_input_spec_is_a_config_error() -> None:
     class NoSpec(RsfuseModule):
         pass

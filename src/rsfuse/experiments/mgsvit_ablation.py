@@ -17,8 +17,9 @@ on (:func:`rsfuse.experiments.protocols.train_and_score`)
 Writes ``results_runs.csv`` (one row per run and test set), ``results.csv`` and
 ``results.md`` (mean ± std over seeds of micro/macro mAP) and ``ablation.png`` (bar plot)
 into ``--out``. The SSL variants need encoder checkpoints from the MGSViT pretraining
-(the ``mgsvit/pretrain/*`` configs, or ``rsfuse experiment mgsvit-ssl``, which writes them),
-looked up under ``--pretrained``; while those files are absent the variants are listed as
+(the ``mgsvit/pretrain/*`` configs write them into their run folders,
+``runs/mgsvit_<c4|c0>_<s1|s2>/encoders/``), looked up under ``--pretrained`` (the folder
+those runs were started from); while those files are absent the variants are listed as
 pending.
 """
 
@@ -176,9 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=(
             "variants: "
             + "; ".join(f"{k} = {d} ({c})" for k, (c, d) in VARIANTS.items())
-            + ". The SSL variants need pretrained encoders under --pretrained "
-            "(rsfuse fit --config mgsvit/pretrain/c4_s1 etc., or the pretrained/ folder "
-            "`rsfuse experiment mgsvit-ssl` writes); without them they are listed as pending."
+            + ". The SSL variants need the encoders the mgsvit/pretrain configs write "
+            "(rsfuse fit --config mgsvit/pretrain/c4_s1 etc.: runs/mgsvit_c4_s1/encoders/...) "
+            "under --pretrained; without them they are listed as pending."
         ),
     )
     add_bigearthnet_arguments(p, n=1200)
@@ -215,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--pretrained",
         type=Path,
         default=Path("."),
-        help="folder the SSL configs' relative encoder checkpoint paths start from",
+        help="folder the SSL configs' relative encoder checkpoint paths start from: the one "
+        "the mgsvit/pretrain runs were started from (default: the working directory)",
     )
     return p
 

@@ -33,8 +33,10 @@ Validation reports per modality OA / mIoU against the noisy labels and, on synth
 against the clean ones (``mask_clean``); training logs the precision of the selection
 (weighted fraction of selected pixels whose noisy label is right) beside the noisy-label
 accuracy. At the end of ``fit`` each modality's encoder is exported with
-:func:`~rsfuse.models.checkpoints.export_encoder` to ``export_dir`` (a safetensors file and
-a JSON with the encoder name, modality and bands) for
+:func:`~rsfuse.models.checkpoints.export_encoder` into the run folder's ``encoders/`` (or
+``export_dir``: relative under the run folder ``trainer.default_root_dir``, absolute as
+given) as ``cromss_<variant>_<modality>.safetensors`` with a JSON of the encoder name,
+modality and bands for
 :class:`~rsfuse.tasks.segmentation.SegmentationTask` (``encoder_checkpoint``, no prefix).
 """
 
@@ -117,7 +119,9 @@ class CromSS(HealthChecked, RsfuseModule):
         absent_classes: 0/0 convention of the validation metrics
             (:func:`~rsfuse.metrics.segmentation.metrics_from_confusion`; ``"one"``, the
             CromSS code, or ``"exclude"``).
-        export_dir: folder for the encoders at the end of ``fit`` (None: no export).
+        export_dir: folder for the encoders at the end of ``fit``: ``None`` → ``encoders/``
+            in the run folder, a relative path under the run folder, an absolute one as
+            given.
         export_name: file stem prefix of the exported encoders (default: derived from the
             variant).
         channels_last: channels-last memory format (GPU).
@@ -381,5 +385,5 @@ class CromSS(HealthChecked, RsfuseModule):
         return paths
 
     def on_fit_end(self) -> None:
-        if self.hparams.export_dir and self.trainer.is_global_zero:
-            self.export_encoders(self.hparams.export_dir)
+        if self.trainer.is_global_zero:
+            self.export_encoders(self.export_target(self.hparams.export_dir, ""))

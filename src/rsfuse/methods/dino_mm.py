@@ -24,7 +24,8 @@ evaluation). Positions are GatedViT's fixed 2-D sin-cos embedding computed for e
 grid, so global and local crops need no interpolation of learned positions (DINO
 interpolates learned ones: a deliberate difference). At the end of
 ``fit`` the *teacher* backbone is exported (safetensors + JSON, the one encoder format) to
-``export_path``, or into the run folder's ``encoders/`` when none is given.
+the run folder (``<trainer.default_root_dir>/encoders/dino_mm_teacher.safetensors``, or
+``export_path``: relative under the run folder, absolute as given).
 """
 
 from __future__ import annotations
@@ -105,8 +106,9 @@ class DINOMM(HealthChecked, RsfuseModule):
         weight_decay: start of the weight-decay cosine (0.04).
         weight_decay_end: its end (0.4).
         clip_grad: per-parameter gradient-norm clip (3.0; 0 = off).
-        export_path: where to write the teacher backbone at the end of ``fit`` (``.safetensors``
-            or torch file), or ``None``.
+        export_path: where to write the teacher backbone at the end of ``fit``: ``None`` →
+            ``encoders/dino_mm_teacher`` in the run folder, a relative path under the run
+            folder, an absolute one as given.
         health_checks: pretraining health checks (:mod:`rsfuse.training.health`: k-NN
             probe and spread of the teacher's features, teacher entropy, KL teacher‖student):
             ``True`` (default), ``False`` or a dict of
@@ -326,10 +328,7 @@ class DINOMM(HealthChecked, RsfuseModule):
     def on_fit_end(self) -> None:
         if not self.trainer.is_global_zero:
             return
-        if self.hparams.export_path:
-            self.export_teacher(self.hparams.export_path)
-        elif self.trainer.log_dir:
-            self.export_teacher(Path(self.trainer.log_dir) / "encoders" / "dino_mm_teacher")
+        self.export_teacher(self.export_target(self.hparams.export_path, "dino_mm_teacher"))
 
     def export_teacher(self, path: str | Path) -> Path:
         """Write the teacher backbone (safetensors + JSON; loadable by

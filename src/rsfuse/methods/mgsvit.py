@@ -30,10 +30,13 @@ blur σ ∈ [0.1, 2] with p = 1.0 on the first view and 0.1 on the second, horiz
 ``"paper"`` is §4.4 as printed (brightness *or* contrast, blur p = 1.0 on both, no flip).
 
 After training, :meth:`MGSViTPretraining.export_encoder` (called automatically at the end of
-``fit`` when ``export_path`` is set) writes the encoder as safetensors with a JSON of its
-config and band order, which :class:`~rsfuse.tasks.classification.MultiLabelClassificationTask`
-loads through ``encoder_checkpoints``. Each validation epoch writes a PNG of input, masked
-input and reconstruction (:func:`rsfuse.plots.reconstruction.plot_reconstruction`).
+``fit``) writes the encoder as safetensors with a JSON of its config and band order into the
+run folder: ``<trainer.default_root_dir>/encoders/mgsvit_c<N>_<modality>.safetensors``, or
+``export_path`` (relative: under the run folder; absolute: as given)
+(:meth:`~rsfuse.training.module.RsfuseModule.export_target`), which
+:class:`~rsfuse.tasks.classification.MultiLabelClassificationTask` loads through
+``encoder_checkpoints``. Each validation epoch writes a PNG of input, masked input and
+reconstruction (:func:`rsfuse.plots.reconstruction.plot_reconstruction`).
 """
 
 from __future__ import annotations
@@ -120,8 +123,9 @@ class MGSViTPretraining(HealthChecked, RsfuseModule):
             printed); see :func:`~rsfuse.data.transforms.mgsvit_ssl_augmentation`.
         augmentation: a custom :class:`~rsfuse.data.transforms.BatchAugmentation` drawn
             once per view (overrides ``augmentation_recipe``).
-        export_path: where :meth:`export_encoder` writes at the end of ``fit`` (``None``:
-            don't).
+        export_path: where :meth:`export_encoder` writes at the end of ``fit``: ``None`` →
+            ``encoders/<export_name>`` in the run folder, a relative path under the run
+            folder, an absolute one as given.
         plot_dir: folder of the reconstruction PNGs (default: the trainer's log dir).
         plot_samples: samples per reconstruction PNG.
         health_checks: pretraining health checks (:mod:`rsfuse.training.health`: k-NN
@@ -319,10 +323,7 @@ class MGSViTPretraining(HealthChecked, RsfuseModule):
 
     def on_fit_end(self) -> None:
         if self.trainer.is_global_zero:
-            if self.hparams.export_path:
-                self.export_encoder(self.hparams.export_path)
-            elif self.trainer.log_dir:
-                self.export_encoder(Path(self.trainer.log_dir) / "encoders" / self.export_name)
+            self.export_encoder(self.export_target(self.hparams.export_path, self.export_name))
             batch = self._last_val_images()
             if batch is not None:
                 self.write_reconstruction_png(batch, "final")

@@ -16,7 +16,9 @@ intensity ops as DINO-MM's code (multiplicative brightness and contrast, graysca
 solarisation on the stacked channels), so the two methods differ only in their objective. AdamW with
 linear warm-up and cosine decay per step; ``lr × global batch / 256``. At the end of ``fit``
 the online (base) encoder, which MoCo v3 evaluates, is written with
-:func:`~rsfuse.models.checkpoints.save_encoder` when ``export_path`` is set.
+:meth:`~rsfuse.training.module.RsfuseModule.write_encoder` into the run folder
+(``<trainer.default_root_dir>/encoders/moco_mm_encoder.safetensors``, or ``export_path``:
+relative under the run folder, absolute as given).
 """
 
 from __future__ import annotations
@@ -80,7 +82,9 @@ class MoCoMM(HealthChecked, RsfuseModule):
         warmup_epochs: linear warm-up (MoCo v3: 40 of 300).
         weight_decay: AdamW weight decay (0.1).
         export_encoder: ``base`` (online encoder, MoCo v3's choice) or ``momentum``.
-        export_path: where to write the encoder at the end of ``fit``, or ``None``.
+        export_path: where to write the encoder at the end of ``fit``: ``None`` →
+            ``encoders/moco_mm_encoder`` in the run folder, a relative path under the run
+            folder, an absolute one as given.
         health_checks: pretraining health checks (:mod:`rsfuse.training.health`: k-NN
             probe and spread of the exported encoder's features): ``True`` (default),
             ``False`` or a dict of :class:`~rsfuse.training.health.HealthSettings` fields.
@@ -196,10 +200,7 @@ class MoCoMM(HealthChecked, RsfuseModule):
     def on_fit_end(self) -> None:
         if not self.trainer.is_global_zero:
             return
-        if self.hparams.export_path:
-            self.export(self.hparams.export_path)
-        elif self.trainer.log_dir:
-            self.export(Path(self.trainer.log_dir) / "encoders" / "moco_mm_encoder")
+        self.export(self.export_target(self.hparams.export_path, "moco_mm_encoder"))
 
     def optimized_module(self) -> nn.Module:
         """The online encoder, projector and predictor (the momentum copies follow by EMA)."""

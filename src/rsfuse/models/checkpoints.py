@@ -108,6 +108,15 @@ def check_encoder_bands(path: str | Path, expected: tuple[str, ...] | list[str])
         )
 
 
+def encoder_bands_note(path: str | Path, fed: tuple[str, ...] | list[str]) -> str:
+    """``""`` when the JSON beside ``path`` lists the bands ``fed`` (or there is no JSON);
+    otherwise ``"; the file was trained on <bands>"``, for the line that reports the load."""
+    meta = read_encoder_config(path)
+    if meta is None or "bands" not in meta or list(meta["bands"]) == list(fed):
+        return ""
+    return f"; the file was trained on {' '.join(map(str, meta['bands']))}"
+
+
 def read_state_dict(path: str | Path, prefix: str = "") -> dict[str, Tensor]:
     """Read the tensors of an encoder file, keeping the keys under ``prefix`` (stripped).
 

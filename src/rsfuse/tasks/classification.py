@@ -307,7 +307,8 @@ class MultiLabelClassificationTask(RsfuseModule):
         for k, name in names.items():
             check_encoder_bands(paths[name], expected[k])
             load_encoder(self.model.encoders[k], paths[name], prefix.replace("{name}", k))
-            print(f"[rsfuse] loaded the {name} encoder from {paths[name]}")
+            bands = " ".join(expected[k])
+            print(f"[rsfuse] loaded the {name} encoder from {paths[name]} (bands {bands})")
 
     def setup(self, stage: str) -> None:
         """The base checks, and no feature cache over augmented training batches."""

@@ -51,7 +51,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 from rsfuse.errors import ConfigError
 from rsfuse.inputs import InputSpec
 from rsfuse.metrics.segmentation import metrics_from_confusion
-from rsfuse.models.checkpoints import load_encoder
+from rsfuse.models.checkpoints import encoder_bands_note, load_encoder
 from rsfuse.models.fusion import drop_modalities, early_fusion_input, route_by_validity
 from rsfuse.models.segmentation import build_segmentation_model, pad_to_multiple
 from rsfuse.training.module import RsfuseModule
@@ -186,7 +186,10 @@ class SegmentationTask(RsfuseModule):
         )
         if encoder_checkpoint:
             load_encoder(self.model.encoder, encoder_checkpoint, checkpoint_prefix)
-            print(f"[rsfuse] loaded the encoder from {encoder_checkpoint}")
+            print(
+                f"[rsfuse] loaded the encoder from {encoder_checkpoint} (bands "
+                f"{' '.join(self.channels)}{encoder_bands_note(encoder_checkpoint, self.channels)})"
+            )
         if freeze_encoder:
             for p in self.model.encoder.parameters():
                 p.requires_grad_(False)

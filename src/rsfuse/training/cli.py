@@ -237,8 +237,8 @@ def build_run(
             overrides: ``["mgsvit/ablation_c4_gmu", "mgsvit/overrides/tiny_cpu"]``).
         overrides: ``--key=value`` arguments applied last, e.g.
             ``["--trainer.max_epochs=3", "--data.init_args.root=/data/BEN"]``.
-        run_dir: the run's folder: CSV logs and figures go there (default: the config's
-            ``trainer.default_root_dir``).
+        run_dir: the run's folder: CSV logs, figures and exported encoders go there, in
+            place of the config's ``trainer.default_root_dir`` (default: the config's).
         datamodule: a datamodule instance to use instead of the config's (e.g. one whose
             splits are already read into memory); the config's ``data`` section must still
             parse, because the model's bands are linked from it.
@@ -262,6 +262,8 @@ def build_run(
         args += ["--trainer.callbacks=[]", "--trainer.enable_checkpointing=false"]
     if quiet:
         args += ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+    if run_dir is not None:  # over a config's own run folder (the pretraining configs set one)
+        args.append(f"--trainer.default_root_dir={run_dir}")
     args += list(overrides)
     check_linked_targets(args)
     defaults: dict[str, Any] = trainer_defaults()

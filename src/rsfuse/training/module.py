@@ -23,7 +23,10 @@
   optimiser is built): the fused optimiser is chosen here;
 * **encoder export** in one format (safetensors + JSON with the encoder's constructor,
   sensor and bands; :func:`rsfuse.models.checkpoints.export_encoder`), printed where it
-  went: :meth:`write_encoder`.
+  went: :meth:`write_encoder`. A pretraining run exports into its **run folder**
+  (``trainer.default_root_dir``, the working directory unless set): ``encoders/<name>`` by
+  default, a relative export path under the run folder, an absolute one as given
+  (:meth:`export_target`).
 
 A module that augments its own views (the self-supervised methods) sets
 ``augments_views = True``; the check then refuses a datamodule that would augment the
@@ -226,6 +229,27 @@ class RsfuseModule(LightningModule):
         return (self.global_step if step is None else step) / self.steps_per_epoch
 
     # ------------------------------------------------------------------ export
+    def run_folder(self) -> Path:
+        """The run's folder: ``trainer.default_root_dir`` (where the checkpoints go, see
+        :mod:`rsfuse.training.resume`), the working directory when no trainer is attached."""
+        if self._trainer is None:
+            return Path.cwd()
+        return Path(self.trainer.default_root_dir)
+
+    def export_target(self, path: str | Path | None, default: str) -> Path:
+        """Where an export at the end of ``fit`` goes.
+
+        Args:
+            path: the method's ``export_path`` / ``export_dir``: ``None`` → ``encoders/<default>``
+                in the run folder (:meth:`run_folder`); a relative path → under the run
+                folder; an absolute path → unchanged.
+            default: file stem (or folder name) used when ``path`` is ``None``.
+        """
+        if path is None or str(path) == "":
+            return self.run_folder() / "encoders" / default
+        path = Path(path).expanduser()
+        return path if path.is_absolute() else self.run_folder() / path
+
     def write_encoder(self, module: nn.Module, path: str | Path, config: dict[str, Any]) -> Path:
         """Export an encoder (safetensors + JSON; the one format) and print where it went.
 
