@@ -165,6 +165,10 @@ def _configs(argv: Sequence[str]) -> None:
     print(f"\n{len(names)} configs under {root}")
 
 
+#: Synthetic layouts whose patch side ``rsfuse synth --patch-size`` sets.
+PATCH_SIZE_LAYOUTS = ("ssl4eo-s12", "ssl4eo-s12-v1.1", "noldo-s12", "dfc2020")
+
+
 def _synth(argv: Sequence[str]) -> None:
     from rsfuse.data.synthetic import LAYOUTS, synthesize
 
@@ -203,6 +207,18 @@ def _synth(argv: Sequence[str]) -> None:
     p.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
     p.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument(
+        "--patch-size",
+        type=int,
+        default=None,
+        help=(
+            "patch side in pixels of the segmentation layouts ("
+            + ", ".join(PATCH_SIZE_LAYOUTS)
+            + "; default: the real dataset's, 264 for SSL4EO-S12 / NoLDO-S12 and 256 for "
+            "DFC2020; a multiple of 6 for the SSL4EO-S12 family, whose 60 m bands are 1/6 of "
+            "it). BigEarthNet patches are 120 px by definition; scenes take --size"
+        ),
+    )
     scene = p.add_argument_group("--layout scene")
     scene.add_argument("--size", type=int, default=2048, help="scene side in pixels (2048)")
     scene.add_argument("--product", default="L1C", choices=("L1C", "L2A"), help="S2 product")
@@ -224,6 +240,8 @@ def _synth(argv: Sequence[str]) -> None:
             "cloud_cover": a.cloud_cover,
             "per_band": a.per_band,
         }
+    if a.patch_size is not None:
+        kwargs["patch_size"] = a.patch_size
     n = a.n if a.n is not None else (1 if a.layout == "scene" else 500)
     out = synthesize(
         a.layout, a.root, n=n, seed=a.seed, workers=a.workers, progress=not a.no_progress,
@@ -247,6 +265,16 @@ def _check_synth_args(a: argparse.Namespace) -> None:
         raise ConfigError(f"--n must be >= 1, got {a.n}", key="n")
     if a.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {a.workers}", key="workers")
+    if a.patch_size is not None:
+        if a.layout not in PATCH_SIZE_LAYOUTS:
+            why = "scenes take --size" if a.layout == "scene" else "its patches are 120 px"
+            raise ConfigError(
+                f"--patch-size is not an option of --layout {a.layout} ({why}); it applies to "
+                + ", ".join(PATCH_SIZE_LAYOUTS),
+                key="patch_size",
+            )
+        if a.patch_size < 16:
+            raise ConfigError(f"--patch-size must be >= 16, got {a.patch_size}", key="patch_size")
     if a.layout == "scene":
         if a.size < 64:
             raise ConfigError(f"--size must be >= 64 pixels, got {a.size}", key="size")

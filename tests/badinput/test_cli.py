@@ -177,6 +177,8 @@ COMMAND_CASES: list[tuple[str, Callable[[Path], list[str]], type[Exception], str
     ("synth-root-file", lambda t: ["synth", "--layout", "dfc2020", "--root", str(a_file(t)), "--n", "2"], ConfigError, "file.txt exists and is a file"),
     ("synth-n-zero", lambda t: ["synth", "--layout", "dfc2020", "--root", str(t / "d"), "--n", "0"], ConfigError, "'n'.*--n must be >= 1"),
     ("synth-cloud-cover", lambda t: ["synth", "--layout", "scene", "--root", str(t / "d"), "--cloud-cover", "2"], ConfigError, "cloud_cover"),
+    ("synth-patch-size-fixed-layout", lambda t: ["synth", "--layout", "bigearthnet-v2", "--root", str(t / "d"), "--patch-size", "64"], ConfigError, "'patch_size'.*120 px"),
+    ("synth-patch-size-not-multiple", lambda t: ["synth", "--layout", "noldo-s12", "--root", str(t / "d"), "--n", "1", "--patch-size", "50"], ConfigError, "multiple of 6"),
     ("demo-workdir-file", lambda t: ["demo", "--workdir", str(a_file(t))], ConfigError, "file.txt exists and is a file"),
     ("demo-epochs-negative", lambda t: ["demo", "--workdir", str(t / "w"), "--epochs", "-1"], ConfigError, "'epochs'.*--epochs must be >= 1"),
     ("demo-stage-epochs-negative", lambda t: ["demo", "--workdir", str(t / "w"), "--dino-epochs", "-2"], ConfigError, "'dino_epochs'.*>= 0"),
