@@ -41,10 +41,17 @@ benchmarks (print a table and save JSON; see `rsfuse benchmark NAME --help`):
   data   samples/s of the GeoTIFF reader, TorchGeo, the converted store and LMDB+safetensors
   scene  pixels/s and peak memory of rsfuse predict over 2048² and 8192² synthetic scenes,
          with the time of a full 10980² Sentinel-2 tile extrapolated
+  world  realism of the synthetic world (statistics beside six real BigEarthNet patches and
+         the published ones) and learnability (supervised tiny ViT vs linear probes on a
+         random-init ViT and on per-band means)
 """
 
 #: ``rsfuse benchmark NAME`` → module under ``rsfuse.benchmarks``.
-BENCHMARK_MODULES: dict[str, str] = {"data": "data_throughput", "scene": "scene_inference"}
+BENCHMARK_MODULES: dict[str, str] = {
+    "data": "data_throughput",
+    "scene": "scene_inference",
+    "world": "world",
+}
 
 OVERVIEW = f"""\
 usage: rsfuse <command> [options]

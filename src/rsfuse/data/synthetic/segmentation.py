@@ -421,7 +421,9 @@ def write_ssl4eo_s12_zarr(
             "crs": (np.array([r["crs"] for r in locs], dtype=np.int64), ["sample"]),
         }  # fmt: skip
         s2 = np.stack([r["s2"] for r in locs])  # [S, 4, 13, H, W]
-        s2 = np.clip(np.rint(s2 + V11_S2_OFFSET), 0, 32767).astype(np.int16)
+        # round the reflectance first: DN + 1000 in float32 can land on .5 and round the
+        # other way than the DN itself
+        s2 = np.clip(np.rint(s2) + V11_S2_OFFSET, 0, 32767).astype(np.int16)
         cloud = (np.stack([r["cloud"] for r in locs]), ["sample", "time", "y", "x"])
         dims = ["sample", "time", "band", "y", "x"]
         _write_zarr_zip(base / V11_DIRS["s1"] / name, {
