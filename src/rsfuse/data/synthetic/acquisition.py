@@ -6,7 +6,7 @@ Sentinel-2 (per location and season, :func:`draw_s2`), on surface reflectance ρ
 
 * ``g_b``: residual illumination / atmosphere gain of band b, exp(N(0, 0.07)) for the scene
   times exp(N(0, 0.025)) per band (L2A corrections are not perfect);
-* ``a_b``: residual haze, U(0, 90) x (λ_b / 490 nm)^-2 reflectance x 10000 (Rayleigh-like,
+* ``a_b``: residual haze, U(0, 60) x (λ_b / 490 nm)^-2 reflectance x 10000 (Rayleigh-like,
   strongest in the blue);
 * ``s(p) = cos i(p) / sin e``: terrain shading of pixel p, with ``i`` the angle between the
   sun and the surface normal and ``e`` the sun elevation (from the tile's latitude and the
@@ -32,7 +32,7 @@ Sentinel-1 (per location and season, :func:`draw_s1`), in dB:
   axis 0 with probability 0.7).
 
 The terrain ``h`` (metres) is hashed value noise of the location's key (seamless in scenes):
-``relief x (v(40 px) + 0.35 v(13 px))``.
+``relief x (v(40 px) + 0.35 v(13 px))`` with a relief log-uniform in 2–50 m.
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ from scipy import ndimage
 from rsfuse.bands import BANDS, S2_L1C_ORDER
 from rsfuse.data.synthetic.landscape import value_noise
 
-#: Equivalent number of looks of the S1 speckle (Gamma shape; mean 1).
-LOOKS = 4
+#: Equivalent number of looks of the S1 speckle (Gamma shape; mean 1): Sentinel-1 IW GRDH.
+LOOKS = 4.4
 #: σ (pixels) of the speckle's point-spread function on the 10 m grid.
 SPECKLE_PSF = 0.7
 #: Reference incidence angle of the class means (degrees).
@@ -89,7 +89,7 @@ class S1Acquisition:
 def draw_s2(rng: np.random.Generator, latitude: float, season: int) -> S2Acquisition:
     """Residual gain and haze, and the sun at a mid-morning overpass (Eq. 1)."""
     gain = math.exp(rng.normal(0.0, 0.07)) * np.exp(rng.normal(0.0, 0.025, HAZE_SHAPE.shape))
-    haze = rng.uniform(0.0, 90.0) * HAZE_SHAPE
+    haze = rng.uniform(0.0, 60.0) * HAZE_SHAPE
     elevation = 90.0 - latitude + DECLINATION[season] - 8.0 + rng.normal(0.0, 2.0)
     return S2Acquisition(
         gain.astype(np.float32),
@@ -142,7 +142,7 @@ def radar_terrain(east: np.ndarray, north: np.ndarray, acq: S1Acquisition) -> np
 
 
 def speckle(
-    rng: np.random.Generator, shape: tuple[int, int], looks: int = LOOKS, psf: float = SPECKLE_PSF
+    rng: np.random.Generator, shape: tuple[int, int], looks: float = LOOKS, psf: float = SPECKLE_PSF
 ) -> np.ndarray:
     """Multiplicative speckle for VV and VH: float32 [2, H, W], mean 1, variance 1 / looks.
 

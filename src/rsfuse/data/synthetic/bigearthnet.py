@@ -341,7 +341,8 @@ def assign_splits(n: int, seed: int, splits: Sequence[float] = DEFAULT_SPLITS) -
     return out
 
 
-def _progress(total: int, enabled: bool, desc: str) -> Any:
+def progress_bar(total: int, enabled: bool, desc: str) -> Any:
+    """A tqdm bar over ``total`` patches, or a silent stand-in when ``enabled`` is false."""
     try:
         from tqdm.auto import tqdm
     except ImportError:  # pragma: no cover - tqdm comes with lightning
@@ -366,7 +367,7 @@ def _generate(
     root.mkdir(parents=True, exist_ok=True)
     chunk = max(1, min(32, math.ceil(n / (workers * 8))))
     tasks = [(name, str(root), seed, range(i, min(n, i + chunk))) for i in range(0, n, chunk)]
-    bar = _progress(n, progress, f"synth {name}")
+    bar = progress_bar(n, progress, f"synth {name}")
     records: list[dict[str, Any]] = []
     try:
         if workers == 1 or len(tasks) == 1:

@@ -11,7 +11,7 @@ Arable land                 field parcels (Voronoi cells, straight boundaries, 1
                             cereal, summer crop, root crop, grass ley, fallow) that follows its
                             calendar: bare in one season, green in another, stubble after the
                             harvest; hedges or tracks on the boundaries
-Complex cultivation         the same crops in small parcels (40–90 m) of any orientation, with
+Complex cultivation         the same crops in small parcels (60–120 m) of any orientation, with
 patterns                    natural and orchard parcels among them
 Permanent crops             parcels of vine / orchard / olive rows (a 22–40 m periodic pattern)
 Pastures, Natural           large grass parcels of uneven vigour, hedgerows, scattered trees
@@ -19,10 +19,10 @@ grassland
 Agriculture with natural    medium parcels, about half crop and half natural mosaic
 vegetation
 Agro-forestry               dry grassland with scattered tree crowns (dehesa)
-Broad-leaved, Coniferous,   canopy with crown texture (σ ≈ 7 m) and crown shadows that
-Mixed forest                deepen with a low sun, clearings and forest tracks; broad-leaved
-                            canopy loses its leaves in winter; mixed forest is clusters of
-                            both canopies
+Broad-leaved, Coniferous,   stands of different age and density (100–250 m), groups of
+Mixed forest                crowns and gaps (σ ≈ 30 m) with shadows that deepen with a low
+                            sun, clearings and forest tracks; broad-leaved canopy loses its
+                            leaves in winter; mixed forest is groups of both kinds of trees
 Transitional woodland/shrub mosaic of young trees, shrubs and grass at 30 m scale
 Moors and heathland         heather and shrubs with dry and bare patches
 Beaches, dunes, sands       sand with dune ripples and sparse dune vegetation
@@ -221,6 +221,8 @@ class LocationParams:
     stand_size: float  # forest stands (px)
     tree_density: float  # agro-forestry
     relief: float  # terrain amplitude (m)
+    phase: float  # phenology ahead (+) or behind (-) of the calendar, in seasons
+    dryness: float  # summer drought: share of herbaceous green cover lost (at most)
 
     @classmethod
     def from_key(cls, key: int) -> LocationParams:
@@ -230,7 +232,7 @@ class LocationParams:
             field_angle=float(r.uniform(0, math.pi)),
             field_elongation=float(r.uniform(1.0, 2.5)),
             arable_size=float(r.uniform(14, 30)),
-            complex_size=float(r.uniform(4, 9)),
+            complex_size=float(r.uniform(6, 12)),
             grass_size=float(r.uniform(16, 36)),
             permanent_size=float(r.uniform(8, 16)),
             mosaic_size=float(r.uniform(8, 18)),
@@ -248,7 +250,9 @@ class LocationParams:
             conifer_share=float(r.uniform(0.3, 0.7)),
             stand_size=float(r.uniform(10, 25)),
             tree_density=float(r.uniform(0.08, 0.3)),
-            relief=float(math.exp(r.uniform(math.log(2.0), math.log(80.0)))),
+            relief=float(math.exp(r.uniform(math.log(2.0), math.log(50.0)))),
+            phase=float(r.uniform(-0.4, 0.4)),
+            dryness=float(r.uniform(0.0, 0.45)),
         )
 
 
@@ -288,6 +292,19 @@ class Context:
     params: LocationParams
     shadow: float = 1.0
     look: float = math.pi / 2
+
+    @property
+    def grass(self) -> float:
+        """Green cover of grassland in this season: :data:`GRASS_GREEN` at the location's
+        phenological phase, dried by its summer drought (:data:`DROUGHT`)."""
+        g = float(_seasonal(GRASS_GREEN, self.season, np.float32(self.params.phase)))
+        return g * (1 - self.params.dryness * DROUGHT[self.season])
+
+    @property
+    def leaves(self) -> float:
+        """Leaf cover of broad-leaved trees in this season (:data:`BROADLEAF_LEAVES` at the
+        location's phenological phase)."""
+        return float(_seasonal(BROADLEAF_LEAVES, self.season, np.float32(self.params.phase)))
 
     def coords(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Global float coordinates (rows, columns) of the flat block indices ``idx``."""
@@ -361,6 +378,9 @@ _CROP_DRY = np.array([c[1] for c in CROPS.values()], np.float32)
 GRASS_GREEN = (0.60, 0.90, 0.72, 0.72)
 #: Broad-leaved canopy: leaf cover per season (the rest is bare branches; autumn partly dry).
 BROADLEAF_LEAVES = (0.15, 0.80, 0.97, 0.60)
+#: Weight of a location's summer drought per season (Mediterranean and continental summers
+#: brown the grass and the crops that are not irrigated).
+DROUGHT = (0.0, 0.2, 1.0, 0.6)
 
 
 def _crops(
@@ -369,8 +389,9 @@ def _crops(
     """Green, dry and soil cover of crop parcels (calendar of a hashed crop, hashed phase)."""
     u = hash_uniform(key, salt, cu, cv)
     crop = np.searchsorted(np.cumsum(weights) / weights.sum(), u, side="right").clip(0, 4)
-    phase = (hash_uniform(key, salt + 1, cu, cv) - 0.5) * 0.8  # ±0.4 season
+    phase = (hash_uniform(key, salt + 1, cu, cv) - 0.5) * 0.8 + ctx.params.phase  # seasons
     vigour = 0.75 + 0.3 * hash_uniform(key, salt + 2, cu, cv)
+    vigour *= 1 - 0.5 * ctx.params.dryness * DROUGHT[ctx.season]
     pos = (ctx.season + phase) % 4.0
     lo = np.floor(pos).astype(np.int64) % 4
     w = (pos - np.floor(pos)).astype(np.float32)
@@ -393,17 +414,17 @@ def _boundaries(ctx: Context, p: Part, edge: np.ndarray, idx: np.ndarray, salt: 
     hedge = hash_uniform(ctx.key, salt + 1, cell_y, cell_x) < pr.hedge
     sel = np.flatnonzero(on)[drawn]
     hedge = hedge[drawn]
-    f = p.frac[:, sel]
-    f[:] = 0
-    leaves = BROADLEAF_LEAVES[ctx.season]
+    f = np.zeros((NUM_MATERIALS, len(sel)), np.float32)
+    leaves = ctx.leaves
     f[M["green"]] = np.where(hedge, 0.35, 0.25)
     f[M["shrub"]] = np.where(hedge, 0.35, 0.0)
     f[M["broadleaf"]] = np.where(hedge, 0.30 * leaves, 0.0)
     f[M["leafoff"]] = np.where(hedge, 0.30 * (1 - leaves), 0.0)
     f[M["soil"]] = np.where(hedge, 0.0, 0.45)
     f[M["dry"]] = np.where(hedge, 0.0, 0.30)
-    p.frac[:, sel] = f
-    p.bright[sel] = np.where(hedge, 0.85, 1.05)
+    # a hedge or track is narrower than a 10 m pixel: half the pixel stays parcel
+    p.frac[:, sel] = 0.5 * p.frac[:, sel] + 0.5 * f
+    p.bright[sel] = np.where(hedge, 0.92, 1.02)
 
 
 def _crop_parcels(
@@ -446,14 +467,14 @@ def _crop_parcels(
 def _natural_mosaic(ctx: Context, p: Part, idx: np.ndarray, sel: np.ndarray) -> None:
     """Shrub / tree / grass mosaic at σ 1.5 px on the pixels ``sel`` of a part."""
     f15 = ctx.field("f15", idx[sel])
-    leaves = BROADLEAF_LEAVES[ctx.season]
+    leaves = ctx.leaves
     tree = np.clip(0.5 + 0.6 * f15, 0, 1)
     f = np.zeros((NUM_MATERIALS, len(sel)), np.float32)
     f[M["broadleaf"]] = tree * 0.6 * leaves
     f[M["leafoff"]] = tree * 0.6 * (1 - leaves)
     f[M["shrub"]] = tree * 0.4 + (1 - tree) * 0.4
-    f[M["green"]] = (1 - tree) * 0.6 * GRASS_GREEN[ctx.season]
-    f[M["dry"]] = (1 - tree) * 0.6 * (1 - GRASS_GREEN[ctx.season])
+    f[M["green"]] = (1 - tree) * 0.6 * ctx.grass
+    f[M["dry"]] = (1 - tree) * 0.6 * (1 - ctx.grass)
     p.frac[:, sel] = f
     p.bright[sel] = 1 + 0.12 * ctx.field("f07", idx[sel])
     p.vv[sel] += 1.5
@@ -467,7 +488,7 @@ def _rows(yy: np.ndarray, xx: np.ndarray, angle: float, period: float) -> np.nda
 
 
 def _orchard(ctx: Context, p: Part, sel: np.ndarray, rows: np.ndarray, cover: float) -> None:
-    leaves = BROADLEAF_LEAVES[ctx.season]
+    leaves = ctx.leaves
     canopy = cover * (0.3 + 0.7 * rows)
     f = np.zeros((NUM_MATERIALS, len(sel)), np.float32)
     f[M["broadleaf"]] = canopy * leaves
@@ -515,7 +536,7 @@ def permanent_crops(ctx: Context, idx: np.ndarray) -> Part:
     olive = kind > 0.8
     cover = np.where(vine, (0.10, 0.35, 0.60, 0.45)[ctx.season], 0.5)
     canopy = cover * (0.3 + 0.7 * rows)
-    leaves = np.where(olive, 1.0, BROADLEAF_LEAVES[ctx.season])
+    leaves = np.where(olive, 1.0, ctx.leaves)
     p.frac[M["broadleaf"]] = canopy * leaves * np.where(olive, 0.4, 1.0)
     p.frac[M["shrub"]] = canopy * np.where(olive, 0.6, 0.0)
     p.frac[M["leafoff"]] = canopy * (1 - leaves)
@@ -540,12 +561,12 @@ def grassland(ctx: Context, idx: np.ndarray) -> Part:
     p = _part(len(idx))
     # parcels differ: lush, grazed, cut for silage or hay
     vigour = 0.55 + 0.6 * hash_uniform(ctx.key, 401, cu, cv)
-    green = np.clip(GRASS_GREEN[ctx.season] * vigour * (1 + 0.04 * ctx.field("f3", idx)), 0, 1)
+    green = np.clip(ctx.grass * vigour * (1 + 0.04 * ctx.field("f3", idx)), 0, 1)
     p.frac[M["green"]] = green
     p.frac[M["dry"]] = 1 - green
     trees = ctx.field("f07", idx) > _norm_quantile(1 - pr.grass_trees)
     if trees.any():
-        leaves = BROADLEAF_LEAVES[ctx.season]
+        leaves = ctx.leaves
         p.frac[:, trees] = 0
         p.frac[M["broadleaf"], trees] = leaves
         p.frac[M["leafoff"], trees] = 1 - leaves
@@ -637,7 +658,7 @@ def _canopy(
     if not sel.size:
         return
     con = conifer[sel]
-    leaves = BROADLEAF_LEAVES[ctx.season]
+    leaves = ctx.leaves
     f = np.zeros((NUM_MATERIALS, len(sel)), np.float32)
     f[M["conifer"]] = con
     bl = 1 - con
@@ -655,8 +676,8 @@ def _canopy(
     f[M["green"]] += (1 - density) * 0.4 * (0.3 if ctx.season == 0 else 1.0)
     f[M["dry"]] += (1 - density) * 0.4 * (0.7 if ctx.season == 0 else 0.0)
     p.frac[:, sel] = f
-    # crown clusters and gaps (σ 1.5 px) over a weaker pixel-scale texture (σ 0.7 px)
-    crown = 0.8 * ctx.field("f15", idx[sel]) + 0.6 * ctx.field("f07", idx[sel])
+    # groups of crowns and gaps (σ 3 px) over a weaker crown-scale texture (σ 1.5 px)
+    crown = 0.8 * ctx.field("f3", idx[sel]) + 0.6 * ctx.field("f15", idx[sel])
     depth = np.where(con > 0.5, 0.08, 0.05) * ctx.shadow
     gap = crown < -1.4
     b = 0.85 + 0.3 * stand + depth * crown - np.where(gap, 0.15 * ctx.shadow, 0.0)
@@ -678,11 +699,11 @@ def coniferous_forest(ctx: Context, idx: np.ndarray) -> Part:
 
 
 def mixed_forest(ctx: Context, idx: np.ndarray) -> Part:
-    """Mixed forest: clusters (σ 1.5 px) of coniferous and broad-leaved crowns."""
+    """Mixed forest: groups (σ 3 px) of coniferous and broad-leaved trees."""
     p = _part(len(idx))
     canopy = _forest_layout(ctx, p, idx)
     t = _norm_quantile(1 - ctx.params.conifer_share)
-    con = (ctx.field("f15", idx) > t).astype(np.float32)
+    con = (ctx.field("f3", idx) > t).astype(np.float32)
     _canopy(ctx, p, idx, canopy, con)
     return p
 
@@ -694,14 +715,14 @@ def transitional(ctx: Context, idx: np.ndarray) -> Part:
     tree = np.clip(f3 - 0.3, 0, 1)
     grass = np.clip(-f3 - 0.4, 0, 1)
     shrub = np.clip(1 - tree - grass, 0, 1)
-    leaves = BROADLEAF_LEAVES[ctx.season]
+    leaves = ctx.leaves
     cs = ctx.params.conifer_share
     p.frac[M["conifer"]] = tree * cs
     p.frac[M["broadleaf"]] = tree * (1 - cs) * leaves
     p.frac[M["leafoff"]] = tree * (1 - cs) * (1 - leaves)
     p.frac[M["shrub"]] = shrub
-    p.frac[M["green"]] = grass * GRASS_GREEN[ctx.season]
-    p.frac[M["dry"]] = grass * (1 - GRASS_GREEN[ctx.season])
+    p.frac[M["green"]] = grass * ctx.grass
+    p.frac[M["dry"]] = grass * (1 - ctx.grass)
     p.bright = (1 + 0.12 * ctx.shadow * ctx.field("f07", idx)).astype(np.float32)
     _radar_texture(ctx, p, idx, "f3", 1.2)
     return p
@@ -715,9 +736,9 @@ def _shrubland_radar(ctx: Context, p: Part, idx: np.ndarray) -> None:
 def moors(ctx: Context, idx: np.ndarray) -> Part:
     """Moors and heathland: heather with dry and bare patches."""
     p = _part(len(idx))
-    f15, f3 = ctx.field("f15", idx), ctx.field("f3", idx)
-    dry = np.clip(0.3 + 0.3 * f15 + (0.15 if ctx.season == 0 else 0.0), 0, 1)
-    bare = np.clip(f3 - 1.0, 0, 0.8)
+    f3, f6 = ctx.field("f3", idx), ctx.field("f6", idx)
+    dry = np.clip(0.3 + 0.3 * f3 + (0.15 if ctx.season == 0 else 0.0), 0, 1)
+    bare = np.clip(f6 - 1.0, 0, 0.8)
     p.frac[M["shrub"]] = (1 - dry) * (1 - bare)
     p.frac[M["dry"]] = dry * (1 - bare)
     p.frac[M["soil"]] = bare
@@ -743,11 +764,11 @@ def beaches(ctx: Context, idx: np.ndarray) -> Part:
 def inland_wetlands(ctx: Context, idx: np.ndarray) -> Part:
     """Inland wetlands: peat and marsh vegetation, pools and shrub hummocks."""
     p = _part(len(idx))
-    pool = ctx.field("f15", idx) > _norm_quantile(0.85)
-    hummock = ctx.field("f07", idx) > 1.0
+    pool = ctx.field("f3", idx) > _norm_quantile(0.85)
+    hummock = ctx.field("f15", idx) > 1.0
     p.frac[M["wetveg"]] = 0.7
-    p.frac[M["green"]] = 0.3 * GRASS_GREEN[ctx.season]
-    p.frac[M["dry"]] = 0.3 * (1 - GRASS_GREEN[ctx.season])
+    p.frac[M["green"]] = 0.3 * ctx.grass
+    p.frac[M["dry"]] = 0.3 * (1 - ctx.grass)
     p.frac[:, hummock] = 0
     p.frac[M["shrub"], hummock] = 1.0
     p.frac[:, pool] = 0
@@ -765,8 +786,8 @@ def coastal_wetlands(ctx: Context, idx: np.ndarray) -> Part:
     channel = np.abs(f6) < 0.12
     marsh = np.clip(0.6 + 0.4 * ctx.field("f15", idx), 0, 1)
     p.frac[M["wetveg"]] = marsh * 0.6
-    p.frac[M["green"]] = marsh * 0.4 * GRASS_GREEN[ctx.season]
-    p.frac[M["dry"]] = marsh * 0.4 * (1 - GRASS_GREEN[ctx.season])
+    p.frac[M["green"]] = marsh * 0.4 * ctx.grass
+    p.frac[M["dry"]] = marsh * 0.4 * (1 - ctx.grass)
     p.frac[M["turbid"]] = (1 - marsh) * 0.5
     p.frac[M["soil"]] = (1 - marsh) * 0.5
     p.frac[:, channel] = 0
@@ -812,7 +833,7 @@ def built_up(ctx: Context, idx: np.ndarray) -> Part:
     tile = hash_uniform(ctx.key, 702, bi, bj) < pr.tile
     f07 = ctx.field("f07", idx)
     cover = np.clip(roof + 0.25 * f07, 0, 1)
-    leaves = BROADLEAF_LEAVES[ctx.season]
+    leaves = ctx.leaves
     p.frac[M["tile"]] = np.where(tile, cover, 0)
     p.frac[M["roof"]] = np.where(tile, 0, cover)
     garden = 1 - cover
@@ -828,8 +849,8 @@ def built_up(ctx: Context, idx: np.ndarray) -> Part:
     # radar: double bounce on block edges facing the sensor (cardinal effect)
     facing = abs(math.cos(pr.grid_angle - ctx.look))
     facing = max(facing, abs(math.sin(pr.grid_angle - ctx.look)))  # the nearer street family
-    edge = (dist >= 0.6) & (dist < 1.6)
-    boost = 4.0 + 8.0 * (facing - 0.7071) / 0.2929
+    edge = (dist >= 0.6) & (dist < 1.1)
+    boost = 3.0 + 7.0 * (facing - 0.7071) / 0.2929
     p.vv += np.where(street, -3.0, 0.0) + np.where(edge, boost, 0.0) + 1.5 * f07
     p.vh += np.where(street, -3.0, 0.0) + np.where(edge, 0.6 * boost, 0.0) + 1.5 * f07
     return p

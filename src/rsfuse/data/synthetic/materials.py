@@ -52,12 +52,12 @@ NUM_MATERIALS = len(MATERIALS)
 # Reflectance x 10000 in S2_L1C_ORDER:
 #   B01   B02   B03   B04   B05   B06   B07   B08   B8A   B09  B10   B11   B12
 SPECTRA: dict[str, tuple[float, ...]] = {
-    "green": (290, 320, 700, 400, 1300, 3400, 4200, 4400, 4600, 4500, 14, 2250, 1150),
-    "broadleaf": (210, 250, 500, 270, 850, 2800, 3500, 3700, 3850, 3800, 12, 1750, 780),
+    "green": (290, 320, 700, 400, 1300, 3450, 4250, 4450, 4650, 4550, 14, 2200, 1120),
+    "broadleaf": (210, 250, 500, 270, 850, 2800, 3500, 3700, 3850, 3800, 12, 1700, 760),
     "conifer": (150, 170, 320, 180, 520, 1350, 1650, 1750, 1850, 1800, 10, 820, 370),
     "shrub": (260, 300, 480, 440, 820, 1600, 1900, 2050, 2150, 2100, 11, 1950, 1150),
-    "dry": (480, 600, 850, 1050, 1350, 1750, 1950, 2150, 2250, 2250, 14, 3000, 2200),
-    "soil": (650, 780, 1050, 1300, 1500, 1700, 1850, 2000, 2100, 2100, 13, 2800, 2350),
+    "dry": (480, 600, 850, 1050, 1350, 1700, 1900, 2050, 2150, 2150, 14, 2750, 2050),
+    "soil": (650, 780, 1050, 1300, 1500, 1650, 1800, 1900, 2000, 2000, 13, 2550, 2200),
     "water": (280, 380, 420, 230, 180, 120, 100, 80, 70, 60, 4, 35, 20),
     "turbid": (420, 540, 720, 580, 540, 300, 240, 200, 170, 150, 5, 60, 40),
     "roof": (1150, 1250, 1350, 1450, 1550, 1650, 1750, 1850, 1900, 1900, 14, 2150, 1950),
@@ -79,7 +79,6 @@ SPECTRA_ARRAY = np.ascontiguousarray(
 _VIS = np.array([b in ("B01", "B02", "B03", "B04") for b in S2_L1C_ORDER])
 _NIR = np.array([b in ("B06", "B07", "B08", "B8A", "B09") for b in S2_L1C_ORDER])
 _RED = np.array([b in ("B04", "B05") for b in S2_L1C_ORDER])
-_BLUE_GREEN = np.array([b in ("B01", "B02", "B03") for b in S2_L1C_ORDER])
 _VEGETATION = ("green", "broadleaf", "conifer", "shrub", "wetveg")
 
 
@@ -91,9 +90,9 @@ def world_perturbation(rng: np.random.Generator, sigma: float = 0.04) -> np.ndar
 def location_spectra(rng: np.random.Generator, base: np.ndarray) -> np.ndarray:
     """The spectra of one location: ``base`` [13, M] with per-location variability.
 
-    * soil: brightness x U(0.7, 1.7) (moisture, organic matter, parent rock) and redness (visible
+    * soil: brightness x U(0.65, 1.6) (moisture, organic matter, parent rock) and redness (visible
       red bands x U(0.9, 1.25));
-    * vegetation vigour v ~ U(-1, 1): NIR / red edge x (1 + 0.12 v), visible x (1 - 0.10 v);
+    * vegetation vigour v ~ U(-1, 1): NIR / red edge x (1 + 0.2 v), visible x (1 - 0.12 v);
     * water: a mix of clear and turbid water of U(0, 0.6) turbidity in the clear spectrum;
     * roofs and tiles: brightness x U(0.8, 1.25).
 
@@ -102,13 +101,13 @@ def location_spectra(rng: np.random.Generator, base: np.ndarray) -> np.ndarray:
     """
     e = base.astype(np.float32, copy=True)
     soil = e[:, M["soil"]]
-    soil *= np.float32(rng.uniform(0.7, 1.7))
+    soil *= np.float32(rng.uniform(0.65, 1.6))
     soil[_RED] *= np.float32(rng.uniform(0.9, 1.25))
     v = np.float32(rng.uniform(-1.0, 1.0))
     for name in _VEGETATION:
         col = e[:, M[name]]
-        col[_NIR] *= 1 + 0.12 * v
-        col[_VIS] *= 1 - 0.10 * v
+        col[_NIR] *= 1 + 0.2 * v
+        col[_VIS] *= 1 - 0.12 * v
     t = np.float32(rng.uniform(0.0, 0.6))
     e[:, M["water"]] = (1 - t) * e[:, M["water"]] + t * e[:, M["turbid"]]
     for name in ("roof", "tile"):

@@ -38,6 +38,7 @@ deviation within a factor :data:`STD_RATIO` of the published one.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -48,6 +49,8 @@ import numpy as np
 
 from rsfuse.bands import BANDS, S1_ORDER, S2_L2A_ORDER, STATS
 from rsfuse.data import bigearthnet_layout as layout
+from rsfuse.data.classes import ben43_to_19
+from rsfuse.errors import DataError
 from rsfuse.io.geotiff import read_band
 
 #: Per-band distribution statistics (every S2 L2A band, VV and VH).
@@ -93,10 +96,11 @@ class Patch:
 
 
 def read_patch(root: str | Path, s2_name: str, s1_name: str) -> Patch:
-    """Read a BigEarthNet v1 patch pair at native resolution (all 12 S2 bands, VV, VH).
+    """Read a BigEarthNet v1 patch pair at native resolution (all 12 S2 bands, VV, VH) and
+    its 19-class labels.
 
     Raises:
-        DataError: a missing or malformed band file.
+        DataError: a missing or malformed band or label file.
     """
     s2 = {}
     for b in S2_L2A_ORDER:
@@ -108,7 +112,13 @@ def read_patch(root: str | Path, s2_name: str, s1_name: str) -> Patch:
         for b in S1_ORDER
     ]).astype(np.float64)  # fmt: skip
     month = int(s2_name.split("_")[2][4:6])
-    return Patch(s2_name, s2, s1, season=(month % 12) // 3)
+    meta = layout.v1_s2_metadata(Path(root), s2_name)
+    try:
+        names = json.loads(meta.read_text())["labels"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DataError(f"cannot read the patch's labels: {e}", path=meta) from e
+    labels = tuple(ben43_to_19(names, source=str(meta)))
+    return Patch(s2_name, s2, s1, labels, season=(month % 12) // 3)
 
 
 def world_patch(world: Any, index: int) -> Patch:

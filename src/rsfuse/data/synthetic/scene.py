@@ -90,7 +90,7 @@ from rsfuse.data.synthetic.world import (
     NUM_CLASSES,
     SEASONS,
     SyntheticWorld,
-    _gauss_norm,
+    gauss_norm,
 )
 from rsfuse.errors import ConfigError
 from rsfuse.io.atomic import write_atomic
@@ -170,7 +170,7 @@ class _Grid:
         n = rng.random((count, mh, mw), dtype=np.float32)  # [count, mh, mw]
         n -= np.float32(0.5)
         g = ndimage.gaussian_filter(n, (0, sc, sc), mode="nearest", truncate=4.0)
-        g *= np.float32(math.sqrt(12.0) / _gauss_norm(sc))
+        g *= np.float32(math.sqrt(12.0) / gauss_norm(sc))
         return cls(g, step, pad)
 
     def at(self, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
@@ -687,12 +687,12 @@ def write_scene(
             ``cloud_cover`` (the error's key names the argument).
     """
     _check(n, seed, workers, size, product, per_band, season, cloud_cover)
-    from rsfuse.data.synthetic.bigearthnet import _progress
+    from rsfuse.data.synthetic.bigearthnet import progress_bar
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     world = _world(int(seed))
-    bar = _progress(int(n) * len(_windows(int(size))), progress, "synth scene")
+    bar = progress_bar(int(n) * len(_windows(int(size))), progress, "synth scene")
     try:
         with rasterio.Env(GDAL_CACHEMAX=_GDAL_CACHE_MB):
             for i in range(int(n)):

@@ -220,9 +220,9 @@ def _run(
     fn: Callable[..., Any], args: list[tuple], workers: int, progress: bool, desc: str
 ) -> list[Any]:
     """``[fn(*a) for a in args]`` in ``workers`` processes (fork), results in order."""
-    from rsfuse.data.synthetic.bigearthnet import _progress
+    from rsfuse.data.synthetic.bigearthnet import progress_bar
 
-    bar = _progress(len(args), progress, desc)
+    bar = progress_bar(len(args), progress, desc)
     out: list[Any] = []
     try:
         if workers == 1 or len(args) < 2:

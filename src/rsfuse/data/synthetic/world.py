@@ -117,7 +117,7 @@ _GROUP_AFFINITY = 4.0
 #: Probability of 1 … 5 classes drawn for a patch (small ones may then vanish): on average
 #: 2.8 labels per patch, as in BigEarthNet-19 (the label counts of :data:`CLASS_FREQUENCY`
 #: over 590,326 patches: 2.85).
-NUM_CLASSES_P: tuple[float, ...] = (0.12, 0.25, 0.30, 0.20, 0.13)
+NUM_CLASSES_P: tuple[float, ...] = (0.08, 0.22, 0.30, 0.23, 0.17)
 
 #: Region geometry: managed land comes in straight-edged blocks (coarse parcels).
 MANAGED_CLASSES: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 7)
@@ -307,7 +307,7 @@ class Location:
 
 
 @functools.lru_cache(maxsize=256)
-def _gauss_norm(sigma: float) -> float:
+def gauss_norm(sigma: float) -> float:
     """Std of a 2-D Gaussian-filtered unit-variance white noise (ndimage kernel, truncate 4)."""
     r = int(4.0 * sigma + 0.5)
     w = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
@@ -354,7 +354,7 @@ def smooth_fields(
     n = rng.random((count, mh, mw), dtype=np.float32)  # [count, mh, mw]
     n -= np.float32(0.5)
     g = ndimage.gaussian_filter(n, (0, sc, sc), mode="nearest", truncate=4.0)
-    g *= np.float32(math.sqrt(12.0) / _gauss_norm(sc))
+    g *= np.float32(math.sqrt(12.0) / gauss_norm(sc))
     if f == 1:
         return np.ascontiguousarray(g[:, pad : pad + H, pad : pad + W])
     iy, wy = _upsample_index(H, f, pad)
@@ -484,10 +484,11 @@ class SyntheticWorld:
 
         1–5 classes are drawn (imbalanced frequencies, landscape co-occurrence). Scores:
         managed classes (:data:`MANAGED_CLASSES`) are constant on coarse Voronoi blocks
-        (25–60 px, straight edges) plus a little smooth noise; natural classes are smooth
-        random fields; water is a river (a meandering band 3–10 px wide), a lake (a blob) or
-        a coastline (:data:`WATER_SHAPES`), and beaches and coastal wetlands become a strip
-        along a coastline. Any class that ends below :data:`LABEL_MIN_FRACTION` of the pixels
+        (35–70 px, straight edges) plus a little smooth noise; natural classes are smooth
+        random fields (σ 14–36 px: CORINE's minimum mapping unit is 25 ha); water is a river
+        (a meandering band 3–10 px wide), a lake (a blob) or a coastline
+        (:data:`WATER_SHAPES`), and beaches and coastal wetlands become a strip along a
+        coastline. Any class that ends below :data:`LABEL_MIN_FRACTION` of the pixels
         is removed and its pixels go to the next-highest score, so every class in the map is
         a valid label.
 
@@ -508,9 +509,11 @@ class SyntheticWorld:
         if k == 1:
             return np.full((H, W), classes[0], np.int64)
         key = int(rng.integers(1 << 62))
-        scale = rng.uniform(8.0, 24.0)
+        # CORINE polygons (the labels' source) are at least 25 ha, 50 x 50 px: regions are
+        # coarse
+        scale = rng.uniform(14.0, 36.0)
         scores = smooth_fields(rng, k, (H, W), scale)  # [k, H, W]
-        block, angle = rng.uniform(25.0, 60.0), rng.uniform(0.0, math.pi)
+        block, angle = rng.uniform(35.0, 70.0), rng.uniform(0.0, math.pi)
         yy, xx = (a.astype(np.float64).ravel() for a in np.mgrid[0:H, 0:W])
         shore: np.ndarray | None = None
         cells: tuple[np.ndarray, np.ndarray] | None = None
