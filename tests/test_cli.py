@@ -11,15 +11,17 @@ import yaml
 
 from rsfuse.cli import main, run
 from rsfuse.errors import ConfigError
+from rsfuse.training.configs import config_root
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = sorted((REPO / "configs").glob("*/*.yaml"))
+CONFIG_ROOT = config_root()
+CONFIGS = sorted(CONFIG_ROOT.glob("*/*.yaml"))
 CLASSIFICATION_CONFIGS = [
-    c for c in CONFIGS if c.parent.name not in ("overrides", "segmentation", "cromss")
+    c for c in CONFIGS if c.parent.name not in ("overrides", "segmentation", "cromss", "demo")
 ]
-TINY = REPO / "configs" / "overrides" / "tiny_cpu.yaml"
-SEGMENTATION_CONFIGS = sorted((REPO / "configs" / "segmentation").glob("*.yaml"))
-CROMSS_CONFIGS = sorted((REPO / "configs" / "cromss").glob("*.yaml"))
+TINY = CONFIG_ROOT / "overrides" / "tiny_cpu.yaml"
+SEGMENTATION_CONFIGS = sorted((CONFIG_ROOT / "segmentation").glob("*.yaml"))
+CROMSS_CONFIGS = sorted((CONFIG_ROOT / "cromss").glob("*.yaml"))
 
 
 def test_top_level_help_lists_every_command(capsys: pytest.CaptureFixture) -> None:
@@ -181,7 +183,7 @@ def test_synth_v1_is_read_back_with_channel_order_and_labels(tmp_path: Path) -> 
 
 @pytest.mark.parametrize("cmd", ["validate", "test"])
 def test_evaluation_subcommands_run(cmd: str, ben_v2_root: Path, tmp_path: Path) -> None:
-    cfg = REPO / "configs" / "classification" / "ben_v2_s1s2_early_fusion.yaml"
+    cfg = CONFIG_ROOT / "classification" / "ben_v2_s1s2_early_fusion.yaml"
     run(
         [
             cmd,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rsfuse.demo import label_frequency_baseline, run_demo
+from rsfuse.experiments.demo import label_frequency_baseline, run_demo
 
 
 def test_label_frequency_baseline_macro_ap_is_prevalence() -> None:

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from rsfuse.data.datamodules import segmentation_augmentation
+from rsfuse.data.datamodules import CromSSDataModule
 from rsfuse.data.label_smoothing import (
     PRIOR_KEY,
-    CromSSDataModule,
     SpatialTemporalLabelSmoothing,
     gaussian_class_prior,
 )
 from rsfuse.data.sample import collate
+from rsfuse.data.transforms import segmentation_augmentation
 from rsfuse.errors import ConfigError
 from tests.conformance import load
 

@@ -8,8 +8,8 @@ import kornia.augmentation as K
 import pytest
 import torch
 
-from rsfuse.data.datamodules import SegmentationDataModule, segmentation_augmentation
-from rsfuse.data.transforms import BatchAugmentation
+from rsfuse.data.datamodules import SegmentationDataModule
+from rsfuse.data.transforms import BatchAugmentation, segmentation_augmentation
 from rsfuse.errors import ConfigError
 
 

@@ -42,7 +42,7 @@ def test_subset_and_errors() -> None:
 def test_datamodule_train_fraction_only_touches_train() -> None:
     dm = BigEarthNetDataModule("unused", train_fraction=0.1, fraction_seed=3)
     dm.dataset_class = lambda root, split, **kw: list(range(300 if split == "train" else 40))
-    train, test = dm._dataset("train"), dm._dataset("test")
+    train, test = dm.split_dataset("train"), dm.split_dataset("test")
     assert len(train) == 30 and len(test) == 40
     assert list(train.indices) == label_fraction_indices(300, 0.1, 3)
     with pytest.raises(ConfigError, match="train_fraction"):

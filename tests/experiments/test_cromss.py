@@ -66,7 +66,7 @@ def test_experiment_writes_tables_and_figures(noldo_root: Path, tmp_path: Path) 
 
 
 def test_demo_stage(noldo_root: Path, dfc2020_root: Path, tmp_path: Path) -> None:
-    from rsfuse.experiments.cromss import demo_stage
+    from rsfuse.experiments.demo import cromss_stage as demo_stage
 
     res = demo_stage(
         tmp_path, noldo_root=noldo_root, dfc2020_root=dfc2020_root, dfc2020_patch_size=32,

@@ -55,4 +55,4 @@ def test_tiny_ablation_run_writes_table_csv_and_plot(ben_v2_root: Path, tmp_path
     assert len(rows) == 2 + 6
     assert all(0.0 <= float(r["map_micro"]) <= 1.0 for r in rows)
     assert (out / "ablation.png").stat().st_size > 1000
-    assert mgsvit_ablation.VARIANTS["C4-GMU"][0] == "ablation_c4_gmu.yaml"
+    assert mgsvit_ablation.VARIANTS["C4-GMU"][0] == "mgsvit/ablation_c4_gmu"  # packaged config

@@ -11,16 +11,11 @@ import pytest
 
 from rsfuse.cli import run
 from rsfuse.errors import ConfigError
-from rsfuse.experiments.segmentation_transfer import (
-    SETTINGS,
-    Run,
-    default_config_dir,
-    main,
-    markdown_tables,
-    resolve_encoders,
-    setting_config,
-    summarise,
-)
+from rsfuse.experiments.protocols import SETTINGS, markdown_tables, setting_configs
+from rsfuse.experiments.protocols import SegRun as Run
+from rsfuse.experiments.protocols import summarise_runs as summarise
+from rsfuse.experiments.segmentation_transfer import main, resolve_encoders
+from rsfuse.training.configs import load_config
 
 
 def test_listed_in_the_cli_help(capsys: pytest.CaptureFixture) -> None:
@@ -112,9 +107,10 @@ def test_encoder_files_are_named_by_their_stem_and_key_checked(tmp_path: Path) -
         SegmentationTask(encoder="resnet18", num_classes=9, plot_samples=0).model.encoder,
         tmp_path / "my_encoder.safetensors",
     )
-    cfg = setting_config(default_config_dir(), SETTINGS["osm"], "frozen", tiny=True)
+    configs = setting_configs(SETTINGS["osm"], "frozen", tiny=True)
+    cfg = load_config(*configs)
     args = argparse.Namespace(checkpoint_prefix="")
-    found = resolve_encoders(["random", str(enc)], cfg, {}, {}, ["s2"], args, tmp_path)
+    found = resolve_encoders(["random", str(enc)], configs, {}, {}, ["s2"], args, tmp_path)
     assert found == {"random": (None, ""), "my_encoder": (str(enc), "")}
     init = {**cfg["model"]["init_args"], "encoder_checkpoint": str(enc)}
     SegmentationTask(**init)  # matches the tiny OSM FPN (ResNet-18, 13 bands)

@@ -94,7 +94,8 @@ def test_a_real_training_checkpoint_records_normalisation_and_patch_size(
     b = load_bundle(export_bundle(tmp_path / "real.ckpt", tmp_path / "real"))
     assert b.patch_size == 32
     assert b.class_names == list(dm.classes)
-    assert b.config["normalization"] == dm.normalize.describe()
+    # the statistics, and the band order they are in
+    assert b.config["normalization"] == {**dm.normalize.describe(), "s2_bands": list(b.s2_bands)}
     assert b.s2_bands == ("B02", "B03", "B04", "B08")
 
 

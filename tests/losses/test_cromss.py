@@ -16,7 +16,7 @@ from rsfuse.losses.cromss import (
     WeightedCrossEntropyLoss,
     WeightedSoftDiceLoss,
 )
-from rsfuse.methods.sample_selection import (
+from rsfuse.losses.sample_selection import (
     CrossModalSampleSelection,
     class_balanced_selection,
     consistency_weights,

@@ -48,7 +48,7 @@ def test_bad_temperature() -> None:
 
 
 def test_momentum_schedule_reproduces_moco_v3() -> None:
-    from rsfuse.methods.momentum import cosine_momentum
+    from rsfuse.training.schedules import cosine_momentum
 
     ref = load("moco_v3")
     got = [cosine_momentum(e, 100, 0.99) for e in ref["momentum_epochs"]]

@@ -212,8 +212,7 @@ def test_dino_mm_augments_the_14_channel_stack_as_its_code() -> None:
 @pytest.mark.parametrize("rotation", ["any", "right_angles"])
 def test_cromss_rotation(rotation: str) -> None:
     """Any angle in ±90° (CromSS code: albumentations Rotate, p = 0.2) or quarter turns."""
-    from rsfuse.data.datamodules import segmentation_augmentation
-    from rsfuse.data.transforms import RandomRot90
+    from rsfuse.data.transforms import RandomRot90, segmentation_augmentation
 
     torch.manual_seed(0)
     aug = segmentation_augmentation(rotation=rotation)

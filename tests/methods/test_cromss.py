@@ -9,10 +9,11 @@ import lightning as L
 import pytest
 import torch
 
-from rsfuse.data.label_smoothing import PRIOR_KEY, CromSSDataModule
+from rsfuse.data.datamodules import CromSSDataModule
+from rsfuse.data.label_smoothing import PRIOR_KEY
 from rsfuse.errors import ConfigError, DataError
+from rsfuse.losses.sample_selection import CrossModalSampleSelection
 from rsfuse.methods.cromss import VARIANTS, CromSS, variant_kwargs
-from rsfuse.methods.sample_selection import CrossModalSampleSelection
 
 TINY = {"encoder": "resnet18", "encoder_depth": 3, "decoder_channels": [16, 8, 8]}
 

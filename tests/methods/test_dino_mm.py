@@ -12,17 +12,31 @@ from torch.utils.data import DataLoader
 
 from rsfuse.bands import early_fusion_channels, s2_bands
 from rsfuse.data.sample import collate
-from rsfuse.methods.dino_mm import (
-    DINOMM,
-    DINOMMEvalTask,
-    MultiCropWrapper,
-    build_vit,
-    clip_gradients,
-    cosine_schedule,
-    eval_backbone_kwargs,
-)
+from rsfuse.methods.dino_mm import DINOMM
 from rsfuse.models.checkpoints import load_encoder
 from rsfuse.models.heads import DINOHead
+from rsfuse.models.multicrop import MultiCropWrapper
+from rsfuse.models.vit_small import build_vit, eval_backbone_kwargs
+from rsfuse.tasks.classification import DINOMMEvalTask
+from rsfuse.training.configs import config_root
+from rsfuse.training.optim import OptimSettings, clip_gradients, configure, step_scheduler
+from rsfuse.training.schedules import cosine_ramp
+
+
+def cosine_schedule(step: int, total: int, base: float, final: float, warmup: int = 0) -> float:
+    """DINO's per-step schedule as rsfuse builds it: the learning rate of timm's scheduler
+    (linear warm-up from 0, cosine to ``final``) or, without warm-up, the cosine ramp that
+    DINO-MM applies to the weight decay."""
+    from types import SimpleNamespace
+
+    if not warmup:
+        return cosine_ramp(step, total, base, final)
+    net = nn.Linear(2, 2)
+    trainer = SimpleNamespace(estimated_stepping_batches=total, max_epochs=total // warmup)
+    cfg = configure(net, OptimSettings(lr=base, min_lr=final, warmup_epochs=1.0), trainer)
+    step_scheduler(cfg["lr_scheduler"]["scheduler"], "step", step, 0, None)
+    return cfg["optimizer"].param_groups[0]["lr"]
+
 
 TINY_VIT = {"patch_size": 8, "embed_dim": 32, "depth": 4, "num_heads": 2}
 TINY = {
@@ -201,8 +215,8 @@ def test_eval_configs_run_on_an_exported_teacher(
     DINOMM(**{**TINY, "backbone_kwargs": TINY_VIT}).export_teacher(path)
     run(
         [
-            "fit", "--config", str(REPO / "configs" / "dino_mm" / "eval" / config),
-            "--config", str(REPO / "configs" / "dino_mm" / "overrides" / "tiny_cpu_eval.yaml"),
+            "fit", "--config", str(config_root() / "dino_mm" / "eval" / config),
+            "--config", str(config_root() / "dino_mm" / "overrides" / "tiny_cpu_eval.yaml"),
             f"--data.init_args.root={ben_v2_root}",
             f"--model.init_args.encoder_checkpoints.s1s2={path}",
             "--trainer.fast_dev_run=true", f"--trainer.default_root_dir={tmp_path}", *extra,

@@ -1,4 +1,4 @@
-"""MGSViT self-supervised pretraining (seed 000, Algorithm 1): losses, switches, export."""
+"""MGSViT self-supervised pretraining (MGSViT Algorithm 1): losses, switches, export."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import torch
 from rsfuse.errors import CheckpointError, ConfigError, DataError
 from rsfuse.methods.mgsvit import MGSViTPretraining
 from rsfuse.models.checkpoints import read_encoder_config
+from rsfuse.training.configs import config_root
 
 REPO = Path(__file__).resolve().parents[2]
-MGSVIT = REPO / "configs" / "mgsvit"
+MGSVIT = config_root() / "mgsvit"
 TINY = {"patch_size": 8, "embed_dim": 32, "depth": 4, "num_heads": 2}
 
 
@@ -106,11 +107,11 @@ def test_momentum_encoder_moves_by_one_minus_m_and_gets_no_gradient() -> None:
     with torch.no_grad():  # make online and momentum weights differ
         for p in m.moco.encoder.parameters():
             p.add_(0.1 * torch.randn_like(p))
-    k0 = {n: p.clone() for n, p in m.moco.momentum_encoder.named_parameters()}
+    k0 = {n: p.clone() for n, p in m.moco.momentum_encoder.module.named_parameters()}
     q0 = {n: p.clone() for n, p in m.moco.encoder.named_parameters()}
     out = m.losses(torch.randn(4, 12, 32, 32), torch.randn(4, 12, 32, 32), momentum=0.9)
     out["loss"].backward()
-    for n, p in m.moco.momentum_encoder.named_parameters():
+    for n, p in m.moco.momentum_encoder.module.named_parameters():
         torch.testing.assert_close(p, 0.9 * k0[n] + 0.1 * q0[n])
         assert p.grad is None and not p.requires_grad
 
@@ -132,7 +133,7 @@ def test_wrong_modality_or_band_count_is_named() -> None:
 
 
 def _tiny_cpu_pretrain(cfg: Path) -> dict:
-    from rsfuse.experiments.mgsvit_ablation import load_config
+    from rsfuse.training.configs import load_config
 
     return load_config(cfg, MGSVIT / "overrides" / "tiny_cpu_pretrain.yaml")
 
@@ -180,7 +181,7 @@ def test_fit_writes_pngs_and_an_encoder_the_gmu_classifier_loads(
     s1 = MGSViTPretraining(**tiny).export_encoder(tmp_path / "pretrained" / "mgsvit_c4_s1")
     assert s1.name == "mgsvit_c4_s1.safetensors"
 
-    from rsfuse.experiments.mgsvit_ablation import load_config
+    from rsfuse.training.configs import load_config
 
     cfg = load_config(MGSVIT / "ssl" / "ablation_base.yaml", MGSVIT / "overrides" / "tiny_cpu.yaml")
     args = cfg["model"]["init_args"]  # encoder_checkpoints: pretrained/mgsvit_c4_{s1,s2}
@@ -207,7 +208,7 @@ def test_lr_is_scaled_by_global_batch_and_norms_are_not_decayed(
     from rsfuse.data.datamodules import BigEarthNetDataModule
 
     m = _method(base_lr=0.0256, weight_decay=0.05, warmup_epochs=0, plot_dir=str(tmp_path))
-    dm = BigEarthNetDataModule(str(ben_v2_root), modalities=["s2"], batch_size=4)
+    dm = BigEarthNetDataModule(str(ben_v2_root), modalities=["s2"], batch_size=4, augmentation=None)
     trainer = L.Trainer(
         max_epochs=1,
         limit_train_batches=1,

@@ -10,9 +10,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from rsfuse.data.sample import collate
-from rsfuse.methods.dino_mm import build_vit, eval_backbone_kwargs
 from rsfuse.methods.moco_mm import MoCoMM
 from rsfuse.models.checkpoints import load_encoder
+from rsfuse.models.vit_small import build_vit, eval_backbone_kwargs
 from tests.conformance import load
 from tests.methods.test_dino_mm import TINY_VIT, fake_samples
 

@@ -3,7 +3,8 @@ import torch
 from torch import nn
 
 from rsfuse.errors import ConfigError
-from rsfuse.methods.momentum import cosine_momentum, ema_update, momentum_copy
+from rsfuse.models.momentum import ema_update, momentum_copy
+from rsfuse.training.schedules import cosine_momentum
 
 
 def test_ema_moves_key_by_one_minus_m_toward_query() -> None:

@@ -1,4 +1,4 @@
-"""Tests of GMU / concatenation fusion and the multi-modal classifier (seed 000, Eq. 2-5)."""
+"""Tests of GMU / concatenation fusion and the multi-modal classifier (MGSViT Eq. 2-5)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rsfuse.errors import ConfigError
-from rsfuse.models.backbones import build_backbone
+from rsfuse.models.encoders import create_encoder
 from rsfuse.models.upernet import (
     ViTFeaturePyramid,
     ViTUPerNet,
@@ -47,8 +47,8 @@ def test_gated_vit_block_maps_are_the_chosen_blocks() -> None:
 
 def test_timm_vit_block_maps_and_upernet_shape() -> None:
     torch.manual_seed(0)
-    vit = build_backbone(
-        "vit_tiny_patch16_224", 5, 0, {"img_size": 32, **VIT, "dynamic_img_size": True}
+    vit = create_encoder(
+        "vit_tiny_patch16_224", 5, {"img_size": 32, **VIT, "dynamic_img_size": True}
     )
     maps = vit_block_maps(vit, torch.randn(1, 5, 32, 48), [1, 2, 3, 3])
     assert tuple(maps[0].shape) == (1, 32, 4, 6)

@@ -1,4 +1,4 @@
-"""Tests of GatedViT and the transformer-shortcut unit (seed 000, Eq. 1)."""
+"""Tests of GatedViT and the transformer-shortcut unit (MGSViT Eq. 1)."""
 
 from __future__ import annotations
 
@@ -46,15 +46,19 @@ def test_channel_gate_matches_hand_computation() -> None:
     assert ts.gate_values(H).shape == (1, 2, 2)
 
 
-def test_sincos_positions_known_values() -> None:
-    pe = sincos_pos_embed_2d(2, 3, 8)
+@pytest.mark.parametrize("order", ["rows_first", "mae"])
+def test_sincos_positions_known_values(order: str) -> None:
+    pe = sincos_pos_embed_2d(2, 3, 8, order)
     assert pe.shape == (6, 8)
     # patch (row 0, col 0): sin 0 = 0, cos 0 = 1 for both halves
     torch.testing.assert_close(pe[0], torch.tensor([0, 0, 1, 1, 0, 0, 1, 1.0]))
     # patch (row 1, col 2) = index 5: row half uses p=1, column half p=2 (ω_0 = 1, ω_1 = 0.01)
-    want = [math.sin(1), math.sin(0.01), math.cos(1), math.cos(0.01)]
-    want += [math.sin(2), math.sin(0.02), math.cos(2), math.cos(0.02)]
+    row = [math.sin(1), math.sin(0.01), math.cos(1), math.cos(0.01)]
+    col = [math.sin(2), math.sin(0.02), math.cos(2), math.cos(0.02)]
+    # MAE's get_2d_sincos_pos_embed (MGSViT's code): the column half first
+    want = row + col if order == "rows_first" else col + row
     torch.testing.assert_close(pe[5], torch.tensor(want))
+    assert torch.equal(sincos_pos_embed_2d(2, 3, 8), sincos_pos_embed_2d(2, 3, 8, "mae"))
 
 
 def test_patchify_order() -> None:
@@ -90,7 +94,7 @@ def test_n0_equals_a_plain_timm_vit_with_the_same_weights() -> None:
         w = ours.patch_embed.weight.view(32, 8, 8, 3).permute(0, 3, 1, 2)
         ref.patch_embed.proj.weight.copy_(w)
         ref.patch_embed.proj.bias.copy_(ours.patch_embed.bias)
-        ref.pos_embed.copy_(sincos_pos_embed_2d(4, 4, 32)[None])
+        ref.pos_embed.copy_(sincos_pos_embed_2d(4, 4, 32, ours.pos_embed_order)[None])
     x = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(ours.forward_features(x), ref.forward_features(x))
     torch.testing.assert_close(ours(x), ref(x))

@@ -12,10 +12,10 @@ from torchmetrics.classification import MultilabelAveragePrecision
 
 from rsfuse.data.datamodules import BigEarthNetDataModule
 from rsfuse.errors import CheckpointError, ConfigError, DataError
-from rsfuse.experiments.mgsvit_ablation import load_config
 from rsfuse.models.checkpoints import load_encoder, save_encoder
 from rsfuse.models.fusion import drop_modalities, early_fusion_input
-from rsfuse.tasks.classification import MultiLabelClassificationTask
+from rsfuse.tasks.classification import MultiLabelClassificationTask, encoder_key
+from rsfuse.training.configs import config_root, load_config
 
 TINY = {
     "img_size": 120,
@@ -120,7 +120,7 @@ def test_validation_metrics_cover_the_whole_split(ben_v2_root) -> None:
 
 # ---------------------------------------------------------------------------- MGSViT modes
 GVIT = {"img_size": 120, "patch_size": 30, "embed_dim": 32, "depth": 4, "num_heads": 2}
-MGSVIT = Path(__file__).resolve().parents[2] / "configs" / "mgsvit"
+MGSVIT = config_root() / "mgsvit"
 
 
 def _mgsvit(**kw) -> MultiLabelClassificationTask:
@@ -214,6 +214,33 @@ def test_linear_probe_freezes_the_encoder(tmp_path: Path, features: str, head_in
     assert task.model.head.training and not task.model.encoders.training
     loss, _, _ = task._shared_step(_batch(2))
     loss.backward()
+
+
+@pytest.mark.parametrize("fusion", ["early", "concat", "gmu"])
+def test_cached_probe_features_equal_the_encoder_path(tmp_path: Path, fusion: str) -> None:
+    mods = ["s1", "s2"]
+    src = _mgsvit(modalities=mods, fusion=fusion)
+    paths = {encoder_key(mods) if m == "early" else m: str(save_encoder(enc, tmp_path / f"{m}.pt"))
+             for m, enc in src.model.encoders.items()}  # fmt: skip
+    kw = {"modalities": mods, "fusion": fusion, "mode": "linear_probe",
+          "encoder_checkpoints": paths}  # fmt: skip
+    direct, cached = _mgsvit(**kw), _mgsvit(**kw, cache_features=True)
+    cached.load_state_dict(direct.state_dict())  # the same head (and GMU) as well
+    direct.train(), cached.train()
+    batch = {**_batch(4), "meta": [{"id": f"p{i}"} for i in range(4)]}
+    first = cached(batch)  # fills the cache
+    assert set(cached._feature_cache) == set(cached.model.encoders)
+    second = cached(batch)  # reads it
+    torch.testing.assert_close(first, direct(batch))
+    torch.testing.assert_close(second, direct(batch))
+    # the cached path still trains the head
+    second.sum().backward()
+    assert cached.model.head.weight.grad is not None
+    # samples without their own id are never cached
+    fresh = _mgsvit(**kw, cache_features=True)
+    fresh.train()
+    fresh({**_batch(4), "meta": [{"id": None}] * 4})
+    assert fresh._feature_cache == {}
 
 
 def _mgsvit_config(path: Path) -> dict:

@@ -232,19 +232,21 @@ def test_default_optimiser_and_schedule_are_the_cromss_code() -> None:
     (``pl_finetune.configure_optimizers`` with ``--scheduler_type cos --scheduler_values 40``)."""
     from types import SimpleNamespace
 
+    from rsfuse.training.optim import step_scheduler
+
     task = SegmentationTask(architecture="fpn", modalities=["s2"], **SMALL)
     task._trainer = SimpleNamespace(max_epochs=50)
     cfg = task.configure_optimizers()
     task._trainer = None
     opt, sched = cfg["optimizer"], cfg["lr_scheduler"]
-    assert type(opt) is torch.optim.Adam and cfg["lr_scheduler"]["interval"] == "epoch"
+    assert type(opt) is torch.optim.Adam and sched["interval"] == "epoch"
     assert {g["weight_decay"] for g in opt.param_groups} <= {1e-8, 0.0}
     lr, final, t = 5e-4, 1e-5, 40
     lrs = []
-    for _ in range(50):
+    for epoch in range(50):
         lrs.append(opt.param_groups[0]["lr"])
         opt.step()
-        sched["scheduler"].step()
+        step_scheduler(sched["scheduler"], "epoch", 0, epoch + 1, None)  # Lightning's call
     want = [final + (1 + math.cos(math.pi * e / t)) * (lr - final) / 2 if e < t else final
             for e in range(50)]  # fmt: skip
     assert lrs == pytest.approx(want, rel=1e-9)

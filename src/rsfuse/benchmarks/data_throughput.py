@@ -7,7 +7,7 @@ patches included so every reader sees the same samples):
 (b) ``torchgeo``  TorchGeo's ``BigEarthNetV2(bands="all")`` (benchmark-only dependency;
                   reported as not measured when TorchGeo is not installed)
 (c) ``store``     :class:`~rsfuse.data.store.StoreDataset` on the converted store, made
-                  by the datamodule's ``_store_dataset`` (``s2_dtype="uint16"``): the path
+                  by the datamodule's ``store_dataset`` (``s2_dtype="uint16"``): the path
                   training uses. The DataLoader asks it for whole batches
                   (``StoreDataset.__getitems__``): every sample is decoded straight into
                   the batch tensors, in pooled shared memory inside a worker, and
@@ -270,7 +270,7 @@ def prepare(data: Path, n: int, workers: int) -> tuple[Path, Path, Path]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Measure every reader; return the results dict (also saved as JSON)."""
     from rsfuse.data.bigearthnet import BigEarthNetV2
-    from rsfuse.data.datamodules import _store_dataset
+    from rsfuse.data.datamodules.classification import store_dataset
     from rsfuse.data.store import StoreDataset
 
     torch.set_num_threads(1)
@@ -289,11 +289,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "geotiff": lambda: BigEarthNetV2(src, "train", include_snow=True, include_cloudy=True),
         "torchgeo": lambda: _TorchGeoAdapter(src),
         # the training path: the datamodule's store dataset (batch reads, uint16 S2)
-        "store": lambda: _store_dataset(str(store), "train", store_kwargs, "uint16"),
-        "store-item": lambda: PerSample(
-            _store_dataset(str(store), "train", store_kwargs, "uint16")
-        ),
-        "store-f32": lambda: _store_dataset(str(store), "train", store_kwargs, "float32"),
+        "store": lambda: store_dataset(str(store), "train", store_kwargs, "uint16"),
+        "store-item": lambda: PerSample(store_dataset(str(store), "train", store_kwargs, "uint16")),
+        "store-f32": lambda: store_dataset(str(store), "train", store_kwargs, "float32"),
         "lmdb": lambda: LmdbSafetensors(lmdb_path, s2_dtype="uint16"),
         "lmdb-f32": lambda: LmdbSafetensors(lmdb_path, s2_dtype="float32"),
     }

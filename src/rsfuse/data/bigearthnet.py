@@ -42,7 +42,7 @@ from rsfuse.bands import BANDS, S1_ORDER, check_modalities
 from rsfuse.bands import s2_bands as resolve_s2_bands
 from rsfuse.data import bigearthnet_layout as layout
 from rsfuse.data.classes import BEN19, ben19_indices, ben43_to_19, multi_hot
-from rsfuse.data.sample import Sample, check_sample
+from rsfuse.data.sample import Sample, check_same_crs, check_sample, check_unique_ids
 from rsfuse.data.skipping import SkipBadSamples
 from rsfuse.errors import ConfigError, DataError
 from rsfuse.io.geotiff import probe_header, read_band
@@ -192,17 +192,18 @@ class BigEarthNetBase(SkipBadSamples, Dataset[Sample]):
         """All sample ids of the split, in index order."""
         return [b.decode() for b in self._ids]
 
-    def _files(self, i: int) -> list[tuple[Path, tuple[int, int]]]:
-        """Raster files of sample ``i`` for the requested modalities with native sizes."""
+    def _files(self, i: int) -> list[tuple[Path, tuple[int, int], tuple[str, ...]]]:
+        """Raster files of sample ``i`` for the requested modalities with native sizes and
+        published dtypes."""
         out = []
         if "s2" in self.modalities:
             for band in self.s2_band_names:
                 n = layout.native_size(BANDS[band].resolution)
-                out.append((self._s2_path(i, band), (n, n)))
+                out.append((self._s2_path(i, band), (n, n), layout.S2_DTYPES))
         if "s1" in self.modalities:
             self._check_s1_name(i)
             n = layout.native_size(BANDS["VV"].resolution)
-            out.extend((self._s1_path(i, band), (n, n)) for band in S1_ORDER)
+            out.extend((self._s1_path(i, band), (n, n), layout.S1_DTYPES) for band in S1_ORDER)
         return out
 
     def _check_s1_name(self, i: int) -> None:
@@ -218,10 +219,15 @@ class BigEarthNetBase(SkipBadSamples, Dataset[Sample]):
         return len(self._ids)
 
     def _read_stack(
-        self, files: list[tuple[Path, int]], grid: tuple[str | None, tuple] | None
+        self,
+        files: list[tuple[Path, int]],
+        grid: tuple[str | None, tuple] | None,
+        dtypes: tuple[str, ...],
+        crs: list[tuple[Path, str | None]],
     ) -> tuple[Tensor, tuple[str | None, tuple]]:
         """Read single-band files (path, resolution in m) onto the 10 m grid: [C, 120, 120].
 
+        Each file must be stored as one of ``dtypes``; its CRS is appended to ``crs``.
         Returns the stack and the grid (CRS, transform) of the first file read, unless
         ``grid`` was already known.
         """
@@ -235,7 +241,9 @@ class BigEarthNetBase(SkipBadSamples, Dataset[Sample]):
                 out_shape=(size, size),
                 resample=self.resampling,
                 check_finite=self.check_finite,
+                dtypes=dtypes,
             )
+            crs.append((path, profile["crs"]))
             if grid is None:
                 grid = _grid_10m(profile, n, size)
         assert grid is not None
@@ -246,16 +254,18 @@ class BigEarthNetBase(SkipBadSamples, Dataset[Sample]):
         sample: Sample = {}
         present = {"s1": False, "s2": False}
         grid: tuple[str | None, tuple] | None = None
+        crs: list[tuple[Path, str | None]] = []
         try:
             if "s2" in self.modalities:
                 files = [(self._s2_path(i, b), BANDS[b].resolution) for b in self.s2_band_names]
-                sample["s2"], grid = self._read_stack(files, grid)
+                sample["s2"], grid = self._read_stack(files, grid, layout.S2_DTYPES, crs)
                 present["s2"] = True
             if "s1" in self.modalities:
                 self._check_s1_name(i)
                 files = [(self._s1_path(i, b), BANDS[b].resolution) for b in S1_ORDER]
-                sample["s1"], grid = self._read_stack(files, grid)
+                sample["s1"], grid = self._read_stack(files, grid, layout.S1_DTYPES, crs)
                 present["s1"] = True
+            check_same_crs(crs)
             labels = self._label_indices(i, from_s2="s2" in self.modalities)
         except DataError as e:
             raise _with_sample(e, sid) from e
@@ -296,8 +306,8 @@ class BigEarthNetBase(SkipBadSamples, Dataset[Sample]):
             try:
                 problems += [
                     m
-                    for path, shape in self._files(i)
-                    if (m := probe_header(path, shape)) is not None
+                    for path, shape, dtypes in self._files(i)
+                    if (m := probe_header(path, shape, dtypes)) is not None
                 ]
             except DataError as e:
                 problems.append(str(e))
@@ -437,6 +447,7 @@ class BigEarthNetV1(BigEarthNetBase):
                 "(expected 's2_name,s1_name' per line)",
                 path=path,
             )
+        check_unique_ids(s2_names, path, what="s2_name")
         self._s2_names = _as_bytes_array(s2_names)
         self._s1_names = _as_bytes_array(s1_names)
         self._ids = self._s2_names
@@ -526,6 +537,14 @@ class BigEarthNetV2(BigEarthNetBase):
             raise
         except Exception as e:  # pyarrow raises many types for a corrupt file
             raise DataError(f"cannot read metadata parquet: {e}", path=path) from e
+        dup = df["patch_id"].duplicated(keep=False)
+        if dup.any():
+            pid = str(df["patch_id"][dup].iloc[0])
+            raise DataError(
+                f"patch_id {pid!r} is listed {int((df['patch_id'] == pid).sum())} times "
+                f"({int(dup.sum())} rows share an id)",
+                path=path,
+            )
         df = df[df["split"] == layout.V2_SPLIT_VALUES[self.split]]
         if not self.include_snow:
             df = df[~df["contains_seasonal_snow"].fillna(False).astype(bool)]
@@ -545,7 +564,15 @@ class BigEarthNetV2(BigEarthNetBase):
         out = np.zeros((len(df), len(BEN19)), dtype=np.uint8)
         exploded = df["labels"].explode()
         exploded = exploded[exploded.notna()]
-        cols = exploded.map(index)
+        try:
+            cols = exploded.map(index)
+        except TypeError:  # an unhashable entry (a list, dict …) where a name belongs
+            row, value = next((k, v) for k, v in exploded.items() if not isinstance(v, str))
+            raise DataError(
+                f"labels of patch {df['patch_id'].iloc[row]!r} hold a "
+                f"{type(value).__name__}, not class names",
+                path=path,
+            ) from None
         unknown = cols.isna()
         if unknown.any():
             row = int(exploded.index[np.flatnonzero(unknown.to_numpy())[0]])

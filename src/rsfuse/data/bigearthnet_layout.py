@@ -30,6 +30,10 @@ from pathlib import Path
 
 #: Patch size on the 10 m grid (pixels); a band of resolution r m is 120*10/r pixels wide.
 PATCH_SIZE_10M = 120
+#: Stored dtypes of the published band files (v1 and v2): S2 reflectance x 10000 as uint16,
+#: S1 backscatter in dB as float32. Anything else is refused by the readers.
+S2_DTYPES: tuple[str, ...] = ("uint16",)
+S1_DTYPES: tuple[str, ...] = ("float32",)
 
 V1_S2_DIR = "BigEarthNet-v1.0"
 V1_S1_DIR = "BigEarthNet-S1-v1.0"

@@ -132,6 +132,8 @@ def ben43_to_19(names: Iterable[str], source: str | None = None) -> list[int]:
     """
     out: set[int] = set()
     for n in names:
+        if not isinstance(n, str):
+            raise DataError(f"label {_short(n)} is a {type(n).__name__}, not a name", path=source)
         if n not in _BEN43_INDEX:
             raise DataError(f"unknown BigEarthNet 43-class label {n!r}", path=source)
         j = BEN43_TO_19.get(_BEN43_INDEX[n])
@@ -148,10 +150,17 @@ def ben19_indices(names: Iterable[str], source: str | None = None) -> list[int]:
     """
     out: set[int] = set()
     for n in names:
+        if not isinstance(n, str):
+            raise DataError(f"label {_short(n)} is a {type(n).__name__}, not a name", path=source)
         if n not in _BEN19_INDEX:
             raise DataError(f"unknown BigEarthNet 19-class label {n!r}", path=source)
         out.add(_BEN19_INDEX[n])
     return sorted(out)
+
+
+def _short(x: object, limit: int = 60) -> str:
+    s = repr(x)
+    return s if len(s) <= limit else s[:limit] + "…"
 
 
 def multi_hot(indices: Sequence[int], num_classes: int) -> np.ndarray:
@@ -224,6 +233,32 @@ DFC2020_REMAP: tuple[int, ...] = (255, 0, 1, 255, 2, 3, 4, 5, 255, 6, 7)
 IGNORE_LABEL = 255
 
 
+def integral_labels(
+    values: np.ndarray, source: str | None = None, what: str = "label"
+) -> np.ndarray:
+    """Label values as int64, refusing any that is not a whole number.
+
+    Label files are read as float32 (:func:`rsfuse.io.geotiff.read_band`); a cast would
+    silently turn 2.7 into 2, so non-integral (and NaN / inf) values are an error.
+
+    Raises:
+        DataError: a non-integral value, naming the first few and ``source``.
+    """
+    v = np.asarray(values)
+    if v.dtype.kind == "f":
+        bad = ~np.isfinite(v) | (v != np.round(v))
+        if bad.any():
+            vals = sorted({float(x) for x in v[bad].ravel()[:1000]})[:5]
+            raise DataError(
+                f"{what} values {vals} are not integers ({int(bad.sum())} pixels); labels are "
+                "class numbers, never truncated",
+                path=source,
+            )
+    elif v.dtype.kind not in "iub":
+        raise DataError(f"{what} values have dtype {v.dtype}, not integers", path=source)
+    return v.astype(np.int64)
+
+
 def remap_labels(
     values: np.ndarray, lut: Sequence[int], source: str | None = None, what: str = "label"
 ) -> np.ndarray:
@@ -239,9 +274,10 @@ def remap_labels(
         int64 array of class indices with 255 = unlabelled, same shape as ``values``.
 
     Raises:
-        DataError: a value that is neither in the table nor 255.
+        DataError: a value that is not an integer (a float label such as 2.7 is never
+            truncated), or neither in the table nor 255.
     """
-    v = np.asarray(values).astype(np.int64)
+    v = integral_labels(values, source, what)
     table = np.full(256, -1, np.int64)
     table[: len(lut)] = np.asarray(lut, np.int64)
     table[IGNORE_LABEL] = IGNORE_LABEL
@@ -254,15 +290,3 @@ def remap_labels(
             f"{what} values {vals} outside 0–{len(lut) - 1} and not {IGNORE_LABEL}", path=source
         )
     return out
-
-
-def check_class_range(mask: np.ndarray, num_classes: int, source: str | None = None) -> np.ndarray:
-    """Check that every value of ``mask`` is a class index < ``num_classes`` or 255.
-
-    Returns:
-        The mask as int64.
-
-    Raises:
-        DataError: a value outside the class range that is not 255.
-    """
-    return remap_labels(mask, list(range(num_classes)), source, what="mask")

@@ -49,6 +49,8 @@ from tqdm.auto import tqdm
 from rsfuse.data import store as st
 from rsfuse.data.bigearthnet import BigEarthNetBase, BigEarthNetV1, BigEarthNetV2
 from rsfuse.errors import ConfigError, DataError
+from rsfuse.io.atomic import clean_stale_folder
+from rsfuse.io.paths import check_not_input, check_output_folder
 
 log = logging.getLogger(__name__)
 
@@ -644,8 +646,12 @@ def _opts_key(opts: Options) -> tuple[Any, ...]:
     return tuple(sorted(opts.items()))
 
 
-def _write_part_shard(out: Path, k: int, lo: int, arrays: dict[str, np.ndarray]) -> None:
-    """Write rows ``[lo, lo + n)`` of the named arrays, then shard ``k``'s completion marker."""
+def _write_part_shard(
+    out: Path, k: int, lo: int, arrays: dict[str, np.ndarray], meta: list[dict[str, Any]]
+) -> None:
+    """Write rows ``[lo, lo + n)`` of the named arrays, then the shard's per-sample metadata
+    (``.done/meta-<k>.json``), then, last, shard ``k``'s completion marker ``.done/<k>``: a
+    marker always means data and metadata are both on disk."""
     import zarr
 
     group = zarr.open_group(str(out), mode="r+", zarr_format=3)
@@ -655,7 +661,27 @@ def _write_part_shard(out: Path, k: int, lo: int, arrays: dict[str, np.ndarray])
         for name, block in arrays.items():
             group[name][lo : lo + len(block)] = block
     n = len(next(iter(arrays.values())))
+    st.write_json(out / st.DONE_DIR / f"meta-{k}.json", meta)
     st.write_json(out / st.DONE_DIR / str(k), {"shard": k, "samples": n})
+
+
+def _done_shards(out: Path, sizes: dict[int, int]) -> set[int]:
+    """Shards whose marker *and* readable metadata (one entry per sample) exist.
+
+    A run killed between the two writes of an older rsfuse (marker first) left a marker
+    without metadata; such a shard, or one whose metadata is unreadable, is redone.
+    """
+    done = set()
+    for k in st.done_shards(out):
+        meta = out / st.DONE_DIR / f"meta-{k}.json"
+        try:
+            rows = json.loads(meta.read_text())
+        except (OSError, ValueError):
+            log.info("shard %d has a marker but no readable %s: redoing it", k, meta.name)
+            continue
+        if isinstance(rows, list) and len(rows) == sizes.get(k, -1):
+            done.add(k)
+    return done
 
 
 def _convert_shard(task: tuple[Any, ...]) -> int:
@@ -679,9 +705,7 @@ def _convert_shard(task: tuple[Any, ...]) -> int:
             arrays[name][j] = x
         meta.append(m)
     (Path(out) / st.DONE_DIR).mkdir(exist_ok=True)
-    _write_part_shard(Path(out), k, lo, {prefix + name: a for name, a in arrays.items()})
-    # per-sample metadata of the shard (read by finalize); written after the data
-    st.write_json(Path(out) / st.DONE_DIR / f"meta-{k}.json", meta)
+    _write_part_shard(Path(out), k, lo, {prefix + name: a for name, a in arrays.items()}, meta)
     return n
 
 
@@ -785,8 +809,11 @@ def _pool_map(
                 "run the same command again to resume"
             ) from e
         except _TerminatedError as e:
-            for proc in list(getattr(pool, "_processes", {}).values()):
-                proc.terminate()  # their unfinished shards have no marker: redone on resume
+            # the pool's workers are this process's multiprocessing children (the public
+            # view of them; ProcessPoolExecutor has no terminate before Python 3.14); their
+            # unfinished shards have no marker and are redone on resume
+            for proc in mp.active_children():
+                proc.terminate()
             raise DataError(
                 f"{desc} interrupted by {e}; the finished shards are kept: run the same "
                 "command again to resume"
@@ -842,6 +869,11 @@ def convert(
         raise ConfigError(f"workers must be >= 1, got {workers}", key="workers")
     if shard_size < 1:
         raise ConfigError(f"shard_size must be >= 1, got {shard_size}", key="shard_size")
+    if not Path(root).is_dir():
+        raise DataError("dataset root folder not found", path=root)
+    # never write into, onto or around the source (--overwrite deletes --out)
+    check_output_folder(out, key="out")
+    check_not_input([out], [root], key="out", replaces=True)
     opts = entry.options(resampling, patch_size, format)
     root_s, out_p = str(Path(root).resolve()), Path(out)
     rows = entry.plan(root_s, opts)
@@ -888,7 +920,14 @@ def convert(
             ]
             st.create_arrays(out_p, p["n"], specs, shard_size)
         st.write_json(plan_file, {**want, "parts": parts})
-    done = st.done_shards(out_p)
+    clean_stale_folder(out_p / st.DONE_DIR)  # temporary files of a killed run
+    sizes = {}
+    k = 0
+    for p in parts:
+        for lo in range(0, p["n"], shard_size):
+            sizes[k] = min(lo + shard_size, p["n"]) - lo
+            k += 1
+    done = _done_shards(out_p, sizes)
     pairs = list(zip(rows["split"], rows["pos"].astype(int)))
     tasks, k = [], 0
     for p in parts:
@@ -909,17 +948,25 @@ def convert(
         "converting",
         lambda t: len(t[-1]),
     )
-    _finalize(out_p, rows, n_shards, entry, parts)
+    _finalize(out_p, rows, n_shards, entry, parts, sizes)
     return out_p
 
 
 def _finalize(
-    out: Path, rows: pd.DataFrame, n_shards: int, entry: SourceDataset, parts: list[dict[str, Any]]
+    out: Path,
+    rows: pd.DataFrame,
+    n_shards: int,
+    entry: SourceDataset,
+    parts: list[dict[str, Any]],
+    sizes: dict[int, int],
 ) -> None:
     """Write the index, then the manifest (last: it marks the store complete)."""
-    missing = sorted(set(range(n_shards)) - st.done_shards(out))
+    missing = sorted(set(range(n_shards)) - _done_shards(out, sizes))
     if missing:
-        raise DataError(f"shards {missing[:10]} were not written", path=out)
+        raise DataError(
+            f"shards {missing[:10]} were not written; run the same command again to resume",
+            path=out,
+        )
     meta: list[dict[str, Any]] = []
     for k in range(n_shards):
         meta += json.loads((out / st.DONE_DIR / f"meta-{k}.json").read_text())

@@ -28,10 +28,10 @@ import numpy as np
 
 from rsfuse.bands import S2_L1C_ORDER
 from rsfuse.data.classes import DFC2020, DFC2020_REMAP, remap_labels
-from rsfuse.data.noldo import read_multiband
-from rsfuse.data.ssl4eo import SegmentationDatasetBase
+from rsfuse.data.sample import check_same_crs
+from rsfuse.data.ssl4eo import S1_DTYPES, S2_DTYPES, SegmentationDatasetBase
 from rsfuse.errors import ConfigError, DataError
-from rsfuse.io.geotiff import read_band
+from rsfuse.io.geotiff import read_band, read_multiband
 
 PATCH_SIZE = 256
 SPLIT_FOLDERS: dict[str, str] = {
@@ -122,16 +122,20 @@ class DFC2020Dataset(SegmentationDatasetBase):
             "transform": profile["transform"],
             "files": {"mask": str(lab_path)},
         }
+        crs: list[tuple[Path, str | None]] = [(lab_path, profile["crs"])]
         for m, c in (("s1", 2), ("s2", len(S2_L1C_ORDER))):
             if m not in self.modalities:
                 continue
             path = dfc2020_path(self.root, roi, m, scene, patch)
-            x = read_multiband(path, c, size)
+            dtypes = S1_DTYPES if m == "s1" else S2_DTYPES
+            x, prof = read_multiband(path, c, size, dtypes=dtypes)
+            crs.append((path, prof["crs"]))
             if m == "s2":
                 x = x[self._band_index]
             self._finite(x, m, path)
             out[m] = x[None]
             meta["files"][m] = str(path)
+        check_same_crs(crs)
         out["meta"] = meta
         return out
 

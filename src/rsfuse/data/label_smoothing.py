@@ -1,4 +1,4 @@
-"""CromSS's spatial-temporal label smoothing (seed 001, §III-C, Eq. 13–15).
+"""CromSS's spatial-temporal label smoothing (CromSS §III-C, Eq. 13–15).
 
 With ``y`` the one-hot noisy label of the season ``t`` drawn for the sample, the smoothed
 label is (Eq. 13)::
@@ -27,7 +27,6 @@ on the device. These semantics reproduce ``zhu-xlab/CromSS``
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -36,12 +35,10 @@ from scipy.ndimage import gaussian_filter
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from rsfuse.data.datamodules import SegmentationDataModule, segmentation_augmentation
 from rsfuse.errors import ConfigError
 
 __all__ = [
     "PRIOR_KEY",
-    "CromSSDataModule",
     "SeasonalLabelPrior",
     "SpatialTemporalLabelSmoothing",
     "gaussian_class_prior",
@@ -123,11 +120,6 @@ class SpatialTemporalLabelSmoothing:
         self.sigma = float(sigma)
         self.truncate = float(truncate)
         self.ignore_index = ignore_index
-
-    @property
-    def needs_prior(self) -> bool:
-        """Whether a spatial/temporal prior enters Eq. 13 (α > 0)."""
-        return self.prior_kind != "none" and self.alpha > 0
 
     def temporal_prior(self, seasonal_labels: np.ndarray) -> np.ndarray:
         """Eq. 15: ``N(G_σ ∗ mean_s onehot(y_s))`` from labels [T, H, W] → [C, H, W]."""
@@ -227,74 +219,3 @@ class SeasonalLabelPrior(Dataset):
         meta["season"] = t
         out["meta"] = meta
         return out
-
-
-class CromSSDataModule(SegmentationDataModule):
-    """NoLDO-S12 pretraining data with CromSS's label prior (``label_prior`` in batches).
-
-    A :class:`~rsfuse.data.datamodules.SegmentationDataModule` on ``noldo-s12`` whose
-    training / validation samples come from :class:`SeasonalLabelPrior` (one random season
-    per read, the prior of Eq. 14–15 beside it); the training augmentation (crop, flips,
-    rotations) transforms ``label_prior`` and ``mask_clean`` with the images.
-
-    Args:
-        prior: ``"spatial"``, ``"temporal"``, ``"spatial-temporal"`` or ``"none"`` (no prior
-            key: plain one-season batches).
-        sigma: Gaussian σ of the prior (3).
-        **kwargs: :class:`SegmentationDataModule` arguments (``dataset`` must be noldo-s12).
-    """
-
-    def __init__(
-        self,
-        prior: PriorKind = "spatial-temporal",
-        sigma: float = 3.0,
-        **kwargs: Any,
-    ) -> None:
-        kwargs.setdefault("dataset", "noldo-s12")
-        if kwargs["dataset"] != "noldo-s12":
-            raise ConfigError("CromSSDataModule reads noldo-s12 only", key="dataset")
-        super().__init__(**kwargs)
-        self.prior = prior
-        self.smoothing = SpatialTemporalLabelSmoothing(
-            self.num_classes, alpha=0.0 if prior == "none" else 0.15, prior=prior, sigma=sigma
-        )
-        if prior != "none" and self.cache:
-            raise ConfigError(
-                "cache=True would freeze the random season of every sample; use cache=False",
-                key="cache",
-            )
-        custom = kwargs.get("augmentation")
-        if custom is not None:
-            geometric = prior != "none" and custom.geometric is not None
-            if geometric and PRIOR_KEY not in custom.spatial_keys:
-                raise ConfigError(
-                    f"the augmentation must list '{PRIOR_KEY}' in spatial_keys so the "
-                    "label prior is cropped / flipped / rotated with the images",
-                    key="augmentation",
-                )
-        elif self.augmentation is not None:
-            self.augmentation = segmentation_augmentation(
-                self.crop_size, spatial_keys=(PRIOR_KEY,), rotation=self.rotation
-            )
-
-    def _source(self, split: str) -> Dataset:
-        from rsfuse.data.noldo import NoLDOS12
-
-        if split == "test" or self.prior == "none":
-            return super()._source(split)
-        kw = {} if self.patch_size is None else {"patch_size": self.patch_size}
-        full = NoLDOS12(
-            self.root,
-            format=self.format,
-            season="all",
-            modalities=self.modalities,
-            s2_bands=self.s2_bands,
-            on_error=self.on_error,
-            **kw,
-        )
-        return SeasonalLabelPrior(full, self.smoothing, seed=self.seed)
-
-    @staticmethod
-    def prior_kinds() -> Sequence[str]:
-        """Accepted ``prior`` values."""
-        return ("spatial", "temporal", "spatial-temporal", "none")

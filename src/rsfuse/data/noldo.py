@@ -47,16 +47,21 @@ import numpy as np
 
 from rsfuse.bands import S1_ORDER, S2_L1C_ORDER
 from rsfuse.data.classes import DW9, IGNORE_LABEL, OSM13, remap_labels
+from rsfuse.data.sample import check_same_crs, check_unique_ids
 from rsfuse.data.ssl4eo import (
     NUM_SEASONS,
     PATCH_SIZE,
+    S1_DTYPES,
+    S2_DTYPES,
     SSL4EOS12,
     SegmentationDatasetBase,
     acquisition_key,
 )
 from rsfuse.errors import ConfigError, DataError
-from rsfuse.io.geotiff import read_band
+from rsfuse.io.geotiff import read_band, read_multiband
+from rsfuse.io.lmdb_file import check_lmdb_file
 from rsfuse.io.safe_pickle import safe_loads
+from rsfuse.io.shapes import checked_numel
 
 FORMATS: tuple[str, ...] = ("auto", "lmdb", "geotiff")
 SCALINGS: tuple[str, ...] = ("physical", "uint8")
@@ -121,8 +126,12 @@ _ENVS: dict[tuple[int, str], tuple[tuple[int, int], Any]] = {}
 def _open_env(path: Path) -> Any:
     """Open (or reuse) a read-only LMDB environment; reopened when the file was replaced.
 
+    The data file is checked before it is mapped (:func:`~rsfuse.io.lmdb_file.
+    check_lmdb_file`): a truncated file would otherwise kill the process with SIGBUS on
+    the first read past its end.
+
     Raises:
-        DataError: the LMDB cannot be opened.
+        DataError: the LMDB cannot be opened or its data file is truncated.
     """
     import os
 
@@ -141,6 +150,7 @@ def _open_env(path: Path) -> Any:
         if cached[0] == ident:
             return cached[1]
         cached[1].close()
+    check_lmdb_file(path)
     try:
         env = lmdb.open(
             str(path),
@@ -201,10 +211,6 @@ class LMDBArrays:
         except lmdb.Error as e:
             raise DataError(f"cannot list LMDB keys (corrupt?): {e}", path=self.path) from e
 
-    def num_entries(self) -> int:
-        """Number of entries."""
-        return int(self.env.stat()["entries"])
-
     def get(self, key: str, dtype: Any) -> tuple[np.ndarray, Any]:
         """The array stored under ``key`` and its id (None if the tuple has none).
 
@@ -224,14 +230,16 @@ class LMDBArrays:
         if not (isinstance(value, tuple) and len(value) in (2, 3)):
             raise DataError(f"key {key!r}: expected (bytes, shape[, id])", path=self.path)
         data, shape = value[0], value[1]
-        if not (
-            isinstance(data, bytes)
-            and isinstance(shape, tuple)
-            and all(isinstance(v, int) and v >= 0 for v in shape)
-        ):
+        if not (isinstance(data, bytes) and isinstance(shape, tuple)):
             raise DataError(f"key {key!r}: expected (bytes, shape[, id])", path=self.path)
+        ident = value[2] if len(value) == 3 else None
+        if not (ident is None or isinstance(ident, int | str | bytes)):
+            raise DataError(
+                f"key {key!r}: id is a {type(ident).__name__}, not an int or string",
+                path=self.path,
+            )
         dt = np.dtype(dtype)
-        n = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        n = checked_numel(shape, path=self.path, what=f"key {key!r}")
         if len(data) != n * dt.itemsize:
             raise DataError(
                 f"key {key!r}: {len(data)} bytes do not hold a {dt.name} array of shape "
@@ -239,7 +247,7 @@ class LMDBArrays:
                 path=self.path,
             )
         arr = np.frombuffer(data, dtype=dt).reshape(shape)
-        return arr, value[2] if len(value) == 3 else None
+        return arr, ident
 
 
 def _check_shape(x: np.ndarray, shape: tuple[int, ...], what: str, path: Path, key: str) -> None:
@@ -318,7 +326,9 @@ class NoLDOS12(SegmentationDatasetBase):
                 patch_size=self.patch_size,
                 check_finite=check_finite,
             )
-            self._ids = np.array([s.encode() for s in self._read_ids_csv()], dtype=np.bytes_)
+            ids = self._read_ids_csv()
+            check_unique_ids(ids, self.root / NOL_IDS_CSV, what="location id")
+            self._ids = np.array([s.encode() for s in ids], dtype=np.bytes_)
             self._images._ids = self._ids
         if len(self._ids) == 0:
             raise DataError("no samples", path=self.root)
@@ -327,8 +337,12 @@ class NoLDOS12(SegmentationDatasetBase):
         path = self.root / NOL_IDS_CSV
         if not path.is_file():
             raise DataError("id list not found", path=path)
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise DataError(f"cannot read id list (not a UTF-8 CSV?): {e}", path=path) from e
         ids = []
-        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        for lineno, line in enumerate(lines, 1):
             f = [v.strip() for v in line.split(",")]
             if not f[0] or not f[0].isdigit():
                 if lineno == 1:
@@ -395,6 +409,9 @@ class NoLDOS12(SegmentationDatasetBase):
         sid = self.sample_id(i)
         out = self._images._read_arrays(i, seasons)
         size = self.patch_size
+        files = out["meta"]["files"]
+        first = files["s2"][0] if "s2" in files else files["s1"][0]
+        crs: list[tuple[Path, str | None]] = [(Path(first), out["meta"].get("crs"))]
         for kind in ("mask", "mask_clean"):
             if kind == "mask_clean" and not (self.root / NOL_LABEL_DIRS[kind]).is_dir():
                 continue
@@ -402,10 +419,12 @@ class NoLDOS12(SegmentationDatasetBase):
             masks = []
             for s in seasons:
                 path = folders[s] / LABEL_FILE
-                arr, _ = read_band(path, expected_shape=(size, size), check_finite=True)
+                arr, profile = read_band(path, expected_shape=(size, size), check_finite=True)
+                crs.append((path, profile["crs"]))
                 masks.append(self._check_mask(arr, str(path)))
                 out["meta"]["files"].setdefault(kind, []).append(str(path))
             out[kind] = np.stack(masks)
+        check_same_crs(crs)
         return out
 
     def _read_arrays(self, i: int, seasons: list[int]) -> dict[str, Any]:
@@ -513,45 +532,22 @@ class _NoLDODownstream(SegmentationDatasetBase):
             out["mask"] = self._remap(lab, str(lab_path))[None]
             meta.update(crs=profile["crs"], transform=profile["transform"])
             meta["files"]["mask"] = str(lab_path)
+            crs: list[tuple[Path, str | None]] = [(lab_path, profile["crs"])]
             for m, c in (("s1", 2), ("s2", len(S2_L1C_ORDER))):
                 if m not in self.modalities:
                     continue
                 path = self.folder / f"image_{m}" / f"{m}_{sid}.tif"
-                x = read_multiband(path, c, lab.shape)
+                dtypes = S1_DTYPES if m == "s1" else S2_DTYPES
+                x, prof = read_multiband(path, c, lab.shape, dtypes=dtypes)
+                crs.append((path, prof["crs"]))
                 if m == "s2":
                     x = x[self._band_index]
                 self._finite(x, m, path)
                 out[m] = x[None]
                 meta["files"][m] = str(path)
+            check_same_crs(crs)
         out["meta"] = meta
         return out
-
-
-def read_multiband(path: Path, count: int, shape: tuple[int, ...]) -> np.ndarray:
-    """All bands of a multi-band GeoTIFF as float32 [count, H, W].
-
-    Raises:
-        DataError: missing/corrupt file, wrong band count or size.
-    """
-    import rasterio
-    from rasterio.errors import RasterioError
-
-    if not path.is_file():
-        raise DataError("file not found", path=path)
-    try:
-        with rasterio.open(path) as src:
-            if src.count != count:
-                raise DataError(f"has {src.count} bands, expected {count}", path=path)
-            if (src.height, src.width) != tuple(shape):
-                raise DataError(
-                    f"raster is {src.height}x{src.width}, expected {shape[0]}x{shape[1]}",
-                    path=path,
-                )
-            return src.read(out_dtype="float32")
-    except DataError:
-        raise
-    except (RasterioError, OSError, ValueError) as e:
-        raise DataError(f"cannot read GeoTIFF (corrupt or truncated?): {e}", path=path) from e
 
 
 class SSL4EOS12DW(_NoLDODownstream):
@@ -589,6 +585,5 @@ __all__ = [
     "LMDBArrays",
     "NoLDOS12",
     "physical_to_uint8",
-    "read_multiband",
     "uint8_to_physical",
 ]

@@ -30,7 +30,8 @@ samples.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, overload
 
 import torch
@@ -101,6 +102,52 @@ def check_sample(sample: Sample, source: str | None = None, check_finite: bool =
                 f"label must be float32 [K], got {lab.dtype} {tuple(lab.shape)}", sample=sid
             )
     return sample
+
+
+def check_same_crs(
+    files: Iterable[tuple[str | Path, str | None]], sample: str | None = None
+) -> str | None:
+    """Check that every file read for one sample has the same CRS.
+
+    S1 and S2 (and label) files of a sample are co-registered in every published layout;
+    a file in another CRS (or without one) means the files do not belong together.
+
+    Args:
+        files: ``(path, crs)`` of each file read (crs as a string, None if it has none).
+        sample: the sample id, named in the error.
+
+    Returns:
+        The common CRS (None when there are no files or none has a CRS).
+
+    Raises:
+        DataError: two files with different CRS, naming both.
+    """
+    first: tuple[str | Path, str | None] | None = None
+    for path, crs in files:
+        if first is None:
+            first = (path, crs)
+        elif crs != first[1]:
+            raise DataError(
+                f"CRS mismatch: {path} is {crs or 'without a CRS'} but {first[0]} is "
+                f"{first[1] or 'without a CRS'}; the files of one sample must be co-registered",
+                path=path,
+                sample=sample,
+            )
+    return None if first is None else first[1]
+
+
+def check_unique_ids(ids: Sequence[str], path: str | Path | None, what: str = "sample id") -> None:
+    """Refuse an index that lists one sample twice (it would be read, and weigh, twice).
+
+    Raises:
+        DataError: a duplicate id, naming it, how often it occurs and the index file.
+    """
+    seen: set[str] = set()
+    for i in ids:
+        if i in seen:
+            n = sum(1 for j in ids if j == i)
+            raise DataError(f"{what} {i!r} is listed {n} times", path=path)
+        seen.add(i)
 
 
 class CollatedBatch(Sequence[Sample]):

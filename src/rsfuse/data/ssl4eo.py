@@ -55,8 +55,8 @@ from torch.utils.data import Dataset
 
 from rsfuse.bands import BANDS, S1_ORDER, check_modalities
 from rsfuse.bands import s2_bands as resolve_s2_bands
-from rsfuse.data.classes import IGNORE_LABEL
-from rsfuse.data.sample import Sample, check_sample
+from rsfuse.data.classes import IGNORE_LABEL, integral_labels
+from rsfuse.data.sample import Sample, check_same_crs, check_sample, check_unique_ids
 from rsfuse.data.skipping import SkipBadSamples
 from rsfuse.errors import ConfigError, DataError
 from rsfuse.io.geotiff import read_band
@@ -74,6 +74,10 @@ V11_DIRS: dict[str, str] = {"s1": "S1GRD", "L1C": "S2L1C", "L2A": "S2L2A"}
 PATCH_SIZE = 264
 #: S2 digital-number offset of SSL4EO-S12 v1.1 (processing baseline ≥ 04.00).
 V11_S2_OFFSET = 1000.0
+#: Stored dtypes of the published GeoTIFF images (SSL4EO-S12 v1.0 and the GeoTIFF forms of
+#: NoLDO-S12 and DFC2020): S2 reflectance x 10000 as uint16, S1 dB as float32.
+S2_DTYPES: tuple[str, ...] = ("uint16",)
+S1_DTYPES: tuple[str, ...] = ("float32",)
 _TIME = re.compile(r"(\d{8}T\d{6})")
 
 #: One colour per class index (tab20-like), used by :meth:`SegmentationDatasetBase.plot`.
@@ -123,6 +127,23 @@ def check_season(season: int | str) -> int | str:
 
 def _to_tensor(x: np.ndarray | None) -> Tensor | None:
     return None if x is None else torch.from_numpy(np.ascontiguousarray(x))
+
+
+def _check_seasonal_sizes(sample: Sample, sid: str) -> None:
+    """A ``season="all"`` sample: every image and mask has the same [T, …, H, W] extent."""
+    keys = ("s1", "s2", "mask", "mask_clean", "cloud_mask")
+    sizes = {k: tuple(sample[k].shape[-2:]) for k in keys if k in sample}
+    seasons = {k: int(sample[k].shape[0]) for k in keys if k in sample}
+    if len(set(sizes.values())) > 1 or len(set(seasons.values())) > 1:
+        shapes = {k: tuple(sample[k].shape) for k in keys if k in sample}
+        files = {
+            k: v[0] if isinstance(v, list) and v else v
+            for k, v in sample.get("meta", {}).get("files", {}).items()
+        }
+        read = f" (read from {files})" if files else ""
+        raise DataError(f"shapes differ between keys: {shapes}{read}", sample=sid)
+    first = {k: v[0] for k, v in sample.items() if k in ("s1", "s2", "mask")}
+    check_sample(first, source=sid, check_finite=False)
 
 
 def _stretch(x: np.ndarray) -> np.ndarray:
@@ -240,7 +261,7 @@ class SegmentationDatasetBase(SkipBadSamples, Dataset[Sample]):
         return [int(self.season)]
 
     def _check_mask(self, mask: np.ndarray, source: str) -> np.ndarray:
-        m = np.asarray(mask).astype(np.int64)
+        m = integral_labels(mask, source, what="mask")
         bad = (m >= len(self.classes)) & (m != IGNORE_LABEL) | (m < 0)
         if bad.any():
             vals = sorted({int(v) for v in m[bad].ravel()[:1000]})[:10]
@@ -286,6 +307,8 @@ class SegmentationDatasetBase(SkipBadSamples, Dataset[Sample]):
         sample["meta"] = meta
         if single:
             check_sample(sample, source=sid, check_finite=self.check_finite)
+        else:
+            _check_seasonal_sizes(sample, sid)
         return sample
 
     # ----------------------------------------------------------------- plotting
@@ -417,10 +440,14 @@ class SSL4EOS12(SegmentationDatasetBase):
         for d in dirs.values():
             if not d.is_dir():
                 raise DataError("modality folder not found", path=d)
-        first = dirs[self.modalities[0]]
-        ids = sorted(p.name for p in first.iterdir() if p.is_dir() and p.name.isdigit())
+        # every location of any requested modality: one without its S1 (or S2) folder is a
+        # bad sample (reading it names the missing folder), never silently left out
+        found: set[str] = set()
+        for d in dirs.values():
+            found.update(p.name for p in d.iterdir() if p.is_dir() and p.name.isdigit())
+        ids = sorted(found)
         if not ids:
-            raise DataError("no 7-digit location folders", path=first)
+            raise DataError("no 7-digit location folders", path=dirs[self.modalities[0]])
         self._ids = np.array([s.encode() for s in ids], dtype=np.bytes_)
 
     def _dir(self, modality: str) -> str:
@@ -446,7 +473,11 @@ class SSL4EOS12(SegmentationDatasetBase):
             raise DataError(str(e), path=loc) from e
 
     def _read_stack(
-        self, folder: Path, bands: Sequence[str]
+        self,
+        folder: Path,
+        bands: Sequence[str],
+        dtypes: tuple[str, ...],
+        crs: list[tuple[Path, str | None]],
     ) -> tuple[np.ndarray, dict[str, Any], list[str]]:
         size = self.patch_size
         out = np.empty((len(bands), size, size), dtype=np.float32)
@@ -461,7 +492,9 @@ class SSL4EOS12(SegmentationDatasetBase):
                 out_shape=(size, size),
                 resample=self.resampling,
                 check_finite=self.check_finite,
+                dtypes=dtypes,
             )
+            crs.append((path, profile["crs"]))
             files.append(str(path))
             if not grid:
                 s = n / size
@@ -472,18 +505,21 @@ class SSL4EOS12(SegmentationDatasetBase):
     def _read_arrays(self, i: int, seasons: list[int]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         meta: dict[str, Any] = {"files": {}, "products": {}}
+        crs: list[tuple[Path, str | None]] = []
         for m in self.modalities:
             folders = self.season_folders(i, m)
             bands = S1_ORDER if m == "s1" else self.s2_band_names
+            dtypes = S1_DTYPES if m == "s1" else S2_DTYPES
             stacks = []
             for s in seasons:
-                x, grid, files = self._read_stack(folders[s], bands)
+                x, grid, files = self._read_stack(folders[s], bands, dtypes, crs)
                 stacks.append(x)
                 meta["files"].setdefault(m, []).extend(files)
                 meta["products"].setdefault(m, []).append(folders[s].name)
                 if "crs" not in meta or m == "s2":
                     meta.update(grid)
             out[m] = np.stack(stacks)
+        check_same_crs(crs)
         out["meta"] = meta
         return out
 
@@ -521,6 +557,30 @@ def _zarr_read(group: Any, name: str, path: Path, index: tuple = ()) -> np.ndarr
         return np.asarray(arr[index] if index else arr[...])
     except Exception as e:
         raise DataError(f"cannot read variable {name!r}: {type(e).__name__}: {e}", path=path) from e
+
+
+def _epsg(value: Any, path: Path) -> str:
+    """``EPSG:<code>`` of a ``crs`` value: an integer code, or a string ``"32633"`` /
+    ``"EPSG:32633"``.
+
+    Raises:
+        DataError: anything else, naming the file.
+    """
+    if isinstance(value, np.ndarray) and value.size != 1:
+        raise DataError(f"variable 'crs' has shape {value.shape} per sample, not one code", path)
+    v = value.item() if isinstance(value, np.ndarray | np.generic) else value
+    if isinstance(v, bytes):
+        v = v.decode(errors="replace")
+    if isinstance(v, str):
+        m = re.fullmatch(r"\s*(?:EPSG:)?(\d{4,6})\s*", v, flags=re.IGNORECASE)
+        if m:
+            return f"EPSG:{int(m.group(1))}"
+    else:
+        whole = isinstance(v, int | np.integer) and not isinstance(v, bool)
+        whole |= isinstance(v, float) and v.is_integer()
+        if whole and 1024 <= v <= 999999:
+            return f"EPSG:{int(v)}"
+    raise DataError(f"variable 'crs' holds {str(v)[:40]!r}, not an EPSG code", path=path)
 
 
 class SSL4EOS12Zarr(SegmentationDatasetBase):
@@ -580,6 +640,17 @@ class SSL4EOS12Zarr(SegmentationDatasetBase):
         self.files: list[str] = sorted(p.name for p in first.glob("*.zarr.zip"))
         if not self.files:
             raise DataError("no *.zarr.zip files", path=first)
+        for d in self._dirs.values():
+            # a file present for one sensor only would silently drop (or fail) 64 samples
+            other = sorted(p.name for p in d.glob("*.zarr.zip"))
+            if other != self.files:
+                lone = sorted(set(self.files) ^ set(other))
+                where = d if lone[0] not in other else first
+                raise DataError(
+                    f"the {', '.join(self._dirs)} folders hold different *.zarr.zip files; "
+                    f"{lone[0]} is missing here ({len(lone)} file(s) in one folder only)",
+                    path=where,
+                )
         ids: list[str] = []
         pos: list[tuple[int, int]] = []
         for f, name in enumerate(self.files):
@@ -587,6 +658,7 @@ class SSL4EOS12Zarr(SegmentationDatasetBase):
             samples = _zarr_read(_open_zarr_group(path), "sample", path)
             ids += [str(s) for s in samples]
             pos += [(f, k) for k in range(len(samples))]
+        check_unique_ids(ids, first, what="sample")
         self._ids = np.array([s.encode() for s in ids], dtype=np.bytes_)
         self._pos = np.asarray(pos, dtype=np.int64).reshape(-1, 2)
         self._groups: dict[Path, Any] = {}
@@ -645,7 +717,14 @@ class SSL4EOS12Zarr(SegmentationDatasetBase):
             out[m] = x
             meta["files"][m] = str(path)
             if "crs" in g:
-                meta["crs"] = f"EPSG:{int(_zarr_read(g, 'crs', path, (k,)))}"
+                crs = _epsg(_zarr_read(g, "crs", path, (k,)), path)
+                if meta.get("crs", crs) != crs:
+                    raise DataError(
+                        f"CRS mismatch: sample {k} is {crs} here but {meta['crs']} in "
+                        f"{meta['files'][self.modalities[0]]}",
+                        path=path,
+                    )
+                meta["crs"] = crs
         out["meta"] = meta
         return out
 
@@ -653,6 +732,8 @@ class SSL4EOS12Zarr(SegmentationDatasetBase):
 __all__ = [
     "NUM_SEASONS",
     "PATCH_SIZE",
+    "S1_DTYPES",
+    "S2_DTYPES",
     "SSL4EOS12",
     "SSL4EOS12Zarr",
     "SegmentationDatasetBase",

@@ -69,7 +69,8 @@ from rsfuse.bands import s2_bands as resolve_s2_bands
 from rsfuse.data.classes import BEN19
 from rsfuse.data.sample import Batch, CollatedBatch, Sample
 from rsfuse.errors import ConfigError, DataError
-from rsfuse.io.atomic import write_atomic
+from rsfuse.io.atomic import atomic_output, write_atomic
+from rsfuse.io.shapes import checked_numel
 
 #: Version of the rsfuse store layout written by this module.
 STORE_VERSION = 1
@@ -200,8 +201,10 @@ def done_shards(out: Path) -> set[int]:
 
 
 def _write_synced(path: Path, data: str | bytes) -> None:
-    """Atomic write, flushed to disk before the rename (markers must not lie)."""
-    write_atomic(path, data, fsync=True)
+    """Atomic write, flushed to disk before the rename (markers must not lie). In the
+    ``.done`` folder of many small files, stale temporary files are cleaned once per
+    conversion (``rsfuse convert``), not per write."""
+    write_atomic(path, data, fsync=True, clean=path.parent.name != DONE_DIR)
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -211,13 +214,12 @@ def write_json(path: Path, obj: Any) -> None:
 
 def write_index(out: Path, index: pd.DataFrame) -> None:
     """Write the per-sample index parquet atomically."""
-    tmp = out / f".{INDEX}.tmp-{os.getpid()}"
-    index.to_parquet(tmp, index=False)
-    os.replace(tmp, out / INDEX)
+    with atomic_output(out / INDEX) as tmp:
+        index.to_parquet(tmp, index=False)
 
 
 # --------------------------------------------------------------------------- reading
-class _Files:
+class StoreFiles:
     """Per-process file access for a local folder or an fsspec URL (opened lazily)."""
 
     def __init__(self, root: str) -> None:
@@ -309,7 +311,7 @@ class ShardedArray:
         name: array name (folder under the store).
     """
 
-    def __init__(self, files: _Files, name: str) -> None:
+    def __init__(self, files: StoreFiles, name: str) -> None:
         self.files = files
         self.name = name
         meta_rel = f"{name}/zarr.json"
@@ -323,15 +325,23 @@ class ShardedArray:
             inner = tuple(cfg["chunk_shape"])
             names = [c["name"] for c in cfg["codecs"]]
             sep = meta.get("chunk_key_encoding", {}).get("configuration", {}).get("separator")
-        except (OSError, FileNotFoundError, ValueError, KeyError, TypeError) as e:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError) as e:
             raise DataError(f"cannot read array metadata: {e}", path=files.path(meta_rel)) from e
+        where = f"array {name!r}"
+        checked_numel(self.shape, path=files.path(meta_rel), what=where)
         if inner != (1, *self.shape[1:]) or names[:2] != ["bytes", "blosc"] or sep != "/":
             raise DataError(
                 f"unsupported chunk layout {inner} / codecs {names}", path=files.path(meta_rel)
             )
         self.crc = names[2:] == ["crc32c"]
         self.sample_shape = self.shape[1:]
-        self.nbytes = int(np.prod(self.sample_shape)) * self.dtype.itemsize
+        if not self.shape or self.shard_size < 1:
+            raise DataError(
+                f"{where}: shape {self.shape} / shard size {self.shard_size} is not a store "
+                "array's",
+                path=files.path(meta_rel),
+            )
+        self.nbytes = checked_numel(self.sample_shape, what=where) * self.dtype.itemsize
         self._index: dict[int, np.ndarray] = {}
         self._shards: dict[int, tuple[str, list[tuple[int, int]]]] = {}
         self._index_pid = -1
@@ -513,7 +523,7 @@ def read_manifest(root: str) -> dict[str, Any]:
     Raises:
         DataError: no manifest (store missing or conversion unfinished) or unreadable.
     """
-    files = _Files(str(root))
+    files = StoreFiles(str(root))
     if not files.exists(MANIFEST):
         raise DataError(
             "store manifest not found: not an rsfuse store, or its conversion did not finish "
@@ -593,7 +603,7 @@ class StoreDataset(Dataset[Sample]):
                 "(SegmentationDataModule(store=...))",
                 path=self.root,
             )
-        self.files = _Files(self.root)
+        self.files = StoreFiles(self.root)
         if resampling is not None and resampling != self.manifest["resampling"]:
             raise ConfigError(
                 f"store {self.root} was converted with resampling "
@@ -804,6 +814,15 @@ _Part = tuple[str, str | None, tuple[int, ...], torch.dtype]
 _FLAG_BYTES = 64
 
 
+def shared_storage(nbytes: int) -> torch.UntypedStorage:
+    """A new ``nbytes`` storage in shared memory (sent between processes by descriptor).
+
+    Allocated, then moved into shared memory with the public ``share_memory_`` (one copy of
+    fresh memory; the DataLoader's collate uses torch's private ``_new_shared`` instead).
+    """
+    return torch.UntypedStorage(nbytes).share_memory_()
+
+
 def _layout(
     parts: Sequence[_Part],
 ) -> tuple[list[tuple[str, str | None, tuple[int, ...], torch.dtype, int]], int]:
@@ -878,7 +897,7 @@ class _BatchMemory:
                     return None
                 del self.slots[idle[0]]
             best, self._next = self._next, self._next + 1
-            storage = torch.UntypedStorage._new_shared(nbytes + _FLAG_BYTES)
+            storage = shared_storage(nbytes + _FLAG_BYTES)
             flag = torch.empty(0, dtype=torch.uint8).set_(storage).numpy()[-_FLAG_BYTES:][:1]
             self.slots[best] = (storage, flag)
         storage, flag = self.slots[best]
@@ -976,7 +995,7 @@ def _allocate(batch: _SharedBatch, parts: Sequence[_Part], memory: _BatchMemory 
     layout, nbytes = _layout(parts)
     got = memory.acquire(nbytes)
     if got is None:  # torch's own shared storage: sent by descriptor, no copy
-        storage = torch.UntypedStorage._new_shared(nbytes)
+        storage = shared_storage(nbytes)
         for key, sub, shape, dtype, off in layout:
             t = torch.empty(0, dtype=dtype).set_(storage, off // dtype.itemsize, shape)
             _put(batch, key, sub, t)

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from rsfuse.data.ssl4eo import SegmentationDatasetBase
-from rsfuse.data.store import INDEX, ShardedArray, _Files, read_manifest
+from rsfuse.data.store import INDEX, ShardedArray, StoreFiles, read_manifest
 from rsfuse.errors import ConfigError, DataError
 
 #: Encoding of image arrays whose stored values are NoLDO-S12's scaled uint8.
@@ -89,7 +89,7 @@ class SegmentationStoreDataset(SegmentationDatasetBase):
         self.root = str(root)
         self.scaling = scaling
         self.manifest = read_manifest(self.root)
-        self.files = _Files(self.root)
+        self.files = StoreFiles(self.root)
         m = self.manifest
         if m.get("kind") != "segmentation":
             raise ConfigError(

@@ -1,6 +1,6 @@
 """Label-fraction subsets of a training split, drawn without replacement.
 
-DINO-MM (seed 002) evaluates with 1 %, 10 % and 100 % of the BigEarthNet-MM training labels.
+DINO-MM evaluates with 1 %, 10 % and 100 % of the BigEarthNet-MM training labels.
 The authors' code drew those subsets *with* replacement, so a "10 %" subset held duplicates
 and fewer distinct samples than it claimed (REFERENCE.md). Here a fraction ``f`` of a split
 of ``N`` samples is the first ``n = max(1, round(f · N))`` indices of one seeded random

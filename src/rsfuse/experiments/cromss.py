@@ -1,7 +1,7 @@
-"""``rsfuse experiment cromss``: CromSS ablations on the synthetic world (seed 001, §IV-C/D).
+"""``rsfuse experiment cromss``: CromSS ablations on the synthetic world (CromSS §IV-C/D).
 
-1. **Pretraining** on NoLDO-S12 noisy labels of each Table V variant (configs under
-   ``configs/cromss``, with their tiny CPU override for ``--size tiny``): single-modal S1 and
+1. **Pretraining** on NoLDO-S12 noisy labels of each Table V variant (packaged configs
+   ``cromss/…``, with their tiny CPU override for ``--size tiny``): single-modal S1 and
    S2, midF, lateF, CromSS-midF, CromSS-lateF; and for Table VI, CromSS-midF with the label
    smoothing weights (α, β) of ``--smoothing`` (default (0, 0), (0, 0.2), (0.2, 0) and the
    paper's (0.15, 0.05), the latter shared with Table V). Encoders are exported to
@@ -12,7 +12,7 @@
 3. **Selection masks** of CromSS-midF next to noisy and clean labels (Fig. 11):
    ``selection_masks.png``.
 4. **Transfer** with :class:`~rsfuse.tasks.segmentation.SegmentationTask` (frozen and
-   fine-tuned encoders, ``--settings`` of :mod:`rsfuse.experiments.segmentation_transfer`),
+   fine-tuned encoders, ``--settings`` of :data:`rsfuse.experiments.protocols.SETTINGS`),
    S1 encoders on S1 input and S2 encoders on S2 input, random init as the baseline, over
    ``--seeds``: Table V (``results.md``, ``results.csv``, ``results_runs.csv``,
    ``transfer_miou.png``) and Table VI (the label smoothing ablation, in the same files).
@@ -26,53 +26,56 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
-import os
-import re
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from rsfuse.errors import ConfigError
-from rsfuse.experiments import torch_threads
-from rsfuse.experiments.mgsvit_ablation import load_config
-from rsfuse.experiments.segmentation_transfer import (
+from rsfuse.experiments.protocols import (
     MODES,
     RANDOM,
     SETTINGS,
-    Run,
-    _split_list,
-    build_datamodule,
-    ensure_data,
+    SegRun,
+    add_segmentation_data_arguments,
     markdown_tables,
-    plot_summary,
-    run_one,
-    setting_config,
-    summarise,
+    plot_transfer,
+    pretrain_accuracy,
+    segmentation_datamodule,
+    segmentation_roots,
+    setting_configs,
+    split_list,
+    summarise_runs,
+    transfer_run,
 )
-from rsfuse.experiments.segmentation_transfer import default_config_dir as seg_config_dir
+from rsfuse.experiments.runner import (
+    build_run,
+    dotted,
+    experiment_parser,
+    run_experiment,
+    save_figure,
+    write_csv,
+    write_text,
+)
+from rsfuse.training.configs import load_config
 
-__all__ = ["VARIANT_CONFIGS", "build_parser", "demo_stage", "main", "pretrain_variant"]
+__all__ = ["VARIANT_CONFIGS", "build_parser", "main", "pretrain_variant"]
 
 log = logging.getLogger(__name__)
 
-#: Table V variant → config stem under configs/cromss.
+#: Table V variant → packaged config.
 VARIANT_CONFIGS: dict[str, str] = {
-    "single-s1": "single_s1",
-    "single-s2": "single_s2",
-    "midF": "midf",
-    "lateF": "latef",
-    "CromSS-midF": "cromss_midf",
-    "CromSS-lateF": "cromss_latef",
+    "single-s1": "cromss/single_s1",
+    "single-s2": "cromss/single_s2",
+    "midF": "cromss/midf",
+    "lateF": "cromss/latef",
+    "CromSS-midF": "cromss/cromss_midf",
+    "CromSS-lateF": "cromss/cromss_latef",
 }
+TINY = "cromss/overrides/tiny_cpu"
 DEFAULT_SMOOTHING = ("0:0", "0:0.2", "0.2:0", "0.15:0.05")
 PAPER_SMOOTHING = (0.15, 0.05)
-
-
-def default_config_dir() -> Path:
-    """``configs/cromss`` of the source checkout (or ``./configs/cromss``)."""
-    here = Path(__file__).resolve().parents[3] / "configs" / "cromss"
-    return here if here.is_dir() else Path("configs/cromss")
 
 
 def parse_smoothing(items: Sequence[str]) -> list[tuple[float, float]]:
@@ -82,7 +85,7 @@ def parse_smoothing(items: Sequence[str]) -> list[tuple[float, float]]:
         ConfigError: an item that is not ``ALPHA:BETA``.
     """
     out = []
-    for item in _split_list(items):
+    for item in split_list(items):
         a, sep, b = item.partition(":")
         try:
             if not sep:
@@ -112,104 +115,49 @@ def pretrain_variant(
         (``{modality: encoder file}``, the trained module or None when reused, its
         datamodule or None).
     """
-    import lightning as L
-    from lightning.pytorch.loggers import CSVLogger
-
-    from rsfuse.data.label_smoothing import CromSSDataModule
-    from rsfuse.methods.cromss import CromSS
-
-    cfg_dir = args.config_dir or default_config_dir()
-    override = cfg_dir / "overrides" / "tiny_cpu.yaml" if args.size == "tiny" else None
-    cfg = load_config(cfg_dir / f"{VARIANT_CONFIGS[variant]}.yaml", override)
-    init = dict(cfg["model"]["init_args"])
+    configs = [VARIANT_CONFIGS[variant]] + ([TINY] if args.size == "tiny" else [])
+    init = load_config(*configs)["model"]["init_args"]
     name = variant
+    over: dict[str, Any] = {}
+    alpha = init.get("alpha", 0.15)
     if alpha_beta is not None and alpha_beta != PAPER_SMOOTHING:
-        init["alpha"], init["beta"] = alpha_beta
-        name = f"{variant}_a{alpha_beta[0]:g}_b{alpha_beta[1]:g}"
+        alpha, beta = alpha_beta
+        over.update(model__init_args__alpha=alpha, model__init_args__beta=beta)
+        name = f"{variant}_a{alpha:g}_b{beta:g}"
     mods = init["modalities"]
     enc_dir = out / "encoders"
     paths = {m: enc_dir / f"cromss_{name}_{m}.safetensors" for m in mods}
     if all(p.is_file() for p in paths.values()):
         print(f"[cromss] reusing encoders of {name}")
         return paths, None, None
-    L.seed_everything(args.world_seed, verbose=False)
-    init["ramp_epochs"] = max(1, round(0.4 * args.pretrain_epochs))  # T = 80 of 200 epochs
-    init.pop("export_dir", None)
-    init["export_name"] = f"cromss_{name}"
-    model = CromSS(**init)
-    dinit = dict(cfg["data"]["init_args"])
-    dinit.update(root=str(root), batch_size=args.batch_size, num_workers=0, modalities=mods)
+    if alpha == 0:
+        over["data__init_args__prior"] = "none"
     if patch_size is not None:
-        dinit["patch_size"] = patch_size
-    if init.get("alpha", 0.15) == 0:
-        dinit["prior"] = "none"
-    dm = CromSSDataModule(**dinit)
-    tcfg = cfg.get("trainer", {})
-    trainer = L.Trainer(
-        max_epochs=args.pretrain_epochs,
-        accelerator=tcfg.get("accelerator", "auto"),
-        devices=1,
-        precision=tcfg.get("precision", "32-true"),
-        logger=CSVLogger(out / "logs", name=f"pretrain_{name}"),
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=False,
-        num_sanity_val_steps=0,
-        log_every_n_steps=1,
+        over["data__init_args__patch_size"] = patch_size
+    run = build_run(
+        configs,
+        dotted(
+            **over,
+            model__init_args__ramp_epochs=max(1, round(0.4 * args.pretrain_epochs)),  # 80/200
+            model__init_args__export_dir=None,
+            model__init_args__export_name=f"cromss_{name}",
+            data__init_args__root=str(root),
+            data__init_args__batch_size=args.batch_size,
+            data__init_args__num_workers=0,
+            data__init_args__modalities=mods,
+            trainer__max_epochs=args.pretrain_epochs,
+            trainer__devices=1,
+            trainer__num_sanity_val_steps=0,
+            trainer__log_every_n_steps=1,
+        ),
+        run_dir=out / "logs" / f"pretrain_{name}",
+        seed=args.world_seed,
     )
     t0 = time.time()
-    trainer.fit(model, datamodule=dm)
-    written = model.export_encoders(enc_dir)
+    run.trainer.fit(run.model, datamodule=run.datamodule)
+    written = run.model.export_encoders(enc_dir)
     print(f"[cromss] pretrained {name} ({args.pretrain_epochs} epochs, {time.time() - t0:.0f}s)")
-    return written, model, dm
-
-
-def pretrain_accuracy(model: Any, dm: Any) -> dict[str, float]:
-    """OA of each modality's prediction on the pretraining split against the clean and the
-    noisy labels, and the OA of the noisy labels (Fig. 8 a/b). With sample selection also
-    the precision of the final selection masks: ``{m}_selection_precision`` (weighted
-    fraction of right noisy labels, Σ w·[y = y_clean] / Σ w) and
-    ``{m}_hard_selection_precision`` (among pixels of weight 1)."""
-    import torch
-
-    from rsfuse.data.sample import collate
-
-    model.eval()
-    ds = dm.datasets["train"]
-    stats: dict[str, list[float]] = {}
-
-    def add(key: str, right: torch.Tensor, valid: torch.Tensor) -> None:
-        s = stats.setdefault(key, [0.0, 0.0])
-        s[0] += float((right & valid).sum())
-        s[1] += float(valid.sum())
-
-    with torch.no_grad():
-        for i in range(0, len(ds), 8):
-            batch = dm.normalize(collate([ds[j] for j in range(i, min(i + 8, len(ds)))]))
-            batch = {k: v.to(model.device) if torch.is_tensor(v) else v for k, v in batch.items()}
-            noisy = batch["mask"]
-            clean = batch.get("mask_clean", noisy)  # real data: no clean labels
-            valid = (noisy != 255) & (clean != 255)
-            if "mask_clean" in batch:
-                add("noisy_labels", noisy == clean, valid)
-            logits = model(batch)
-            if model.selection is not None and "mask_clean" in batch:
-                sel = model.selection(
-                    logits["s1"], logits["s2"], noisy.masked_fill(~valid, 255),
-                    model.current_epoch,
-                )  # fmt: skip
-                right = ((noisy == clean) & valid).float()
-                for m, w in zip(model.modalities, sel["label_masks"]):
-                    s = stats.setdefault(f"{m}_selection_precision", [0.0, 0.0])
-                    s[0] += float((w * right).sum())
-                    s[1] += float(w.sum())
-                    add(f"{m}_hard_selection_precision", right.bool(), w >= 1.0)
-            for m, z in logits.items():
-                pred = z.argmax(1)
-                if "mask_clean" in batch:
-                    add(f"{m}_vs_clean", pred == clean, valid)
-                add(f"{m}_vs_noisy", pred == noisy, valid)
-    return {k: v[0] / max(v[1], 1.0) for k, v in stats.items()}
+    return written, run.model, run.datamodule
 
 
 def plot_selection_masks(model: Any, dm: Any, path: Path, n: int = 3) -> None:
@@ -260,10 +208,7 @@ def plot_selection_masks(model: Any, dm: Any, path: Path, n: int = 3) -> None:
                 axes[i, j].set_title(cols[j], fontsize=8)
     fig.suptitle("CromSS-midF selection masks (Fig. 11): low weight should cover label errors")
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=100)
 
 
 def plot_pretrain_accuracy(rows: list[dict[str, Any]], path: Path) -> None:
@@ -287,28 +232,13 @@ def plot_pretrain_accuracy(rows: list[dict[str, Any]], path: Path) -> None:
     ax.set_ylabel("OA on the pretraining split (%)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------- outputs
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fields: list[str] = []
-    for r in rows:
-        fields += [k for k in r if k not in fields]
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields or ["model"])
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, path)
-
-
 def write_outputs(
     out: Path,
-    runs: list[Run],
+    runs: list[SegRun],
     table5: list[str],
     table6: list[str],
     acc_rows: list[dict[str, Any]],
@@ -316,13 +246,13 @@ def write_outputs(
     plot: bool = True,
 ) -> str:
     """(Re)write results.md / .csv, results_runs.csv, pretrain_accuracy.csv and the plots."""
-    summary = summarise(runs)
-    _write_csv(
+    summary = summarise_runs(runs)
+    write_csv(
         out / "results_runs.csv",
-        [{k: getattr(r, k) for k in Run.__dataclass_fields__ if k != "iou"} for r in runs],
+        [{k: v for k, v in asdict(r).items() if k != "iou"} for r in runs],
     )
-    _write_csv(out / "results.csv", summary)
-    _write_csv(out / "pretrain_accuracy.csv", acc_rows)
+    write_csv(out / "results.csv", summary)
+    write_csv(out / "pretrain_accuracy.csv", acc_rows)
     parts = [header, "## Table V: pretraining variants (encoder → downstream)\n"]
     parts.append(markdown_tables(summary, table5))
     if table6:
@@ -347,11 +277,9 @@ def write_outputs(
             ]
             parts.append(f"| {r['model']} | " + " | ".join(cells) + " |")
     md = "\n".join(parts) + "\n"
-    tmp = out / "results.md.tmp"
-    tmp.write_text(md)
-    os.replace(tmp, out / "results.md")
+    write_text(out / "results.md", md)
     if plot and summary:
-        plot_summary(
+        plot_transfer(
             summary, table5 + [e for e in table6 if e not in table5], out / "transfer_miou.png"
         )
     if plot and acc_rows:
@@ -361,17 +289,16 @@ def write_outputs(
 
 # ---------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="rsfuse experiment cromss",
-        description=(
-            "CromSS (seed 001) ablations: pretrain single-modal, midF, lateF, CromSS-midF and "
+    p = experiment_parser(
+        "cromss",
+        (
+            "CromSS ablations: pretrain single-modal, midF, lateF, CromSS-midF and "
             "CromSS-lateF on NoLDO-S12 noisy labels, transfer their S1 / S2 encoders frozen and "
             "fine-tuned (Table V), the label smoothing ablation (Table VI), the pretrained "
             "models' accuracy against clean labels (Fig. 8) and selection masks (Fig. 11). "
             "Without --data it synthesises the synthetic Sentinel world."
         ),
     )
-    p.add_argument("--out", type=Path, default=Path("rsfuse-cromss"))
     p.add_argument("--data", type=Path, default=None, help="folder with noldo-s12/ (+ dfc2020/)")
     p.add_argument("--noldo-root", type=Path, default=None, help="NoLDO-S12 root")
     p.add_argument("--dfc2020-root", type=Path, default=None, help="DFC2020 root")
@@ -397,43 +324,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrain-epochs", type=int, default=6, help="CromSS pretraining epochs")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--size", choices=["tiny", "full"], default="tiny")
-    p.add_argument("--patch-size", type=int, default=48, help="side of synthesised patches")
-    p.add_argument("--data-patch-size", nargs="+", default=[], metavar="KIND=PX")
-    p.add_argument("--n-dfc2020", type=int, default=64)
-    p.add_argument("--n-noldo", type=int, default=64)
-    p.add_argument("--n-downstream", type=int, default=48)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's choice)")
-    p.add_argument("--world-seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--config-dir", type=Path, default=None, help="configs/cromss folder")
-    p.add_argument("--segmentation-config-dir", type=Path, default=None)
+    add_segmentation_data_arguments(p)
     return p
 
 
 def main(argv: Sequence[str]) -> None:
     """Run the CromSS ablations (see ``--help``)."""
-    args = build_parser().parse_args(list(argv))
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    with torch_threads(args.threads):
-        _run(args)
+    run_experiment(build_parser(), argv, _run)
 
 
 def _run(args: argparse.Namespace) -> None:
     t_start = time.time()
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    variants = _split_list(args.variants)
+    variants = split_list(args.variants)
     for v in variants:
         if v not in VARIANT_CONFIGS:
             raise ConfigError(
                 f"unknown variant {v!r}; expected {list(VARIANT_CONFIGS)}", "variants"
             )
-    smoothing = [] if _split_list(args.smoothing) == ["none"] else parse_smoothing(args.smoothing)
-    settings = _split_list(args.settings)
+    smoothing = [] if split_list(args.smoothing) == ["none"] else parse_smoothing(args.smoothing)
+    settings = split_list(args.settings)
     for s in settings:
         if s not in SETTINGS or "vit" in s:
             raise ConfigError(f"setting {s!r} is not a CNN setting of {list(SETTINGS)}", "settings")
-    roots, patches = ensure_data(args, out, {"noldo-s12"} | {SETTINGS[s].data for s in settings})
+    roots, patches = segmentation_roots(
+        args, out, {"noldo-s12"} | {SETTINGS[s].data for s in settings}
+    )
 
     # 1–3: pretraining, accuracy against clean labels, selection masks
     encoders: dict[str, tuple[str, list[str]]] = {}  # label → (file, downstream modalities)
@@ -476,23 +392,22 @@ def _run(args: argparse.Namespace) -> None:
 
     # 4: transfer
     header = (
-        f"CromSS ablations (seed 001), size={args.size}, pretrain epochs={args.pretrain_epochs}, "
+        f"CromSS ablations, size={args.size}, pretrain epochs={args.pretrain_epochs}, "
         f"downstream epochs={args.epochs}, seeds={args.seeds}\n\n"
         "Downstream OA, AA, mIoU, mF1 in % on the test split (mean ± std over seeds); "
         "'X S1' / 'X S2' = the S1 / S2 encoder of variant X on S1 / S2 input.\n\n"
     )
-    runs: list[Run] = []
+    runs: list[SegRun] = []
     randoms = [(RANDOM, ["s2"])]
     if any(mods == ["s1"] for _, mods in encoders.values()):
         randoms.append((f"{RANDOM} S1", ["s1"]))
         table5.insert(1, f"{RANDOM} S1")
-    seg_dir = args.segmentation_config_dir or seg_config_dir()
     tiny = args.size == "tiny"
     for key in settings:
         setting = SETTINGS[key]
-        cfgs = {m: setting_config(seg_dir, setting, m, tiny) for m in args.modes}
-        dm = build_datamodule(
-            cfgs[args.modes[0]], roots[setting.data], ["s1", "s2"], args.batch_size,
+        configs = {m: setting_configs(setting, m, tiny) for m in args.modes}
+        dm = segmentation_datamodule(
+            configs[args.modes[0]], roots[setting.data], ["s1", "s2"], args.batch_size,
             patches[setting.data],
         )  # fmt: skip
         todo = [(lab, None, mods) for lab, mods in randoms]
@@ -500,9 +415,9 @@ def _run(args: argparse.Namespace) -> None:
         for label, path, mods in todo:
             for mode in args.modes:
                 for seed in args.seeds:
-                    r = run_one(
-                        key, cfgs[mode], label, (path, ""), mode, seed, dm, mods, args, out,
-                        figures=False,
+                    r = transfer_run(
+                        key, configs[mode], label, (path, ""), mode, seed, dm, mods,
+                        args.epochs, out, figures=False,
                     )  # fmt: skip
                     runs.append(r)
                     write_outputs(out, runs, table5, table6, acc_rows, header, plot=False)
@@ -516,134 +431,3 @@ def _run(args: argparse.Namespace) -> None:
     print(md)
     print(f"[cromss] wrote {out}/results.md, results.csv, results_runs.csv, pretrain_accuracy.*, "
           "transfer_miou.png, selection_masks.png")  # fmt: skip
-
-
-# ---------------------------------------------------------------------------- demo stage
-def demo_stage(
-    workdir: Path,
-    noldo_root: Path | None = None,
-    dfc2020_root: Path | None = None,
-    noldo_patch_size: int = 48,
-    dfc2020_patch_size: int = 48,
-    n_noldo: int = 48,
-    n_dfc2020: int = 64,
-    pretrain_epochs: int = 4,
-    epochs: int = 4,
-    batch_size: int = 8,
-    seed: int = 0,
-    workers: int = 2,
-) -> dict[str, Any]:
-    """A short CromSS stage for ``rsfuse demo``: CromSS-midF pretraining of tiny U-Nets
-    (ResNet-18, 3 stages) on synthetic NoLDO-S12 noisy labels, then its S2 encoder transferred
-    to synthetic DFC2020 (PSPNet, fine-tuned) beside a randomly initialised encoder.
-
-    Args:
-        workdir: output folder (data under ``workdir/cromss-data`` unless roots are given,
-            the encoder under ``workdir/pretrained``).
-        noldo_root, dfc2020_root: existing data (None: synthesise).
-        noldo_patch_size, dfc2020_patch_size: patch sides to synthesise / read.
-        n_noldo, n_dfc2020: locations to synthesise.
-        pretrain_epochs: CromSS epochs (the selection ramp covers the first 40 %).
-        epochs: downstream epochs.
-        batch_size: batch size of both stages.
-        seed: world and training seed.
-        workers: processes for data synthesis.
-
-    Returns:
-        ``{"rows": [(label, metrics dict)], "markdown": str, "checkpoints": {label: .ckpt},
-        "best": label with the highest mIoU, "encoder": path, "pretrain_accuracy": dict,
-        "seconds": float}``; metrics are OA, AA, mIoU, mF1 on the DFC2020 test split.
-    """
-    import lightning as L
-
-    from rsfuse.data.datamodules import SegmentationDataModule
-    from rsfuse.data.label_smoothing import CromSSDataModule
-    from rsfuse.data.synthetic import synthesize
-    from rsfuse.methods.cromss import CromSS, variant_kwargs
-    from rsfuse.tasks.segmentation import SegmentationTask
-
-    t0 = time.time()
-    workdir = Path(workdir)
-    roots = {"noldo-s12": noldo_root, "dfc2020": dfc2020_root}
-    sizes = {"noldo-s12": noldo_patch_size, "dfc2020": dfc2020_patch_size}
-    for kind in roots:
-        if roots[kind] is None:
-            root = workdir / "cromss-data" / kind
-            if not (root / ".rsfuse-complete").is_file():
-                kw: dict[str, Any] = {"patch_size": sizes[kind]}
-                n = n_dfc2020
-                if kind == "noldo-s12":
-                    n, kw["n_downstream"] = n_noldo, 4
-                synthesize(kind, root, n=n, seed=seed, workers=workers, progress=False, **kw)
-                (root / ".rsfuse-complete").write_text("ok\n")
-            roots[kind] = root
-    tiny = {"encoder": "resnet18", "encoder_depth": 3, "decoder_channels": [32, 16, 8]}
-
-    def trainer(n_epochs: int, val: bool) -> L.Trainer:
-        return L.Trainer(
-            max_epochs=n_epochs, accelerator="auto", devices=1, logger=False,
-            enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
-            num_sanity_val_steps=0, limit_val_batches=1.0 if val else 0,
-        )  # fmt: skip
-
-    print(
-        f"[demo] CromSS-midF pretraining on synthetic NoLDO-S12 noisy labels "
-        f"({pretrain_epochs} epochs)"
-    )
-    L.seed_everything(seed, verbose=False)
-    model = CromSS(
-        **variant_kwargs("CromSS-midF"), **tiny,
-        ramp_epochs=max(1, round(0.4 * pretrain_epochs)), lr_patience=2,
-    )  # fmt: skip
-    pre_dm = CromSSDataModule(
-        root=str(roots["noldo-s12"]), patch_size=sizes["noldo-s12"], batch_size=batch_size,
-        val_fraction=0.1, seed=seed,
-    )  # fmt: skip
-    trainer(pretrain_epochs, val=True).fit(model, datamodule=pre_dm)
-    acc = pretrain_accuracy(model, pre_dm)
-    encoder = model.export_encoders(workdir / "pretrained", "cromss_demo")["s2"]
-
-    dm = SegmentationDataModule(
-        dataset="dfc2020", root=str(roots["dfc2020"]), modalities=["s2"],
-        patch_size=sizes["dfc2020"], batch_size=batch_size, cache=True,
-    )  # fmt: skip
-    rows: list[tuple[str, dict[str, float]]] = []
-    checkpoints: dict[str, str] = {}
-    for label, ckpt in (("random init", None), ("CromSS-midF S2", str(encoder))):
-        L.seed_everything(seed, verbose=False)
-        task = SegmentationTask(
-            modalities=["s2"], num_classes=dm.num_classes, class_names=list(dm.classes),
-            architecture="pspnet", encoder="resnet18", decoder_kwargs={"encoder_depth": 3},
-            encoder_checkpoint=ckpt, plot_samples=0, cosine_epochs=None,
-        )  # fmt: skip
-        tr = trainer(epochs, val=False)
-        tr.fit(task, datamodule=dm)
-        tr.test(task, datamodule=dm, verbose=False)
-        m = task.last_test_metrics or {}
-        rows.append((label, {k: float(m[k]) for k in ("OA", "AA", "mIoU", "mF1")}))
-        # a Lightning checkpoint (with the datamodule's normalisation) for rsfuse export
-        path = workdir / "checkpoints" / (re.sub(r"\W+", "_", label).strip("_") + ".ckpt")
-        tr.save_checkpoint(path)
-        checkpoints[label] = str(path)
-    lines = [
-        "| DFC2020 (PSPNet, fine-tuned S2 encoder) | OA | AA | mIoU | mF1 |",
-        "|---|---|---|---|---|",
-    ]
-    for label, m in rows:
-        lines.append(f"| {label} | " + " | ".join(f"{100 * m[k]:.1f}" for k in m) + " |")
-    nan = float("nan")
-    lines.append(
-        f"\nCromSS pretraining split: noisy labels {100 * acc.get('noisy_labels', nan):.1f} % "
-        f"correct; S2 prediction vs clean labels {100 * acc.get('s2_vs_clean', nan):.1f} %"
-    )
-    md = "\n".join(lines)
-    best = max(rows, key=lambda r: r[1]["mIoU"])[0]
-    return {
-        "rows": rows,
-        "markdown": md,
-        "checkpoints": checkpoints,
-        "best": best,
-        "encoder": str(encoder),
-        "pretrain_accuracy": acc,
-        "seconds": time.time() - t0,
-    }

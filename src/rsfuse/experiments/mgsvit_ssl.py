@@ -1,11 +1,11 @@
 """``rsfuse experiment mgsvit-ssl``: MGSViT self-supervised pretraining, then transfer (§4.6).
 
-The pipeline of seed 000 §4.6 on a BigEarthNet-v2-layout dataset (by default the synthetic
+The pipeline of MGSViT §4.6 on a BigEarthNet-v2-layout dataset (by default the synthetic
 world):
 
 1. **Pretrain** an S1 and an S2 :class:`~rsfuse.models.vit.GatedViT` encoder on the train
    split without labels with :class:`~rsfuse.methods.mgsvit.MGSViTPretraining`
-   (``configs/mgsvit/pretrain/c4_{s1,s2}.yaml``), once per pretraining kind:
+   (packaged configs ``mgsvit/pretrain/c4_{s1,s2}``), once per pretraining kind:
 
    * ``MCMAE``: MAE reconstruction + MoCo v3 contrast (Algorithm 1, the paper's method);
    * ``MAE``: reconstruction only (``contrast_weight = 0``);
@@ -15,7 +15,7 @@ world):
    Each run exports its encoders (safetensors + JSON) under ``--out/pretrained`` and writes
    reconstruction PNGs under ``--out/reconstructions``.
 2. **Transfer** to 19-class multi-label classification with the S1 GMU S2 model
-   (``configs/mgsvit/ssl/ablation_base.yaml``: shortcut every 4 blocks, GMU), over seeds:
+   (``mgsvit/ssl/ablation_base``: shortcut every 4 blocks, GMU), over seeds:
    a *linear probe* (encoders frozen; the GMU and the head train) and a *fine-tune* (all
    weights train) from each kind's encoders. Fine-tuning from ``random`` is the
    supervised-from-scratch baseline. This is Figure 11's comparison.
@@ -30,22 +30,31 @@ killed experiment keeps what it finished.
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import shutil
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from rsfuse.experiments.mgsvit_ablation import (
-    Row,
-    ablation_datamodules,
-    add_data_arguments,
-    default_config_dir,
-    load_config,
-    run_variant,
-    write_run_csvs,
+from rsfuse.experiments.protocols import (
+    ScoreRow,
+    classification_data,
+    summarise_scores,
+    train_and_score,
+)
+from rsfuse.experiments.runner import (
+    add_bigearthnet_arguments,
+    add_training_arguments,
+    build_run,
+    cell,
+    dotted,
+    ensure_synthetic,
+    experiment_parser,
+    run_experiment,
+    write_csv,
+    write_json,
+    write_text,
 )
 
 #: Pretraining kind → (reconstruction weight, contrast weight); ``None``: no pretraining.
@@ -56,17 +65,13 @@ PRETRAINING: dict[str, tuple[float, float] | None] = {
     "random": None,
 }
 TRANSFER = ("linear probe", "fine-tune")
+TINY_PRETRAIN = "mgsvit/overrides/tiny_cpu_pretrain"
+TINY = "mgsvit/overrides/tiny_cpu"
+TRANSFER_CONFIG = "mgsvit/ssl/ablation_base"
 
 
 def pretrain(
-    kind: str,
-    modality: str,
-    cfg_dir: Path,
-    size: str,
-    dm: Any,
-    epochs: int,
-    out: Path,
-    seed: int = 0,
+    kind: str, modality: str, size: str, dm: Any, epochs: int, out: Path, seed: int = 0
 ) -> dict[str, Any]:
     """Pretrain (or, for ``random``, just build) one encoder and export it.
 
@@ -74,37 +79,32 @@ def pretrain(
         A record: kind, modality, path of the exported encoder, seconds, and the last
         epoch's mean training losses (when trained).
     """
-    import lightning as L
-    from lightning.pytorch.loggers import CSVLogger
-
-    from rsfuse.methods.mgsvit import MGSViTPretraining
-
-    L.seed_everything(seed, verbose=False)
-    override = cfg_dir / "overrides" / "tiny_cpu_pretrain.yaml" if size == "tiny" else None
-    cfg = load_config(cfg_dir / "pretrain" / f"c4_{modality}.yaml", override)
-    init = dict(cfg["model"]["init_args"])
+    configs = [f"mgsvit/pretrain/c4_{modality}"] + ([TINY_PRETRAIN] if size == "tiny" else [])
     weights = PRETRAINING[kind]
-    if weights is not None:
-        init["reconstruction_weight"], init["contrast_weight"] = weights
-    init["export_path"] = None
-    init["plot_dir"] = str(out / "reconstructions" / f"{kind}_{modality}")
-    method = MGSViTPretraining(**init)
+    rec_w, con_w = weights if weights is not None else (1.0, 1.0)
+    run = build_run(
+        configs,
+        [
+            *dotted(
+                model__init_args__reconstruction_weight=rec_w,
+                model__init_args__contrast_weight=con_w,
+                model__init_args__export_path=None,
+                model__init_args__plot_dir=str(out / "reconstructions" / f"{kind}_{modality}"),
+                trainer__max_epochs=epochs,
+                trainer__devices=1,
+                trainer__num_sanity_val_steps=0,
+                # the reconstruction PNG and one val/loss_rec per epoch
+                trainer__limit_val_batches=1,
+                data__init_args__root=str(dm.root),
+            ),
+        ],
+        run_dir=out / "logs" / f"pretrain_{kind}_{modality}",
+        datamodule=dm,
+        seed=seed,
+    )
+    method, trainer = run.model, run.trainer
     record: dict[str, Any] = {"pretraining": kind, "modality": modality, "seconds": 0.0}
     if weights is not None:
-        tcfg = cfg.get("trainer", {})
-        trainer = L.Trainer(
-            max_epochs=epochs,
-            accelerator=tcfg.get("accelerator", "auto"),
-            devices=1,
-            precision=tcfg.get("precision", "32-true"),
-            logger=CSVLogger(out / "logs", name=f"pretrain_{kind}_{modality}"),
-            enable_checkpointing=False,
-            enable_model_summary=False,
-            enable_progress_bar=False,
-            num_sanity_val_steps=0,
-            limit_val_batches=1,  # the reconstruction PNG and one val/loss_rec per epoch
-            log_every_n_steps=5,
-        )
         t0 = time.time()
         trainer.fit(method, datamodule=dm)
         record["seconds"] = time.time() - t0
@@ -118,14 +118,14 @@ def pretrain(
     return record
 
 
-def transfer_config(cfg_dir: Path, size: str, mode: str, encoders: dict[str, str]) -> dict:
-    """The S1 GMU S2 fine-tuning config in ``mode`` loading ``encoders`` (s1, s2 → file)."""
-    override = cfg_dir / "overrides" / "tiny_cpu.yaml" if size == "tiny" else None
-    cfg = load_config(cfg_dir / "ssl" / "ablation_base.yaml", override)
-    init = cfg["model"]["init_args"]
-    init["mode"] = mode
-    init["encoder_checkpoints"] = dict(encoders)
-    return cfg
+def transfer_overrides(mode: str, encoders: dict[str, str], epochs: int, batch: int) -> list[str]:
+    """Overrides of the S1 GMU S2 fine-tuning config in ``mode`` loading ``encoders``."""
+    return dotted(
+        model__init_args__mode=mode,
+        model__init_args__encoder_checkpoints=dict(encoders),
+        trainer__max_epochs=epochs,
+        data__init_args__batch_size=batch,
+    )
 
 
 def markdown_table(summary: list[dict[str, Any]], kinds: Sequence[str]) -> str:
@@ -136,11 +136,8 @@ def markdown_table(summary: list[dict[str, Any]], kinds: Sequence[str]) -> str:
         if s["evaluated_on"] in ("S1+S2",) and s["test_set"] in ("clear", "cloudy")
     }
 
-    def cell(kind: str, how: str, test_set: str, metric: str) -> str:
-        s = idx.get((f"{kind} | {how}", test_set))
-        if s is None:
-            return "-"
-        return f"{100 * s[metric + '_mean']:.1f} ± {100 * s[metric + '_std']:.1f}"
+    def cell_of(kind: str, how: str, test_set: str, metric: str) -> str:
+        return cell(idx.get((f"{kind} | {how}", test_set)), metric)
 
     lines = [
         "| pretraining | linear probe mAP micro | linear probe mAP macro | fine-tune mAP micro "
@@ -153,11 +150,11 @@ def markdown_table(summary: list[dict[str, Any]], kinds: Sequence[str]) -> str:
         )
         name = "random init (fine-tune = supervised from scratch)" if kind == "random" else kind
         lines.append(
-            f"| {name} | {cell(kind, 'linear probe', 'clear', 'mAP_micro')} "
-            f"| {cell(kind, 'linear probe', 'clear', 'mAP_macro')} "
-            f"| {cell(kind, 'fine-tune', 'clear', 'mAP_micro')} "
-            f"| {cell(kind, 'fine-tune', 'clear', 'mAP_macro')} "
-            f"| {cell(kind, 'fine-tune', 'cloudy', 'mAP_micro')} | {seeds} |"
+            f"| {name} | {cell_of(kind, 'linear probe', 'clear', 'mAP_micro')} "
+            f"| {cell_of(kind, 'linear probe', 'clear', 'mAP_macro')} "
+            f"| {cell_of(kind, 'fine-tune', 'clear', 'mAP_micro')} "
+            f"| {cell_of(kind, 'fine-tune', 'clear', 'mAP_macro')} "
+            f"| {cell_of(kind, 'fine-tune', 'cloudy', 'mAP_micro')} | {seeds} |"
         )
     return "\n".join(lines)
 
@@ -190,20 +187,20 @@ def plot(summary: list[dict[str, Any]], kinds: Sequence[str], path: Path) -> Non
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="rsfuse experiment mgsvit-ssl",
-        description=(
-            "MGSViT (seed 000) §4.6 and Figure 11: pretrain an S1 and an S2 GatedViT "
-            "encoder with MAE + MoCo v3 (MCMAE), MAE only and MoCo v3 only, export them, "
-            "then linear-probe and fine-tune the S1 GMU S2 classifier from each, against "
-            "random initialisation (fine-tuning from random = supervised from scratch). "
-            "Writes markdown + CSV tables of micro/macro mAP (mean ± std over seeds), a bar "
-            "plot and reconstruction PNGs. Without --root it synthesises a "
-            "BigEarthNet-v2-layout dataset of the synthetic Sentinel world."
-        ),
+    p = experiment_parser(
+        "mgsvit-ssl",
+        "MGSViT §4.6 and Figure 11: pretrain an S1 and an S2 GatedViT "
+        "encoder with MAE + MoCo v3 (MCMAE), MAE only and MoCo v3 only, export them, "
+        "then linear-probe and fine-tune the S1 GMU S2 classifier from each, against "
+        "random initialisation (fine-tuning from random = supervised from scratch). "
+        "Writes markdown + CSV tables of micro/macro mAP (mean ± std over seeds), a bar "
+        "plot and reconstruction PNGs. Without --root it synthesises a "
+        "BigEarthNet-v2-layout dataset of the synthetic Sentinel world.",
     )
-    p.add_argument("--out", type=Path, default=Path("rsfuse-mgsvit-ssl"), help="output folder")
-    add_data_arguments(p)
+    add_bigearthnet_arguments(p, n=1200)
+    add_training_arguments(
+        p, seeds=(0, 1), batch_size=16, epochs=5, epochs_help="transfer epochs per run"
+    )
     p.add_argument(
         "--pretraining",
         nargs="+",
@@ -215,16 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--pretrain-epochs", type=int, default=8, help="pretraining epochs per encoder (8)"
     )
-    p.add_argument("--epochs", type=int, default=5, help="transfer epochs per run (default 5)")
-    p.add_argument(
-        "--seeds", type=int, nargs="+", default=[0, 1], help="transfer seeds (default 0 1)"
-    )
-    p.add_argument("--batch-size", type=int, default=16, help="batch size (default 16)")
     p.add_argument(
         "--size",
         choices=["tiny", "full"],
         default="tiny",
-        help="tiny: the configs' tiny_cpu overrides (CPU); full: paper sizes",
+        help=f"tiny: the packaged overrides {TINY_PRETRAIN} and {TINY} (CPU); full: paper sizes",
     )
     p.add_argument(
         "--cloudy-splits",
@@ -233,71 +225,72 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["train", "val", "test"],
         help="splits whose cloudy patches form the cloud-heavy test set (default: val test)",
     )
-    p.add_argument("--config-dir", type=Path, default=None, help="folder of the MGSViT configs")
     return p
 
 
 def main(argv: Sequence[str]) -> None:
     """Run the pretraining + transfer comparison (see ``--help``)."""
-    args = build_parser().parse_args(list(argv))
+    run_experiment(build_parser(), argv, _run)
+
+
+def _run(args: argparse.Namespace) -> None:
     t_start = time.time()
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    cfg_dir = args.config_dir or default_config_dir()
-    if args.root is None:
-        from rsfuse.demo import _ensure_data
-
-        root = _ensure_data(out / "data", args.n, args.world_seed, args.workers)
-    else:
-        root = args.root
-    dm, dm_cloudy, sizes = ablation_datamodules(
-        str(root), args.batch_size, True, args.cloudy_splits
+    root = args.root or ensure_synthetic(
+        "bigearthnet-v2", out / "data", args.n, args.world_seed, args.workers
     )
+    data = classification_data(root, args.batch_size, True, args.cloudy_splits)
+    sizes = data.sizes
     print(f"[mgsvit-ssl] samples: {sizes}")
+    # pretraining reads the same cached splits, without the datamodule's augmentation (the
+    # method augments its two views itself)
+    data.datamodule.augmentation = None
 
     kinds = [k for k in PRETRAINING if k in args.pretraining]
     records: list[dict[str, Any]] = []
     encoders: dict[str, dict[str, str]] = {}
     for kind in kinds:
         for modality in ("s1", "s2"):
-            rec = pretrain(kind, modality, cfg_dir, args.size, dm, args.pretrain_epochs, out)
+            rec = pretrain(kind, modality, args.size, data.datamodule, args.pretrain_epochs, out)
             records.append(rec)
             encoders.setdefault(kind, {})[modality] = rec["encoder"]
             print(
                 f"[mgsvit-ssl] pretrained {kind} {modality} in {rec['seconds']:.0f}s "
                 f"({(time.time() - t_start) / 60:.1f} min total)"
             )
-    with open(out / "pretraining.csv", "w", newline="") as f:
-        fields = sorted({k for r in records for k in r})
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        w.writerows(records)
+    write_csv(out / "pretraining.csv", records)
+    from rsfuse.data.transforms import classification_augmentation
 
-    rows: list[Row] = []
+    data.datamodule.augmentation = classification_augmentation()
+
+    rows: list[ScoreRow] = []
 
     def write_tables() -> str:
-        summary = write_run_csvs(rows, out)
+        write_csv(out / "results_runs.csv", [asdict(r) for r in rows])
+        summary = summarise_scores(rows)
+        write_csv(out / "results.csv", summary)
         header = (
             f"MGSViT SSL + transfer (S1 GMU S2), size={args.size}, pretraining "
             f"{args.pretrain_epochs} epochs, transfer {args.epochs} epochs, seeds={args.seeds}, "
             f"samples={sizes}, {(time.time() - t_start) / 60:.1f} min\n\n"
         )
         table = markdown_table(summary, kinds)
-        (out / "results.md").write_text(header + table + "\n")
-        (out / "results.json").write_text(
-            json.dumps({"sizes": sizes, "pretraining": records, "summary": summary}, indent=2)
+        write_text(out / "results.md", header + table + "\n")
+        write_json(
+            out / "results.json", {"sizes": sizes, "pretraining": records, "summary": summary}
         )
         if summary:
             plot(summary, kinds, out / "ssl.png")
         return header + table
 
+    configs = [TRANSFER_CONFIG] + ([TINY] if args.size == "tiny" else [])
     for seed in args.seeds:
         for kind in kinds:
             for how in TRANSFER:
                 mode = "linear_probe" if how == "linear probe" else "finetune"
-                cfg = transfer_config(cfg_dir, args.size, mode, encoders[kind])
+                over = transfer_overrides(mode, encoders[kind], args.epochs, args.batch_size)
                 name = f"{kind} | {how}"
-                new = run_variant(name, cfg, seed, dm, dm_cloudy, args.epochs, out)
+                new = train_and_score(name, configs, over, seed, data, out)
                 rows.extend(new)
                 write_tables()
                 print(

@@ -18,6 +18,13 @@ datamodules save them), or from ``--stats`` / ``--normalization`` / ``--patch-si
 The weights are written first and the JSON last, each under a temporary name then renamed,
 so a folder with a ``bundle.json`` is complete.
 
+Export and load refuse an incoherent bundle with a :class:`~rsfuse.errors.CheckpointError`
+naming the file: normalisation statistics that are not finite (a NaN mean) or not
+positive; S2 bands of the data the statistics were computed on (recorded by rsfuse
+datamodules in the checkpoint as ``{"bands": {"s2": [...], "s1": [...]}}``) in another
+order than the model's ``s2_band_names``; a ``bundle.json`` whose band list disagrees with
+its statistics' or with the rebuilt model's.
+
 >>> from rsfuse import load_bundle
 >>> b = load_bundle("bundles/dfc2020-unet")  # doctest: +SKIP
 >>> b.task, b.class_names, b.s2_bands  # doctest: +SKIP
@@ -25,7 +32,6 @@ so a folder with a ``bundle.json`` is complete.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import importlib
 import json
@@ -41,7 +47,9 @@ from torch import Tensor, nn
 from rsfuse import __version__, bands
 from rsfuse.data.transforms import NORMALIZE_MODES, Normalize
 from rsfuse.errors import CheckpointError, ConfigError, RsfuseError
-from rsfuse.io.atomic import write_atomic
+from rsfuse.io.atomic import atomic_output, write_atomic
+from rsfuse.io.checkpoint_file import load_checkpoint_safely
+from rsfuse.io.paths import check_not_input, check_output_folder
 
 #: ``format`` of ``bundle.json``.
 BUNDLE_FORMAT = "rsfuse-bundle/1"
@@ -105,6 +113,55 @@ def _jsonable(value: Any, key: str, where: str) -> Any:
         return json.loads(json.dumps(value))
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{where}: hyper-parameter {key!r} is not JSON data: {e}") from e
+
+
+def _normalize(description: Any, where: str) -> Normalize:
+    """The :class:`Normalize` of a description, its statistics checked finite and positive.
+
+    Raises:
+        CheckpointError: an invalid description, a NaN / inf statistic or a std <= 0,
+            naming ``where`` and the band.
+    """
+    if not isinstance(description, dict):
+        raise CheckpointError(f"{where}: the normalisation is not a description dict")
+    for key in ("s1_mean", "s1_std", "s2_mean", "s2_std"):
+        values = description.get(key)
+        if values is None:
+            continue
+        if not isinstance(values, list | tuple) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in values
+        ):
+            raise CheckpointError(f"{where}: normalisation {key} is not a list of numbers")
+        bad = [i for i, v in enumerate(values) if v != v or v in (float("inf"), float("-inf"))]
+        if bad:
+            raise CheckpointError(
+                f"{where}: normalisation {key} is not finite at channel(s) {bad[:5]} "
+                f"({[values[i] for i in bad[:5]]}); refusing to use NaN / inf statistics"
+            )
+        if key.endswith("std") and any(v <= 0 for v in values):
+            raise CheckpointError(f"{where}: normalisation {key} has values <= 0: {values}")
+    try:
+        return Normalize.from_description(description)
+    except ConfigError as e:
+        raise CheckpointError(f"{where}: invalid normalisation: {e}") from e
+
+
+def _check_band_order(model_bands: Sequence[str], data_bands: Any, where: str, what: str) -> None:
+    """The data's S2 bands (the statistics' order) must be the model's, in the same order.
+
+    Raises:
+        CheckpointError: another order or set, naming both.
+    """
+    if data_bands is None:
+        return
+    if not isinstance(data_bands, list | tuple) or not all(isinstance(b, str) for b in data_bands):
+        raise CheckpointError(f"{where}: {what} is not a list of band names")
+    if list(data_bands) != list(model_bands):
+        raise CheckpointError(
+            f"{where}: the model takes S2 bands {list(model_bands)} but {what} is "
+            f"{list(data_bands)} (band order, not only count, must agree: the statistics "
+            "and inputs would be mixed up)"
+        )
 
 
 def _datamodule_state(ckpt: dict[str, Any]) -> dict[str, Any]:
@@ -238,12 +295,9 @@ def export_bundle(
     where = str(checkpoint)
     if not checkpoint.is_file():
         raise CheckpointError(f"checkpoint {checkpoint} not found")
-    try:
-        ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for a corrupt file
-        raise CheckpointError(f"cannot read checkpoint {checkpoint}: {e}") from e
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
-        raise CheckpointError(f"{where} is not a Lightning checkpoint (no 'state_dict')")
+    check_output_folder(out, key="out")
+    check_not_input([out / WEIGHTS_NAME, out / CONFIG_NAME], [checkpoint], key="out")
+    ckpt = load_checkpoint_safely(checkpoint)
     hparams = dict(ckpt.get("hyper_parameters") or {})
     class_path = _class_path_of(hparams, where)
     cls = _import_class(class_path, where)
@@ -266,8 +320,20 @@ def export_bundle(
         raise CheckpointError(
             f"{where} records its normalisation; --stats would contradict it, leave it out"
         )
+    s2_names = list(task.s2_band_names)
     if dm:
-        norm = Normalize.from_description(dm["normalization"])
+        norm = _normalize(dm["normalization"], where)
+        data_bands = dm.get("bands")
+        if data_bands is not None and not isinstance(data_bands, dict):
+            raise CheckpointError(f"{where}: the datamodule's 'bands' is not a dict")
+        if data_bands and s2_names:
+            _check_band_order(s2_names, data_bands.get("s2"), where, "the data's S2 band order")
+        if data_bands and "s1" in task.modalities:
+            s1 = data_bands.get("s1")
+            if s1 is not None and list(s1) != list(bands.S1_ORDER):
+                raise CheckpointError(
+                    f"{where}: the data's S1 bands are {s1}, not {list(bands.S1_ORDER)}"
+                )
     elif stats is not None:
         mode = normalization or "standardize"
         if mode not in NORMALIZE_MODES:
@@ -281,7 +347,6 @@ def export_bundle(
     size = patch_size or dm.get("patch_size")
     if not size:
         raise CheckpointError(f"{where} does not record its patch size; pass --patch-size")
-    s2_names = list(task.s2_band_names)
     if s2_names and (not norm.has_s2 or norm.s2_mean.numel() != len(s2_names)):
         raise CheckpointError(
             f"{where}: the normalisation has {norm.s2_mean.numel()} S2 bands but the model "
@@ -292,10 +357,11 @@ def export_bundle(
 
     out.mkdir(parents=True, exist_ok=True)
     weights = {k: v.detach().cpu().contiguous().clone() for k, v in task.model.state_dict().items()}
-    tmp = out / (WEIGHTS_NAME + ".tmp")
-    save_file(weights, str(tmp))
-    digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
-    tmp.replace(out / WEIGHTS_NAME)
+    with atomic_output(out / WEIGHTS_NAME) as tmp:  # beside the target, with the user's umask
+        save_file(weights, str(tmp))
+        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+    description = norm.describe()
+    description["s2_bands"] = s2_names  # the order the statistics are in
     config = {
         "format": BUNDLE_FORMAT,
         "task": kind,
@@ -307,7 +373,7 @@ def export_bundle(
         "s2_product": init_args.get("s2_product"),
         "s1_bands": list(bands.S1_ORDER) if "s1" in task.modalities else [],
         "channels": list(task.channels),
-        "normalization": norm.describe(),
+        "normalization": description,
         "patch_size": int(size),
         "fixed_size": _fixed_size(task),
         "pad_multiple": int(getattr(task.model, "pad_multiple", 1)),
@@ -321,8 +387,16 @@ def export_bundle(
         "rsfuse_version": __version__,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    write_atomic(out / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
+    try:
+        text = json.dumps(config, indent=2, allow_nan=False) + "\n"
+    except ValueError as e:  # a NaN / inf that slipped into a hyper-parameter
+        raise CheckpointError(f"{where}: the bundle would hold NaN / inf values: {e}") from e
+    write_atomic(out / CONFIG_NAME, text)
     return out
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number a bundle may hold")
 
 
 def read_bundle_config(path: str | Path) -> dict[str, Any]:
@@ -338,7 +412,7 @@ def read_bundle_config(path: str | Path) -> dict[str, Any]:
     if not cfg_path.is_file():
         raise CheckpointError(f"{cfg_path} not found: {path} is not a complete rsfuse bundle")
     try:
-        config = json.loads(cfg_path.read_text())
+        config = json.loads(cfg_path.read_text(), parse_constant=_refuse_constant)
     except (OSError, ValueError) as e:
         raise CheckpointError(f"cannot read {cfg_path}: {e}") from e
     if not isinstance(config, dict) or config.get("format") != BUNDLE_FORMAT:
@@ -348,6 +422,14 @@ def read_bundle_config(path: str | Path) -> dict[str, Any]:
     missing = [k for k in need if k not in config]
     if missing:
         raise CheckpointError(f"{cfg_path} lacks {missing}")
+    s2 = config["s2_bands"]
+    if not isinstance(s2, list) or not all(isinstance(b, str) for b in s2):
+        raise CheckpointError(f"{cfg_path}: s2_bands is not a list of band names")
+    if len(set(s2)) != len(s2):
+        raise CheckpointError(f"{cfg_path}: s2_bands lists a band twice: {s2}")
+    norm = config["normalization"]
+    if isinstance(norm, dict) and "s2_bands" in norm:
+        _check_band_order(s2, norm["s2_bands"], str(cfg_path), "the statistics' band order")
     return config
 
 
@@ -388,38 +470,17 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
         # versions default to MGSViT's code (the tanh outputs): keep the trained behaviour.
         init_args["gmu_gate_input"] = "eq4"
     task = _build_task(cls, init_args, str(path))
+    _check_band_order(
+        list(getattr(task, "s2_band_names", ())), config["s2_bands"], str(path / CONFIG_NAME),
+        "s2_bands",
+    )  # fmt: skip
     _load_weights(task.model, state, str(weights))
+    norm = _normalize(config["normalization"], str(path / CONFIG_NAME))
+    n_s2 = len(config["s2_bands"])
+    if n_s2 and (not norm.has_s2 or norm.s2_mean.numel() != n_s2):
+        raise CheckpointError(
+            f"{path / CONFIG_NAME}: the statistics have {norm.s2_mean.numel()} S2 bands but "
+            f"s2_bands lists {n_s2}"
+        )
     task.eval().to(device)
-    return Bundle(path, config, task, Normalize.from_description(config["normalization"]))
-
-
-def main(argv: Sequence[str]) -> None:
-    """``rsfuse export``."""
-    p = argparse.ArgumentParser(
-        prog="rsfuse export",
-        description=(
-            "Write a self-describing model bundle (model.safetensors + bundle.json: "
-            "architecture, task, class names, bands in channel order, normalisation "
-            "statistics, patch size) from a Lightning checkpoint of a classification or "
-            "segmentation task. `rsfuse predict --bundle DIR` and rsfuse.load_bundle(DIR) "
-            "use it with no config file."
-        ),
-    )
-    p.add_argument("checkpoint", type=Path, help="Lightning .ckpt of the trained task")
-    p.add_argument("--out", required=True, type=Path, help="bundle folder to write")
-    p.add_argument(
-        "--stats",
-        help="statistics name in rsfuse.bands, only for checkpoints that do not record "
-        "their normalisation (rsfuse datamodules record it)",
-    )
-    p.add_argument("--normalization", choices=NORMALIZE_MODES, help="with --stats")
-    p.add_argument("--patch-size", type=int, help="training patch size, if not recorded")
-    a = p.parse_args(list(argv))
-    out = export_bundle(
-        a.checkpoint, a.out, stats=a.stats, normalization=a.normalization, patch_size=a.patch_size
-    )
-    cfg = read_bundle_config(out)
-    print(
-        f"wrote {cfg['task']} bundle {out} ({len(cfg['class_names'])} classes, "
-        f"modalities {'+'.join(cfg['modalities'])}, patch {cfg['patch_size']} px)"
-    )
+    return Bundle(path, config, task, norm)

@@ -4,7 +4,9 @@ Rasters stream: rows are written into a tiled GeoTIFF under a temporary name as 
 become final, then GDAL's COG driver copies it into a Cloud-Optimised GeoTIFF (internal
 tiles, overviews, header first) under another temporary name, which is renamed into place.
 Nothing under the final name is ever half-written, and memory stays bounded by the rows
-in flight (GDAL's block cache does the copy).
+in flight (GDAL's block cache does the copy). The temporary files sit beside the target
+(``.<name>.rows-<pid>.tif``, ``.<name>.cog-<pid>.tif``); those of a killed run are removed
+by the next run writing the same output.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from rsfuse.errors import DataError
-from rsfuse.io.atomic import write_atomic
+from rsfuse.io.atomic import apply_umask, clean_stale_temps, temp_path, write_atomic
 
 #: Code of each inference path in the ``*_path.tif`` raster.
 PATH_CODES: dict[str, int] = {"nodata": 0, "s1+s2": 1, "s1": 2, "s2": 3}
@@ -84,7 +86,8 @@ class RasterSink:
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.with_name(f".{self.path.name}.rows-{os.getpid()}.tif")
+        clean_stale_temps(self.path)  # left by a killed run (its pid no longer runs)
+        self.tmp = temp_path(self.path, "rows", ".tif")
         self.overview_resampling = overview_resampling
         block = BLOCK if min(width, height) >= BLOCK else 16 * max(1, min(width, height) // 16)
         profile = {
@@ -122,7 +125,7 @@ class RasterSink:
     def finish(self) -> Path:
         """Close, convert to a COG and rename into place; returns the final path."""
         self.ds.close()
-        cog_tmp = self.path.with_name(f".{self.path.name}.cog-{os.getpid()}.tif")
+        cog_tmp = temp_path(self.path, "cog", ".tif")
         try:
             rasterio.shutil.copy(
                 self.tmp,
@@ -133,6 +136,7 @@ class RasterSink:
                 blocksize=BLOCK,
                 BIGTIFF="IF_SAFER",
             )
+            apply_umask(cog_tmp)
             os.replace(cog_tmp, self.path)
         finally:
             for p in (self.tmp, cog_tmp):

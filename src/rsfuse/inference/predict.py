@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 
 from rsfuse.errors import ConfigError
 from rsfuse.inference.bundle import Bundle, load_bundle
+from rsfuse.inference.clouds import CloudSpec
 from rsfuse.inference.outputs import (
     NODATA_CLASS,
     PATH_CODES,
@@ -61,6 +62,7 @@ from rsfuse.inference.outputs import (
 from rsfuse.inference.scene import SceneInputs, Strip
 from rsfuse.inference.windows import StripAccumulator, blend_weights, window_starts
 from rsfuse.io.atomic import write_atomic
+from rsfuse.io.paths import check_not_input, check_output_file
 
 BOTH, S1_ONLY, S2_ONLY = PATH_CODES["s1+s2"], PATH_CODES["s1"], PATH_CODES["s2"]
 #: Smallest default window of convolutional segmentation models, in pixels.
@@ -85,17 +87,39 @@ class Options:
     quicklook: bool = False
 
 
+#: Device types ``--device`` accepts.
+DEVICE_TYPES: tuple[str, ...] = ("cpu", "cuda", "mps")
+
+
 def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU.
+    """``auto`` → CUDA when available, else CPU; else ``cpu``, ``cuda[:N]`` or ``mps``.
 
     Raises:
-        ConfigError: CUDA asked for but not available.
+        ConfigError: an unknown device, or one that is not available here.
     """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for, but CUDA is not available", key="device")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise ConfigError(
+            f"unknown device {name!r}; expected auto, cpu, cuda, cuda:N or mps ({e})", "device"
+        ) from e
+    if dev.type not in DEVICE_TYPES:
+        raise ConfigError(
+            f"device {name!r} is not supported; expected auto, cpu, cuda, cuda:N or mps", "device"
+        )
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} asked for, but CUDA is not available", "device")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device {name!r} asked for, but this machine has "
+                f"{torch.cuda.device_count()} CUDA device(s)",
+                key="device",
+            )
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {name!r} asked for, but MPS is not available", "device")
     return dev
 
 
@@ -273,6 +297,12 @@ def predict_scene(
     if not isinstance(bundle, Bundle):
         bundle = load_bundle(bundle)
     paths = _out_paths(Path(out), bundle.task)
+    # no output may replace an input or land inside an input folder (band-file folders,
+    # the bundle): refused before any work
+    for p in paths.values():
+        check_output_file(p, key="out")
+    cloud_file = CloudSpec.parse(clouds).path if clouds else None
+    check_not_input(paths.values(), [s2, s1, cloud_file, bundle.path], key="out")
     with (
         rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB),
         SceneInputs(

@@ -69,13 +69,37 @@ class Grid:
         return (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
 
 
+#: GDAL drivers a file named ``.tif`` / ``.tiff`` must open with (a PNG renamed to .tif
+#: would otherwise be read without georeferencing).
+_TIFF_DRIVERS = ("GTiff", "COG")
+
+
 def _open(path: Path, what: str) -> Any:
     if not path.exists():
         raise DataError(f"{what} not found", path=path)
+    if path.is_dir():
+        raise DataError(f"{what} is a folder, expected a raster file", path=path)
     try:
-        return rasterio.open(path)
+        ds = rasterio.open(path)
     except RasterioError as e:
         raise DataError(f"cannot open {what} as a raster: {e}", path=path) from e
+    if path.suffix.lower() in (".tif", ".tiff") and ds.driver not in _TIFF_DRIVERS:
+        ds.close()
+        raise DataError(f"{what} is named .tif but is a {ds.driver} file", path=path)
+    return ds
+
+
+def _check_unique(names: Sequence[str], path: Path, what: str) -> None:
+    """Two bands under one name: which one the model reads would be a guess."""
+    seen: dict[str, int] = {}
+    for i, n in enumerate(names, start=1):
+        if n in seen:
+            raise DataError(
+                f"{what}: bands {seen[n]} and {i} are both named {n!r}; band names must be "
+                f"unique (they are {list(names)})",
+                path=path,
+            )
+        seen[n] = i
 
 
 def _crs_name(crs: Any) -> str:
@@ -294,15 +318,23 @@ class SceneInputs:
         return grid, path
 
     def _s2_names(self, ds: Any, path: Path) -> list[str]:
+        desc = [_band_name(d or "") for d in ds.descriptions]
         if self.s2_band_names_override is not None:
             names = list(self.s2_band_names_override)
             if len(names) != ds.count:
                 raise DataError(
                     f"--s2-bands names {len(names)} bands but the file has {ds.count}", path=path
                 )
+            _check_unique(names, path, "--s2-bands")
+            if all(desc) and desc != names:
+                raise DataError(
+                    f"--s2-bands gives the order {names} but the file's band descriptions say "
+                    f"{desc}; leave --s2-bands out or fix the descriptions",
+                    path=path,
+                )
             return names
-        desc = [_band_name(d or "") for d in ds.descriptions]
         if all(desc):
+            _check_unique(desc, path, "S2 band descriptions")
             return desc
         raise DataError(
             f"the S2 raster's {ds.count} bands have no descriptions naming them (B02, B03 …); "
@@ -315,7 +347,14 @@ class SceneInputs:
         for p in _raster_files(folder):
             m = _BAND_RE.search(p.stem)
             if m:
-                files.setdefault(m.group(1).upper(), p)
+                band = m.group(1).upper()
+                if band in files and band in self.s2_bands:
+                    raise DataError(
+                        f"S2 folder holds two files for band {band}: {files[band].name} and "
+                        f"{p.name}; which one to read would be a guess",
+                        path=folder,
+                    )
+                files.setdefault(band, p)
         missing = [b for b in self.s2_bands if b not in files]
         if missing:
             raise DataError(
@@ -342,7 +381,13 @@ class SceneInputs:
             for p in _raster_files(path):
                 m = _POL_RE.search(p.stem)
                 if m:
-                    files.setdefault(m.group(1).upper(), p)
+                    pol = m.group(1).upper()
+                    if pol in files:
+                        raise DataError(
+                            f"S1 folder holds two {pol} files: {files[pol].name} and {p.name}",
+                            path=path,
+                        )
+                    files[pol] = p
             missing = [b for b in ("VV", "VH") if b not in files]
             if missing:
                 raise DataError(f"S1 folder lacks {missing} files (found {sorted(files)})", path)
@@ -352,6 +397,7 @@ class SceneInputs:
             ds = self._track(path, "S1 raster")
             desc = [(d or "").strip().upper() for d in ds.descriptions]
             if all(desc):
+                _check_unique(desc, path, "S1 band descriptions")
                 missing = [b for b in ("VV", "VH") if b not in desc]
                 if missing:
                     raise DataError(

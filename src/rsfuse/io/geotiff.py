@@ -1,6 +1,10 @@
 """GeoTIFF reading and writing with rasterio, with the project's errors and atomic writes.
 
-Reading names the file in every error (missing, truncated/corrupt, wrong size, NaN/inf).
+Reading names the file in every error: missing, truncated/corrupt, not a GeoTIFF (GDAL
+opens a PNG or JPEG named ``.tif`` without complaint), a band count other than expected
+(a multi-band file where one band is published would otherwise be read as its band 1), a
+stored dtype the dataset does not publish (e.g. uint8 where uint16 is published: an 8-bit
+export would be read as reflectance x 10000 without a word), wrong size, NaN/inf.
 Writing goes to a temporary name in the same folder and is renamed into place, so an
 interrupted run never leaves a half-written file under the final name.
 """
@@ -20,6 +24,7 @@ from rasterio.errors import RasterioError
 from rasterio.transform import Affine
 
 from rsfuse.errors import ConfigError, DataError
+from rsfuse.io.atomic import atomic_output
 
 # Opening thousands of small files: never list the folder on open (GDAL would, per file).
 os.environ.setdefault("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR")
@@ -45,6 +50,47 @@ def resampling(name: str) -> Resampling:
     return RESAMPLING[name]
 
 
+#: GDAL drivers a GeoTIFF opens with.
+GEOTIFF_DRIVERS: tuple[str, ...] = ("GTiff", "COG")
+
+
+def check_dataset(
+    src: Any,
+    path: Path,
+    *,
+    count: int | None = 1,
+    dtypes: Sequence[str] | None = None,
+    what: str = "",
+) -> None:
+    """Check an open rasterio dataset: a GeoTIFF, ``count`` bands, a published dtype.
+
+    Args:
+        src: the open dataset.
+        path: its file (named in the error).
+        count: the number of bands it must have (None: any).
+        dtypes: the stored dtypes the dataset publishes for this file (None: any).
+        what: words naming the file's role in the messages (``S2 band B02`` …).
+
+    Raises:
+        DataError: another format, band count or dtype.
+    """
+    role = f"{what}: " if what else ""
+    if src.driver not in GEOTIFF_DRIVERS:
+        raise DataError(f"{role}is a {src.driver} file, not a GeoTIFF", path=path)
+    if count is not None and src.count != count:
+        raise DataError(
+            f"{role}has {src.count} bands, expected {count}"
+            + (" (a single-band file: refusing to read only band 1)" if count == 1 else ""),
+            path=path,
+        )
+    if dtypes is not None and src.dtypes[0] not in tuple(dtypes):
+        raise DataError(
+            f"{role}stored as {src.dtypes[0]}, but the dataset publishes "
+            f"{' / '.join(dtypes)} here (a rescaled or converted copy?)",
+            path=path,
+        )
+
+
 def read_band(
     path: str | Path,
     *,
@@ -52,8 +98,9 @@ def read_band(
     out_shape: tuple[int, int] | None = None,
     resample: str = "bilinear",
     check_finite: bool = True,
+    dtypes: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Read band 1 of a single-band GeoTIFF as float32.
+    """Read the band of a single-band GeoTIFF as float32.
 
     Args:
         path: the file.
@@ -62,19 +109,22 @@ def read_band(
             decimated read, the same as TorchGeo's ``out_shape`` read).
         resample: resampling method name when ``out_shape`` differs from the native size.
         check_finite: raise on NaN or inf values.
+        dtypes: stored dtypes the dataset publishes for this file (None: any).
 
     Returns:
         ``(array [H, W] float32, profile)`` where profile holds ``crs`` (str or None),
         ``transform`` (6 floats of the file's native grid) and ``dtype`` (the stored dtype).
 
     Raises:
-        DataError: the file is missing, unreadable, of the wrong size or has NaN/inf.
+        DataError: the file is missing, unreadable, not a GeoTIFF, not single-band, of
+            another dtype than ``dtypes``, of the wrong size or has NaN/inf.
     """
     p = Path(path)
     if not p.is_file():
         raise DataError("file not found", path=p)
     try:
         with rasterio.open(p) as src:
+            check_dataset(src, p, count=1, dtypes=dtypes)
             if expected_shape is not None and (src.height, src.width) != tuple(expected_shape):
                 raise DataError(
                     f"raster is {src.height}x{src.width}, expected "
@@ -105,16 +155,64 @@ def read_band(
     return arr, profile
 
 
-def probe_header(path: Path, expected_shape: tuple[int, int]) -> str | None:
+def read_multiband(
+    path: Path,
+    count: int,
+    shape: tuple[int, ...],
+    *,
+    dtypes: Sequence[str] | None = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """All bands of a multi-band GeoTIFF as float32 [count, H, W].
+
+    Args:
+        path: the file.
+        count: the number of bands it must have.
+        shape: the (height, width) it must have.
+        dtypes: stored dtypes the dataset publishes for this file (None: any).
+
+    Returns:
+        ``(array, profile)``, profile as :func:`read_band`'s.
+
+    Raises:
+        DataError: missing/corrupt file, not a GeoTIFF, wrong band count, dtype or size.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("file not found", path=path)
+    try:
+        with rasterio.open(path) as src:
+            check_dataset(src, path, count=count, dtypes=dtypes)
+            if (src.height, src.width) != tuple(shape):
+                raise DataError(
+                    f"raster is {src.height}x{src.width}, expected {shape[0]}x{shape[1]}",
+                    path=path,
+                )
+            arr = src.read(out_dtype="float32")
+            profile = {
+                "crs": src.crs.to_string() if src.crs else None,
+                "transform": tuple(src.transform)[:6],
+                "dtype": src.dtypes[0],
+            }
+    except DataError:
+        raise
+    except (RasterioError, OSError, ValueError) as e:
+        raise DataError(f"cannot read GeoTIFF (corrupt or truncated?): {e}", path=path) from e
+    return arr, profile
+
+
+def probe_header(
+    path: Path, expected_shape: tuple[int, int], dtypes: Sequence[str] | None = None
+) -> str | None:
     """Cheaply check a single-band GeoTIFF without decoding pixels.
 
-    Opens the file (header and IFD only), checks its raster size, and checks that every
-    pixel block listed in the TIFF directory lies inside the file, which catches
-    truncated files whose header is intact.
+    Opens the file (header and IFD only), checks its format, band count, dtype and raster
+    size, and checks that every pixel block listed in the TIFF directory lies inside the
+    file, which catches truncated files whose header is intact.
 
     Args:
         path: the GeoTIFF.
         expected_shape: the (height, width) it must have.
+        dtypes: stored dtypes the dataset publishes for this file (None: any).
 
     Returns:
         None when the file looks fine, else a message that names the file.
@@ -124,6 +222,10 @@ def probe_header(path: Path, expected_shape: tuple[int, int]) -> str | None:
     try:
         size = path.stat().st_size
         with rasterio.open(path) as src:
+            try:
+                check_dataset(src, path, count=1, dtypes=dtypes)
+            except DataError as e:
+                return str(e)
             if (src.height, src.width) != tuple(expected_shape):
                 return (
                     f"[file {path}] raster is {src.height}x{src.width}, expected "
@@ -186,14 +288,8 @@ def write_geotiff(
         profile["compress"] = compress
     if nodata is not None:
         profile["nodata"] = nodata
-    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
-    try:
-        with rasterio.open(tmp, "w", **profile) as dst:
-            dst.write(arr)
-            if extra_tags:
-                dst.update_tags(**extra_tags)
-        os.replace(tmp, p)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_output(p) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(arr)
+        if extra_tags:
+            dst.update_tags(**extra_tags)
     return p

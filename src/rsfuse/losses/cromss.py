@@ -1,8 +1,8 @@
-"""CromSS losses: weighted CE, weighted soft Dice and cross-modal consistency (seed 001).
+"""CromSS losses: weighted CE, weighted soft Dice and cross-modal consistency (CromSS).
 
 For branch (modality) ``i`` with softmax prediction ``p_i`` [B, C, H, W], (smoothed) noisy
 label ``y`` [B, C, H, W] (one-hot, or Eq. 13's smoothed form) and the sample selection mask
-``w_i`` [B, H, W] of :class:`~rsfuse.methods.sample_selection.CrossModalSampleSelection`
+``w_i`` [B, H, W] of :class:`~rsfuse.losses.sample_selection.CrossModalSampleSelection`
 (Eq. 11), the segmentation loss of Eq. 6 is::
 
     L_CE^i   = Σ_n w_n · (−Σ_c y_nc · log p_nc) / Σ_n w_n                         (6, CE)
@@ -86,10 +86,9 @@ def _targets(
     return soft, w, labels
 
 
-class WeightedCrossEntropyLoss(nn.Module):
-    """Pixel-weighted cross-entropy against hard or soft labels (Eq. 6, CE part).
-
-    ``L = Σ_n w_n · (−Σ_c y_nc log softmax(z)_nc) / Σ_n w_n`` over batch and pixels.
+class PixelWeightedLoss(nn.Module):
+    """Base of CromSS's pixel-weighted segmentation losses (Eq. 6): targets and weights are
+    prepared once (:func:`_targets`), a subclass reduces them (:meth:`reduce`).
 
     Args:
         ignore_index: label of unlabelled pixels (weight 0).
@@ -106,7 +105,7 @@ class WeightedCrossEntropyLoss(nn.Module):
         weight: Tensor | None = None,
         labels: Tensor | None = None,
     ) -> Tensor:
-        """Weighted CE.
+        """The loss of a batch.
 
         Args:
             logits: [B, C, H, W].
@@ -115,14 +114,33 @@ class WeightedCrossEntropyLoss(nn.Module):
             labels: hard labels [B, H, W] for the ignore mask with a soft ``target``.
 
         Returns:
-            scalar loss (0 when every weight is 0).
+            scalar loss.
         """
-        soft, w, _ = _targets(logits, target, weight, labels, self.ignore_index)
-        ce = -(soft * F.log_softmax(logits.float(), dim=1)).sum(1)  # [B, H, W]
+        soft, w, hard = _targets(logits, target, weight, labels, self.ignore_index)
+        return self.reduce(logits.float(), soft, w, hard)
+
+    def reduce(self, logits: Tensor, soft: Tensor, w: Tensor, hard: Tensor) -> Tensor:
+        """The loss from logits [B, C, H, W], target distribution [B, C, H, W], pixel
+        weights [B, H, W] (0 on unlabelled pixels) and hard labels [B, H, W]."""
+        raise NotImplementedError
+
+
+class WeightedCrossEntropyLoss(PixelWeightedLoss):
+    """Pixel-weighted cross-entropy against hard or soft labels (Eq. 6, CE part).
+
+    ``L = Σ_n w_n · (−Σ_c y_nc log softmax(z)_nc) / Σ_n w_n`` over batch and pixels (0 when
+    every weight is 0).
+
+    Args:
+        ignore_index: label of unlabelled pixels (weight 0).
+    """
+
+    def reduce(self, logits: Tensor, soft: Tensor, w: Tensor, hard: Tensor) -> Tensor:
+        ce = -(soft * F.log_softmax(logits, dim=1)).sum(1)  # [B, H, W]
         return (ce * w).sum() / w.sum().clamp_min(1e-12)
 
 
-class WeightedSoftDiceLoss(nn.Module):
+class WeightedSoftDiceLoss(PixelWeightedLoss):
     """Pixel-weighted soft Dice loss over batch and pixels per class (Eq. 6, Dice part).
 
     ``L = 1/C Σ_c [Σ_n y_nc > 0] (1 − 2 Σ_n w_n p_nc y_nc / Σ_n w_n (p_nc + y_nc))``, ``p``
@@ -135,20 +153,8 @@ class WeightedSoftDiceLoss(nn.Module):
         ignore_index: label of unlabelled pixels (weight 0).
     """
 
-    def __init__(self, ignore_index: int = IGNORE_INDEX) -> None:
-        super().__init__()
-        self.ignore_index = ignore_index
-
-    def forward(
-        self,
-        logits: Tensor,
-        target: Tensor,
-        weight: Tensor | None = None,
-        labels: Tensor | None = None,
-    ) -> Tensor:
-        """Weighted soft Dice (arguments as :class:`WeightedCrossEntropyLoss`)."""
-        soft, w, hard = _targets(logits, target, weight, labels, self.ignore_index)
-        p = F.softmax(logits.float(), dim=1)
+    def reduce(self, logits: Tensor, soft: Tensor, w: Tensor, hard: Tensor) -> Tensor:
+        p = F.softmax(logits, dim=1)
         w = w.unsqueeze(1)
         inter = (w * p * soft).sum((0, 2, 3))  # [C]
         union = (w * (p + soft)).sum((0, 2, 3))  # [C]

@@ -1,4 +1,4 @@
-"""DINO's self-distillation loss with centring (Caron et al. 2021; DINO-MM, seed 002).
+"""DINO's self-distillation loss with centring (Caron et al. 2021; DINO-MM).
 
 For ``V`` student crops (2 global then ``V − 2`` local, crop-major: rows ``v·B … (v+1)·B − 1``
 belong to crop ``v``) and the teacher's 2 global crops, with teacher temperature ``τ_t(e)``

@@ -1,8 +1,8 @@
-"""CromSS: noisy-label pretraining with cross-modal sample selection (seed 001, §III).
+"""CromSS: noisy-label pretraining with cross-modal sample selection (CromSS §III).
 
 One smp U-Net encoder per modality (:mod:`rsfuse.models.unet`), trained on the noisy Dynamic
 World labels of NoLDO-S12 (SSL4EO-S12@NoL). Per batch (``s1``, ``s2``, ``mask``, optionally
-``label_prior`` from :class:`~rsfuse.data.label_smoothing.CromSSDataModule`)::
+``label_prior`` from :class:`~rsfuse.data.datamodules.CromSSDataModule`)::
 
     z_1, z_2 = U-Net(s1), U-Net(s2)                   # middle fusion: shared decoder + head
     y' = (1 − α − β) onehot(y) + α prior + β / C       # Eq. 13 (SpatialTemporalLabelSmoothing)
@@ -45,18 +45,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from lightning import LightningModule
 from torch import Tensor
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from rsfuse import bands
 from rsfuse.data.label_smoothing import PRIOR_KEY, SpatialTemporalLabelSmoothing
 from rsfuse.errors import ConfigError, DataError
+from rsfuse.inputs import InputSpec
 from rsfuse.losses.cromss import CromSSLoss
-from rsfuse.methods.sample_selection import CrossModalSampleSelection
+from rsfuse.losses.sample_selection import CrossModalSampleSelection
 from rsfuse.metrics.segmentation import metrics_from_confusion
-from rsfuse.models.checkpoints import export_encoder
+from rsfuse.models.segmentation import pad_to_multiple
 from rsfuse.models.unet import build_cromss_unet
+from rsfuse.training.health import HealthChecked, HealthOutputs, dense_multi_hot
+from rsfuse.training.module import RsfuseModule
+from rsfuse.training.optim import OptimSettings
 
 __all__ = ["VARIANTS", "CromSS", "variant_kwargs"]
 
@@ -78,7 +80,7 @@ def variant_kwargs(name: str) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, list) else v for k, v in VARIANTS[name].items()}
 
 
-class CromSS(LightningModule):
+class CromSS(HealthChecked, RsfuseModule):
     """CromSS pretraining and its single-modal / fusion baselines (Table V).
 
     Args:
@@ -118,6 +120,10 @@ class CromSS(LightningModule):
         export_name: file stem prefix of the exported encoders (default: derived from the
             variant).
         channels_last: channels-last memory format (GPU).
+        health_checks: pretraining health checks (:mod:`rsfuse.training.health`: k-NN
+            probe and spread of each encoder's pooled deepest features; labels: see
+            :meth:`health_outputs`): ``True`` (default), ``False`` or a dict of
+            :class:`~rsfuse.training.health.HealthSettings` fields.
 
     Raises:
         ConfigError: inconsistent modalities / fusion / selection, bad band subset.
@@ -153,10 +159,12 @@ class CromSS(LightningModule):
         export_dir: str | None = None,
         export_name: str | None = None,
         channels_last: bool = False,
+        health_checks: bool | dict[str, Any] = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.modalities = bands.check_modalities(modalities)
+        self.set_input_spec(InputSpec.create(modalities, s2_bands, "L1C"))
+        self.set_health_checks(health_checks)
         if fusion != "single" and len(self.modalities) != 2:
             raise ConfigError(f"fusion {fusion!r} needs s1 and s2", key="modalities")
         if fusion == "single" and len(self.modalities) != 1:
@@ -168,12 +176,9 @@ class CromSS(LightningModule):
                 f"validation_loss must be 'plain' or 'training', got {validation_loss!r}",
                 key="validation_loss",
             )
-        self.modalities = tuple(m for m in ("s1", "s2") if m in self.modalities)
-        self.s2_band_names = bands.s2_bands(s2_bands, "L1C") if "s2" in self.modalities else ()
-        channels = {"s1": len(bands.S1_ORDER), "s2": len(self.s2_band_names)}
         self.model = build_cromss_unet(
             fusion,
-            {m: channels[m] for m in self.modalities},
+            {m: self.input_spec.channels_of(m) for m in self.modalities},
             num_classes,
             encoder=encoder,
             encoder_depth=encoder_depth,
@@ -208,21 +213,29 @@ class CromSS(LightningModule):
     # ------------------------------------------------------------------ forward
     def forward(self, batch: dict) -> dict[str, Tensor]:
         """Logits ``{modality: [B, C, H, W]}`` of a batch."""
-        if "s2" in self.modalities and "s2" in batch:
-            c = batch["s2"].shape[1]
-            if c != len(self.s2_band_names):
-                raise ConfigError(
-                    f"the model expects {len(self.s2_band_names)} S2 bands but the data gives "
-                    f"{c}; set model s2_bands to the datamodule's s2_bands",
-                    key="model.s2_bands",
-                )
-        missing = [m for m in self.modalities if m not in batch]
-        if missing:
-            raise DataError(f"batch lacks {missing}; CromSS {list(self.modalities)} needs them")
+        self.check_batch(batch)
         inputs = {m: batch[m] for m in self.modalities}
         if self.hparams.channels_last:
             inputs = {m: x.contiguous(memory_format=torch.channels_last) for m, x in inputs.items()}
         return self.model(inputs)
+
+    @torch.no_grad()
+    def health_outputs(self, batch: dict) -> HealthOutputs:
+        """Health-check outputs of a normalised batch (:mod:`rsfuse.training.health`).
+
+        Features: each modality's encoder, deepest stage average-pooled ([B, D] per
+        modality, the encoders that are exported). Labels for the k-NN probe: the scene
+        labels of the noisy label map, i.e. the classes covering ≥ 5 % of a patch's labelled
+        pixels (:func:`~rsfuse.training.health.dense_multi_hot`), so the probe is the same
+        multi-label k-NN as for the scene-level methods.
+        """
+        self.check_batch(batch)
+        feats = {}
+        for m in self.modalities:
+            x, _ = pad_to_multiple(batch[m], self.model.pad_multiple)
+            feats[m] = self.model.encoder(m)(x)[-1].mean(dim=(-2, -1))
+        labels = dense_multi_hot(batch["mask"], self.num_classes, self.ignore_index)
+        return HealthOutputs(feats, labels)
 
     def targets(self, batch: dict) -> Tensor:
         """The training target: smoothed labels [B, C, H, W] (Eq. 13) or int labels [B, H, W]."""
@@ -233,7 +246,7 @@ class CromSS(LightningModule):
         if self.smoothing.alpha > 0 and prior is None:
             raise DataError(
                 f"alpha = {self.smoothing.alpha} needs '{PRIOR_KEY}' in the batch: use "
-                "rsfuse.data.label_smoothing.CromSSDataModule, or set alpha: 0"
+                "rsfuse.data.datamodules.CromSSDataModule, or set alpha: 0"
             )
         return self.smoothing(y, prior)
 
@@ -317,21 +330,17 @@ class CromSS(LightningModule):
         self.last_val_metrics = out
 
     # ------------------------------------------------------------------ optim
-    def configure_optimizers(self) -> Any:
+    def optim_settings(self) -> OptimSettings:
         hp = self.hparams
-        opt = torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            opt, mode="min", factor=hp.lr_factor, patience=hp.lr_patience
+        return OptimSettings(
+            name="adam",
+            lr=hp.lr,
+            weight_decay=hp.weight_decay,
+            schedule="plateau",
+            monitor=hp.monitor,
+            patience=hp.lr_patience,
+            factor=hp.lr_factor,
         )
-        return {
-            "optimizer": opt,
-            "lr_scheduler": {
-                "scheduler": sched,
-                "monitor": hp.monitor,
-                "interval": "epoch",
-                "strict": False,
-            },
-        }
 
     # ------------------------------------------------------------------ export
     @property
@@ -360,14 +369,12 @@ class CromSS(LightningModule):
                 "class": "smp",
                 "encoder": hp.encoder,
                 "encoder_depth": hp.encoder_depth,
-                "in_channels": len(bands.S1_ORDER) if m == "s1" else len(self.s2_band_names),
+                "in_channels": self.input_spec.channels_of(m),
                 "modality": m,
-                "bands": list(bands.S1_ORDER if m == "s1" else self.s2_band_names),
-                "method": "CromSS",
+                "bands": list(self.input_spec.bands_of(m)),
                 "variant": self.variant,
-                "epochs": int(self.current_epoch),
             }
-            paths[m] = export_encoder(self.model.encoder(m), Path(out_dir) / f"{name}_{m}", cfg)
+            paths[m] = self.write_encoder(self.model.encoder(m), Path(out_dir) / f"{name}_{m}", cfg)
         return paths
 
     def on_fit_end(self) -> None:

@@ -1,4 +1,4 @@
-"""DINO-MM: self-distillation on early-fused SAR + optical channels (Wang et al. 2022, seed 002).
+"""DINO-MM: self-distillation on early-fused SAR + optical channels (Wang et al. 2022).
 
 One ViT sees the stacked S2 bands and S1 VV, VH (:func:`rsfuse.bands.early_fusion_channels`:
 S2 first). Per batch ``x`` (DINO, Caron et al. 2021, Algorithm 1, with Random Sensor Drop)::
@@ -18,167 +18,42 @@ decayed parameter group; teacher temperature per epoch (:func:`teacher_temp_sche
 
 The backbone is :class:`~rsfuse.models.vit.GatedViT` without shortcuts, with a CLS token and
 CLS pooling, so :class:`~rsfuse.tasks.classification.MultiLabelClassificationTask` (or
-:class:`DINOMMEvalTask`) can probe it with ``probe_features="last4"`` (CLS of the last 4
-blocks concatenated, DINO's linear evaluation). Positions are GatedViT's fixed 2-D sin-cos
-embedding computed for each crop's grid, so global and local crops need no interpolation of
-learned positions (DINO interpolates learned ones: a deliberate difference). At the end of
-``fit`` the *teacher* backbone is written with :func:`rsfuse.models.checkpoints.save_encoder`
-when ``export_path`` is set.
+:class:`~rsfuse.tasks.classification.DINOMMEvalTask`) can probe it with
+``probe_features="last4"`` (CLS of the last 4 blocks concatenated, DINO's linear
+evaluation). Positions are GatedViT's fixed 2-D sin-cos embedding computed for each crop's
+grid, so global and local crops need no interpolation of learned positions (DINO
+interpolates learned ones: a deliberate difference). At the end of
+``fit`` the *teacher* backbone is exported (safetensors + JSON, the one encoder format) to
+``export_path``, or into the run folder's ``encoders/`` when none is given.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from lightning import LightningModule
 from torch import Tensor, nn
 
-from rsfuse import bands
 from rsfuse.data.transforms import MultiCropAugmentation, RandomSensorDrop
-from rsfuse.errors import ConfigError, DataError
+from rsfuse.inputs import InputSpec
 from rsfuse.losses.dino import DINOLoss
-from rsfuse.methods.momentum import cosine_momentum, ema_update, momentum_copy
-from rsfuse.models.checkpoints import save_encoder
-from rsfuse.models.fusion import drop_modalities, early_fusion_input
+from rsfuse.models.fusion import early_fusion_input
 from rsfuse.models.heads import DINOHead
+from rsfuse.models.momentum import ema_update, momentum_copy
+from rsfuse.models.multicrop import MultiCropWrapper
 from rsfuse.models.vit import GatedViT
-from rsfuse.optim import build_optimizer
-from rsfuse.tasks.classification import MultiLabelClassificationTask
+from rsfuse.models.vit_small import build_vit, vit_export_config
+from rsfuse.training.health import HealthChecked, HealthOutputs, at_size
+from rsfuse.training.module import RsfuseModule
+from rsfuse.training.optim import OptimSettings, clip_gradients
+from rsfuse.training.schedules import cosine_momentum, cosine_ramp
 
-__all__ = [
-    "DINOMM",
-    "MOCO_VIT_SMALL",
-    "DINOMMEvalTask",
-    "MultiCropWrapper",
-    "build_vit",
-    "clip_gradients",
-    "cosine_schedule",
-    "eval_backbone_kwargs",
-]
-
-#: ViT-S/16 with a CLS token, as in DINO-MM (the released run used patch 8).
-VIT_SMALL: dict[str, Any] = {
-    "patch_size": 16,
-    "embed_dim": 384,
-    "depth": 12,
-    "num_heads": 6,
-    "class_token": True,
-    "global_pool": "token",
-    "drop_path_rate": 0.1,
-}
+__all__ = ["DINOMM"]
 
 
-#: ViT-S/16 of MoCo v3's recipe (``vits.vit_small``): 12 heads (DINO's ViT-S has 6) and no
-#: stochastic depth; MoCo-MM's default backbone.
-MOCO_VIT_SMALL: dict[str, Any] = {**VIT_SMALL, "num_heads": 12, "drop_path_rate": 0.0}
-
-
-def build_vit(
-    in_chans: int,
-    backbone_kwargs: dict[str, Any] | None = None,
-    defaults: dict[str, Any] | None = None,
-) -> GatedViT:
-    """A plain :class:`GatedViT` (no shortcuts) with ViT-S defaults, CLS token and CLS pooling.
-
-    ``backbone_kwargs`` override ``defaults`` (:data:`VIT_SMALL`, DINO's ViT-S, unless given;
-    ``img_size`` is best left unset during pretraining so that global and local crops keep
-    their sizes).
-
-    Raises:
-        ConfigError: bad arguments.
-    """
-    kwargs = {**(VIT_SMALL if defaults is None else defaults), **(backbone_kwargs or {})}
-    try:
-        return GatedViT(in_chans, **kwargs)
-    except TypeError as e:
-        raise ConfigError(f"bad ViT arguments: {e}", key="backbone_kwargs") from e
-
-
-def eval_backbone_kwargs(
-    backbone_kwargs: dict[str, Any] | None = None,
-    img_size: int | None = None,
-    defaults: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """``backbone_kwargs`` for a classification task that loads an exported backbone.
-
-    The pretraining ViT's architecture (with ``defaults`` filled in: :data:`VIT_SMALL` for
-    DINO-MM, :data:`MOCO_VIT_SMALL` for a MoCo-MM encoder) with ``img_size`` set (inputs are
-    resized to it, e.g. 120 → 128 as DINO-MM does; the weights do not depend on it) and no
-    stochastic depth.
-    """
-    kwargs = {**(VIT_SMALL if defaults is None else defaults), **(backbone_kwargs or {})}
-    kwargs["drop_path_rate"] = 0.0
-    kwargs["img_size"] = img_size
-    return kwargs
-
-
-def cosine_schedule(
-    step: float,
-    total: float,
-    base: float,
-    final: float,
-    warmup: float = 0.0,
-    warmup_start: float = 0.0,
-) -> float:
-    """DINO's ``cosine_scheduler`` as a function of the step.
-
-    Linear warm-up from ``warmup_start`` to ``base`` over ``warmup`` steps, then
-    ``final + ½ (base − final) (1 + cos(π · (step − warmup) / (total − warmup)))``.
-    """
-    if warmup > 0 and step < warmup:
-        return warmup_start + (base - warmup_start) * step / warmup
-    if total <= warmup:
-        return base
-    t = min(max((step - warmup) / (total - warmup), 0.0), 1.0)
-    return final + 0.5 * (base - final) * (1.0 + math.cos(math.pi * t))
-
-
-@torch.no_grad()
-def clip_gradients(module: nn.Module, clip: float) -> None:
-    """DINO's gradient clipping: every parameter's gradient norm is clipped *separately*.
-
-    ``g ← g · min(1, clip / (‖g‖₂ + 1e-6))`` per parameter tensor (not one global norm as
-    ``torch.nn.utils.clip_grad_norm_``); no host synchronisation.
-    """
-    for p in module.parameters():
-        if p.grad is not None:
-            p.grad.mul_((clip / (p.grad.norm(2) + 1e-6)).clamp(max=1.0))
-
-
-class MultiCropWrapper(nn.Module):
-    """Backbone + head over a list of crops of different sizes (DINO's ``MultiCropWrapper``).
-
-    Consecutive crops of the same size are concatenated and passed through the backbone
-    together; the head then runs once on all pooled features.
-
-    Args:
-        backbone: images [N, C, h, w] → pooled features [N, D].
-        head: [N, D] → [N, K].
-    """
-
-    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.head = head
-
-    def forward(self, crops: Sequence[Tensor]) -> Tensor:
-        """crops: V tensors [B, C, h_v, w_v] → [V·B, K] (crop-major)."""
-        feats = []
-        start = 0
-        while start < len(crops):
-            end = start + 1
-            while end < len(crops) and crops[end].shape[-2:] == crops[start].shape[-2:]:
-                end += 1
-            feats.append(self.backbone(torch.cat(list(crops[start:end]), dim=0)))
-            start = end
-        return self.head(torch.cat(feats, dim=0))
-
-
-class DINOMM(LightningModule):
+class DINOMM(HealthChecked, RsfuseModule):
     """DINO-MM pretraining (DINO with multi-crop and Random Sensor Drop on early-fused input).
 
     With one modality (``["s1"]`` or ``["s2"]``) this is plain single-modality DINO (no
@@ -188,9 +63,9 @@ class DINOMM(LightningModule):
         modalities: sensors stacked into the input (S2 first, then VV, VH).
         s2_bands: S2 band subset name or list (BigEarthNet L2A: 12 bands; L1C: 13).
         s2_product: ``L2A`` or ``L1C``.
-        backbone_kwargs: :class:`GatedViT` arguments over :data:`VIT_SMALL` (ViT-S/16, CLS
-            token, drop-path 0.1). The teacher is the same network (no drop-path: it is
-            always in eval mode).
+        backbone_kwargs: :class:`GatedViT` arguments over
+            :data:`~rsfuse.models.vit_small.VIT_SMALL` (ViT-S/16, CLS token, drop-path 0.1).
+            The teacher is the same network (no drop-path: it is always in eval mode).
         out_dim: K, DINO head output (65536).
         head_hidden_dim: DINO head hidden width (2048).
         head_bottleneck_dim: DINO head bottleneck (256).
@@ -232,7 +107,13 @@ class DINOMM(LightningModule):
         clip_grad: per-parameter gradient-norm clip (3.0; 0 = off).
         export_path: where to write the teacher backbone at the end of ``fit`` (``.safetensors``
             or torch file), or ``None``.
+        health_checks: pretraining health checks (:mod:`rsfuse.training.health`: k-NN
+            probe and spread of the teacher's features, teacher entropy, KL teacher‖student):
+            ``True`` (default), ``False`` or a dict of
+            :class:`~rsfuse.training.health.HealthSettings` fields.
     """
+
+    augments_views = True  # multi-crop views are made here, not by the datamodule
 
     def __init__(
         self,
@@ -275,12 +156,12 @@ class DINOMM(LightningModule):
         weight_decay_end: float = 0.4,
         clip_grad: float = 3.0,
         export_path: str | None = None,
+        health_checks: bool | dict[str, Any] = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.modalities = bands.check_modalities(modalities)
-        self.s2_band_names = bands.s2_bands(s2_bands, s2_product) if "s2" in self.modalities else ()
-        self.channels = bands.early_fusion_channels(self.modalities, self.s2_band_names)
+        self.set_input_spec(InputSpec.create(modalities, s2_bands, s2_product))
+        self.set_health_checks(health_checks)
         backbone = build_vit(len(self.channels), backbone_kwargs)
         head = DINOHead(
             backbone.num_features,
@@ -294,8 +175,6 @@ class DINOMM(LightningModule):
         self.student = MultiCropWrapper(backbone, head)
         self.teacher = momentum_copy(self.student)
         self.teacher.eval()
-        fused = len(self.modalities) == 2
-        drop = RandomSensorDrop(sensor_drop_p, sensor_drop_s2_prob) if fused else None
         self.augment = MultiCropAugmentation(
             global_crops_size=global_crops_size,
             global_crops_scale=tuple(global_crops_scale),
@@ -307,7 +186,9 @@ class DINOMM(LightningModule):
             solarize_direction=solarize_direction,
             color=color,
             joint_sensors=joint_sensors,
-            sensor_drop=drop,
+            sensor_drop=RandomSensorDrop.for_sensors(
+                self.modalities, sensor_drop_p, sensor_drop_s2_prob
+            ),
         )
         self.criterion = DINOLoss(
             out_dim,
@@ -329,7 +210,7 @@ class DINOMM(LightningModule):
     @property
     def teacher_backbone(self) -> GatedViT:
         """The teacher backbone (what is exported and evaluated)."""
-        return self.teacher.backbone  # type: ignore[return-value]
+        return self.teacher.module.backbone  # type: ignore[return-value]
 
     def train(self, mode: bool = True) -> DINOMM:
         """As ``nn.Module.train``, but the teacher stays in eval mode (no drop-path)."""
@@ -337,25 +218,9 @@ class DINOMM(LightningModule):
         self.teacher.eval()
         return self
 
-    def sensors(self, batch: dict) -> dict:
-        """The batch reduced to this model's sensors (and their presence flags)."""
-        missing = [m for m in self.modalities if m not in batch]
-        if missing:
-            raise DataError(f"DINO-MM needs {list(self.modalities)}; the batch lacks {missing}")
-        out = {m: batch[m] for m in self.modalities}
-        present = batch.get("present", {})
-        out["present"] = {m: present[m] for m in self.modalities if m in present}
-        if "s2" in out and out["s2"].shape[1] != len(self.s2_band_names):
-            raise ConfigError(
-                f"the model expects {len(self.s2_band_names)} S2 bands, the data gives "
-                f"{out['s2'].shape[1]}",
-                key="model.s2_bands",
-            )
-        return out
-
     def crops(self, batch: dict) -> list[Tensor]:
         """Multi-crop views of a (normalised) batch as early-fused tensors [B, C, h, w]."""
-        views = self.augment(self.sensors(batch))
+        views = self.augment(self.sensor_batch(batch))
         return [early_fusion_input(v, self.modalities) for v in views]
 
     def dino_loss(self, crops: Sequence[Tensor], epoch: int) -> Tensor:
@@ -365,46 +230,38 @@ class DINOMM(LightningModule):
         student_out = self.student(crops)  # [V·B, K]
         return self.criterion(student_out, teacher_out, epoch)
 
+    @torch.no_grad()
+    def health_outputs(self, batch: dict) -> HealthOutputs:
+        """Health-check outputs of a normalised batch (:mod:`rsfuse.training.health`): the
+        teacher's features [B, D] and the teacher / student distributions [B, K] of the
+        DINO loss (centred, sharpened) on the un-augmented images at the global-crop size."""
+        x = at_size(early_fusion_input(self.sensor_batch(batch), self.modalities),
+                    self.hparams.global_crops_size)  # fmt: skip
+        feats = self.teacher_backbone(x)
+        t = self.teacher.module.head(feats).float()
+        s = self.student([x]).float()
+        c = self.criterion
+        p_t = torch.softmax((t - c.center) / c.teacher_temp(self.current_epoch), dim=-1)
+        log_p_s = torch.log_softmax(s / c.student_temp, dim=-1)
+        return HealthOutputs({"teacher": feats}, self.health_labels(batch), p_t, log_p_s)
+
     # ------------------------------------------------------------------ schedules
-    def _steps(self) -> tuple[float, float]:
-        """(total optimiser steps, steps per epoch), computed once per ``fit``."""
-        cached = getattr(self, "_steps_cache", None)
-        if cached is not None and cached[0] is self.trainer:
-            return cached[1]
-        trainer = self.trainer
-        total = float(max(1, int(trainer.estimated_stepping_batches)))
-        epochs = max(1, trainer.max_epochs or 1)
-        self._steps_cache = (trainer, (total, total / epochs))
-        return total, total / epochs
-
-    def base_lr(self) -> float:
-        """``lr`` × global batch / 256 (or ``lr``)."""
-        hp = self.hparams
-        if not hp.scale_lr_by_batch:
-            return hp.lr
-        dm = getattr(self.trainer, "datamodule", None)
-        per_device = int(getattr(dm, "batch_size", 256) or 256)
-        return hp.lr * per_device * self.trainer.world_size / 256
-
     def schedules(self, step: int) -> dict[str, float]:
-        """Learning rate, weight decay and teacher momentum at optimiser step ``step``."""
+        """Weight decay and teacher momentum at optimiser step ``step`` (cosine per step;
+        the learning rate follows timm's scheduler, :meth:`optim_settings`)."""
         hp = self.hparams
-        total, per_epoch = self._steps()
+        total = self.total_steps
         return {
-            "lr": cosine_schedule(
-                step, total, self.base_lr(), hp.min_lr, hp.warmup_epochs * per_epoch
-            ),
-            "wd": cosine_schedule(step, total, hp.weight_decay, hp.weight_decay_end),
+            "wd": cosine_ramp(step, total, hp.weight_decay, hp.weight_decay_end),
             "momentum": cosine_momentum(step, total, hp.momentum_teacher),
         }
 
     # ------------------------------------------------------------------ steps
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        s = self.schedules(self.global_step)
-        for i, group in enumerate(self.optimizers().optimizer.param_groups):
-            group["lr"] = s["lr"]
-            if i == 0:  # the regularised group (rsfuse.optim.param_groups puts it first)
-                group["weight_decay"] = s["wd"]
+        wd = self.schedules(self.global_step)["wd"]
+        for group in self.optimizers().optimizer.param_groups:
+            if group.get("weight_decay", 0.0) > 0:  # the regularised group only
+                group["weight_decay"] = wd
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         crops = self.crops(batch)
@@ -416,7 +273,7 @@ class DINOMM(LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         self.log_dict(
             {
-                "train/lr": s["lr"],
+                "train/lr": self.optimizers().optimizer.param_groups[0]["lr"],
                 "train/wd": s["wd"],
                 "train/momentum": s["momentum"],
                 "train/teacher_temp": self.criterion.teacher_temp(self.current_epoch),
@@ -433,9 +290,12 @@ class DINOMM(LightningModule):
             for p in self.student.head.last_layer.parameters():
                 p.grad = None
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        """EMA update of the teacher with the momentum of the step just taken."""
-        m = self.schedules(max(self.global_step - 1, 0))["momentum"]
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """The student's step, then the EMA update of the teacher with the momentum of that
+        step (here, not in ``on_train_batch_end``: a step checkpoint is written before that
+        hook runs, and a resumed run must find the teacher already moved)."""
+        super().optimizer_step(*args, **kwargs)
+        m = self.schedules(self.global_step)["momentum"]  # the step just taken (not yet counted)
         ema_update(self.teacher, self.student, m)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -446,71 +306,31 @@ class DINOMM(LightningModule):
         self.log("val/loss", loss, prog_bar=True, batch_size=batch["label"].shape[0])
 
     def on_fit_end(self) -> None:
-        if self.hparams.export_path and self.trainer.is_global_zero:
+        if not self.trainer.is_global_zero:
+            return
+        if self.hparams.export_path:
             self.export_teacher(self.hparams.export_path)
+        elif self.trainer.log_dir:
+            self.export_teacher(Path(self.trainer.log_dir) / "encoders" / "dino_mm_teacher")
 
     def export_teacher(self, path: str | Path) -> Path:
-        """Write the teacher backbone's weights (loadable by ``encoder_checkpoints``)."""
-        return save_encoder(self.teacher_backbone, path)
+        """Write the teacher backbone (safetensors + JSON; loadable by
+        ``encoder_checkpoints``)."""
+        config = vit_export_config(self.teacher_backbone, self.channels, self.modalities)
+        return self.write_encoder(self.teacher_backbone, path, config)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    # ------------------------------------------------------------------ optim
+    def optimized_module(self) -> nn.Module:
+        """Only the student is optimised (the teacher follows by EMA)."""
+        return self.student
+
+    def optim_settings(self) -> OptimSettings:
         hp = self.hparams
-        return build_optimizer(self.student, lr=hp.lr, weight_decay=hp.weight_decay)
-
-
-class DINOMMEvalTask(MultiLabelClassificationTask):
-    """Classification with DINO's linear-evaluation optimiser and a sensor-drop input case.
-
-    A :class:`~rsfuse.tasks.classification.MultiLabelClassificationTask` (all its arguments
-    apply; for a linear probe: ``mode="linear_probe"``, ``probe_features="last4"``,
-    ``backbone="gated_vit"``) with:
-
-    Args:
-        optimizer: ``sgd`` (DINO linear evaluation: momentum 0.9, no weight decay, cosine)
-            or ``adamw``.
-        momentum: SGD momentum.
-        head_init_std: the Linear head starts from N(0, std²) weights and zero bias (DINO:
-            0.01); ``None`` keeps the task's default.
-        input_drop: sensors zeroed (and flagged absent) in *every* split — the DINO-MM
-            missing-modality cases: ``["s2"]`` = S1 only, ``["s1"]`` = S2 only.
-        **kwargs: :class:`MultiLabelClassificationTask` arguments.
-    """
-
-    def __init__(
-        self,
-        optimizer: Literal["sgd", "adamw"] = "sgd",
-        momentum: float = 0.9,
-        head_init_std: float | None = 0.01,
-        input_drop: list[str] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        if optimizer not in ("sgd", "adamw"):
-            raise ConfigError(f"optimizer must be 'sgd' or 'adamw', got {optimizer!r}")
-        self.input_drop = list(input_drop or [])
-        unknown = [m for m in self.input_drop if m not in self.modalities]
-        if unknown or len(self.input_drop) >= len(self.modalities):
-            raise ConfigError(
-                f"input_drop {self.input_drop} must name some but not all of the model's "
-                f"modalities {list(self.modalities)}",
-                key="input_drop",
-            )
-        if head_init_std is not None:
-            nn.init.normal_(self.model.head.weight, std=head_init_std)
-            nn.init.zeros_(self.model.head.bias)
-
-    def forward(self, batch: dict) -> Tensor:
-        if self.input_drop:
-            batch = drop_modalities(batch, self.input_drop)
-        return super().forward(batch)
-
-    def configure_optimizers(self) -> dict[str, Any]:
-        if self.hparams.optimizer == "adamw":
-            return super().configure_optimizers()
-        from rsfuse.optim import warmup_cosine_config
-
-        hp = self.hparams
-        opt = build_optimizer(self, name="sgd", lr=hp.lr, weight_decay=hp.weight_decay)
-        for g in opt.param_groups:
-            g["momentum"] = hp.momentum
-        return warmup_cosine_config(opt, self.trainer, hp.warmup_epochs, hp.min_lr_ratio)
+        return OptimSettings(
+            name="adamw",
+            lr=hp.lr,
+            scale_by_batch=hp.scale_lr_by_batch,
+            weight_decay=hp.weight_decay,
+            warmup_epochs=hp.warmup_epochs,
+            min_lr=hp.min_lr,
+        )

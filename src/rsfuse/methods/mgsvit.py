@@ -1,4 +1,4 @@
-"""MGSViT self-supervised pretraining: MAE and MoCo v3 in one step (seed 000, §3.3, Alg. 1).
+"""MGSViT self-supervised pretraining: MAE and MoCo v3 in one step (MGSViT §3.3, Alg. 1).
 
 Each sensor's :class:`~rsfuse.models.vit.GatedViT` encoder is pretrained on its own
 modality (S1 or S2). Per batch ``x`` (Algorithm 1)::
@@ -42,19 +42,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from lightning import LightningModule
 from torch import Tensor
 
-from rsfuse import bands
 from rsfuse.data.transforms import BatchAugmentation, mgsvit_ssl_augmentation
 from rsfuse.errors import ConfigError, DataError
+from rsfuse.inputs import InputSpec
 from rsfuse.losses.mae import MAEReconstructionLoss
-from rsfuse.methods.momentum import cosine_momentum
-from rsfuse.models.checkpoints import export_encoder
+from rsfuse.models.encoders import create_encoder
 from rsfuse.models.heads import MAEDecoder
 from rsfuse.models.moco import MoCoV3
 from rsfuse.models.vit import GatedViT, patchify
-from rsfuse.optim import build_optimizer, global_batch_size, scaled_lr, warmup_cosine_config
+from rsfuse.training.health import HealthChecked, HealthOutputs, at_size
+from rsfuse.training.module import RsfuseModule
+from rsfuse.training.optim import OptimSettings
+from rsfuse.training.schedules import cosine_momentum
 
 #: GatedViT arguments an encoder config may set (the rest are fixed by the modality).
 ENCODER_ARGS = (
@@ -71,7 +72,7 @@ ENCODER_ARGS = (
 )
 
 
-class MGSViTPretraining(LightningModule):
+class MGSViTPretraining(HealthChecked, RsfuseModule):
     """Per-modality MAE + MoCo v3 pretraining of a GatedViT encoder (Algorithm 1).
 
     Args:
@@ -110,7 +111,12 @@ class MGSViTPretraining(LightningModule):
             don't).
         plot_dir: folder of the reconstruction PNGs (default: the trainer's log dir).
         plot_samples: samples per reconstruction PNG.
+        health_checks: pretraining health checks (:mod:`rsfuse.training.health`: k-NN
+            probe and spread of the encoder's features): ``True`` (default), ``False`` or a dict
+            of :class:`~rsfuse.training.health.HealthSettings` fields.
     """
+
+    augments_views = True  # the two views are augmented here, not by the datamodule
 
     def __init__(
         self,
@@ -143,9 +149,11 @@ class MGSViTPretraining(LightningModule):
         export_path: str | None = None,
         plot_dir: str | None = None,
         plot_samples: int = 4,
+        health_checks: bool | dict[str, Any] = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["augmentation"])
+        self.set_health_checks(health_checks)
         if modality not in ("s1", "s2"):
             raise ConfigError(f"modality must be 's1' or 's2', got {modality!r}", key="modality")
         if reconstruction_weight < 0 or contrast_weight < 0:
@@ -161,15 +169,14 @@ class MGSViTPretraining(LightningModule):
                 key="contrast_weight",
             )
         self.modality = modality
-        self.band_names = (
-            bands.S1_ORDER if modality == "s1" else bands.s2_bands(s2_bands, s2_product)
-        )
+        self.set_input_spec(InputSpec.create([modality], s2_bands, s2_product))
+        self.band_names = self.input_spec.bands_of(modality)
         kwargs = dict(backbone_kwargs or {})
         unknown = sorted(set(kwargs) - set(ENCODER_ARGS))
         if unknown:
             raise ConfigError(f"unknown GatedViT arguments {unknown}", key="backbone_kwargs")
         self.encoder_kwargs = {**kwargs, "shortcut_every": shortcut_every, "gate": gate}
-        vit = GatedViT(len(self.band_names), **self.encoder_kwargs)
+        vit = create_encoder("gated_vit", len(self.band_names), self.encoder_kwargs)
         self.patch_size = vit.patch_size
         self.moco = MoCoV3(
             vit,
@@ -208,14 +215,8 @@ class MGSViTPretraining(LightningModule):
                 f"MGSViT pretraining on {self.modality} got a batch without {self.modality!r} "
                 f"(keys {sorted(batch)}); set the datamodule's modalities to [{self.modality}]"
             )
-        x = batch[self.modality]
-        if x.shape[1] != len(self.band_names):
-            raise ConfigError(
-                f"the encoder expects {len(self.band_names)} {self.modality} bands "
-                f"{list(self.band_names)} but the data gives {x.shape[1]}",
-                key="model.s2_bands",
-            )
-        return x
+        self.check_batch(batch)
+        return batch[self.modality]
 
     def views(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Two independently augmented views of [B, C, H, W] (Algorithm 1: Aug(x) twice)."""
@@ -240,9 +241,12 @@ class MGSViTPretraining(LightningModule):
         target = patchify(x, self.patch_size)
         return self.reconstruction_loss(target, pred, mask), pred, mask
 
-    def on_train_start(self) -> None:
-        # Lightning's estimated_stepping_batches may rebuild the train loader: read it once.
-        self._total_steps = float(self.trainer.estimated_stepping_batches)
+    @torch.no_grad()
+    def health_outputs(self, batch: dict) -> HealthOutputs:
+        """Health-check outputs of a normalised batch (:mod:`rsfuse.training.health`): the
+        encoder's pooled features [B, D] of the un-augmented images at the view size."""
+        x = self.model_input(at_size(self.images(batch), self.hparams.crop_size))
+        return HealthOutputs({self.modality: self.encoder(x)}, self.health_labels(batch))
 
     def momentum_at(self, step: float, total_steps: float) -> float:
         """Key-encoder momentum after ``step`` of ``total_steps`` optimiser steps: m0
@@ -255,7 +259,7 @@ class MGSViTPretraining(LightningModule):
 
     def momentum(self) -> float:
         """The momentum at the current step (see :meth:`momentum_at`)."""
-        return self.momentum_at(self.global_step, getattr(self, "_total_steps", 0.0))
+        return self.momentum_at(self.global_step, self.total_steps)
 
     def losses(self, x1: Tensor, x2: Tensor, momentum: float | None) -> dict[str, Tensor]:
         """Algorithm 1 on two views: ``loss``, ``loss_rec`` and ``loss_con`` (scalars)."""
@@ -305,6 +309,8 @@ class MGSViTPretraining(LightningModule):
         if self.trainer.is_global_zero:
             if self.hparams.export_path:
                 self.export_encoder(self.hparams.export_path)
+            elif self.trainer.log_dir:
+                self.export_encoder(Path(self.trainer.log_dir) / "encoders" / self.export_name)
             batch = self._last_val_images()
             if batch is not None:
                 self.write_reconstruction_png(batch, "final")
@@ -354,30 +360,39 @@ class MGSViTPretraining(LightningModule):
             norm_pix=self.hparams.norm_pix,
         )
 
+    @property
+    def export_name(self) -> str:
+        """File stem of the exported encoder in the run folder: ``mgsvit_c<N>_<modality>``."""
+        return f"mgsvit_c{self.hparams.shortcut_every}_{self.modality}"
+
     def encoder_config(self) -> dict[str, Any]:
         """JSON description of the encoder: class, kwargs, modality and band order."""
         kwargs = {"in_chans": len(self.band_names), **self.encoder_kwargs}
         hp = self.hparams
         return {
             "class": "rsfuse.models.vit.GatedViT",
+            "timm_name": "gated_vit",
             "kwargs": kwargs,
             "modality": self.modality,
             "bands": list(self.band_names),
-            "method": "mgsvit",
             "reconstruction_weight": hp.reconstruction_weight,
             "contrast_weight": hp.contrast_weight,
             "mask_ratio": hp.mask_ratio,
-            "epochs": self.current_epoch if self._trainer is not None else 0,
-            "global_step": self.global_step if self._trainer is not None else 0,
         }
 
     def export_encoder(self, path: str | Path) -> Path:
         """Write the encoder as safetensors plus ``<name>.json`` (config and bands)."""
-        return export_encoder(self.encoder, path, self.encoder_config())
+        return self.write_encoder(self.encoder, path, self.encoder_config())
 
     # ------------------------------------------------------------------ optim
-    def configure_optimizers(self) -> dict[str, Any]:
+    def optim_settings(self) -> OptimSettings:
         hp = self.hparams
-        lr = scaled_lr(hp.base_lr, global_batch_size(self.trainer))
-        opt = build_optimizer(self, lr=lr, weight_decay=hp.weight_decay, betas=tuple(hp.betas))
-        return warmup_cosine_config(opt, self.trainer, hp.warmup_epochs, hp.min_lr_ratio)
+        return OptimSettings(
+            name="adamw",
+            lr=hp.base_lr,
+            scale_by_batch=True,
+            weight_decay=hp.weight_decay,
+            betas=tuple(hp.betas),
+            warmup_epochs=hp.warmup_epochs,
+            min_lr_ratio=hp.min_lr_ratio,
+        )

@@ -1,6 +1,6 @@
 """MoCo-MM: MoCo v3 on early-fused SAR + optical channels with Random Sensor Drop.
 
-The contrastive counterpart of DINO-MM (seed 002; the SSL4EO-S12 benchmark compares MoCo and
+The contrastive counterpart of DINO-MM (the SSL4EO-S12 benchmark compares MoCo and
 DINO on the same data): one ViT on the stacked S2 bands and S1 VV, VH, two augmented views
 per batch, each of which independently keeps both sensors (50 %), S1 only (25 %) or S2 only
 (25 %)::
@@ -26,23 +26,22 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from lightning import LightningModule
-from torch import Tensor
+from torch import Tensor, nn
 
-from rsfuse import bands
 from rsfuse.data.transforms import MultiCropAugmentation, RandomSensorDrop
-from rsfuse.errors import DataError
-from rsfuse.methods.dino_mm import MOCO_VIT_SMALL, build_vit
-from rsfuse.methods.momentum import cosine_momentum
-from rsfuse.models.checkpoints import save_encoder
+from rsfuse.inputs import InputSpec
 from rsfuse.models.fusion import early_fusion_input
 from rsfuse.models.moco import MoCoV3
-from rsfuse.optim import build_optimizer, global_batch_size, scaled_lr, warmup_cosine_config
+from rsfuse.models.vit_small import MOCO_VIT_SMALL, build_vit, vit_export_config
+from rsfuse.training.health import HealthChecked, HealthOutputs, at_size
+from rsfuse.training.module import RsfuseModule
+from rsfuse.training.optim import OptimSettings
+from rsfuse.training.schedules import cosine_momentum
 
 __all__ = ["MoCoMM"]
 
 
-class MoCoMM(LightningModule):
+class MoCoMM(HealthChecked, RsfuseModule):
     """MoCo v3 with Random Sensor Drop on the early-fused input (MoCo-MM).
 
     Args:
@@ -51,11 +50,11 @@ class MoCoMM(LightningModule):
         s2_bands: S2 band subset name or list.
         s2_product: ``L2A`` or ``L1C``.
         backbone_kwargs: :class:`~rsfuse.models.vit.GatedViT` arguments over MoCo v3's
-            ViT-S/16 (:data:`rsfuse.methods.dino_mm.MOCO_VIT_SMALL`: 12 heads, CLS token, no
+            ViT-S/16 (:data:`rsfuse.models.vit_small.MOCO_VIT_SMALL`: 12 heads, CLS token, no
             stochastic depth). DINO's ViT-S has 6 heads and drop-path 0.1; to compare the
             two methods on one architecture pass the same ``backbone_kwargs`` to both.
             Whatever the online encoder uses, the momentum encoder runs without drop-path
-            (:func:`~rsfuse.methods.momentum.momentum_copy`), so its keys are deterministic.
+            (:func:`~rsfuse.models.momentum.momentum_copy`), so its keys are deterministic.
         proj_layers: projector layers (3).
         hidden_dim: projector / predictor hidden width (4096).
         out_dim: projection width (256).
@@ -82,7 +81,12 @@ class MoCoMM(LightningModule):
         weight_decay: AdamW weight decay (0.1).
         export_encoder: ``base`` (online encoder, MoCo v3's choice) or ``momentum``.
         export_path: where to write the encoder at the end of ``fit``, or ``None``.
+        health_checks: pretraining health checks (:mod:`rsfuse.training.health`: k-NN
+            probe and spread of the exported encoder's features): ``True`` (default),
+            ``False`` or a dict of :class:`~rsfuse.training.health.HealthSettings` fields.
     """
+
+    augments_views = True  # the two views are made here, not by the datamodule
 
     def __init__(
         self,
@@ -114,12 +118,12 @@ class MoCoMM(LightningModule):
         weight_decay: float = 0.1,
         export_encoder: Literal["base", "momentum"] = "base",
         export_path: str | None = None,
+        health_checks: bool | dict[str, Any] = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.modalities = bands.check_modalities(modalities)
-        self.s2_band_names = bands.s2_bands(s2_bands, s2_product) if "s2" in self.modalities else ()
-        self.channels = bands.early_fusion_channels(self.modalities, self.s2_band_names)
+        self.set_input_spec(InputSpec.create(modalities, s2_bands, s2_product))
+        self.set_health_checks(health_checks)
         encoder = build_vit(len(self.channels), backbone_kwargs, defaults=MOCO_VIT_SMALL)
         self.moco = MoCoV3(
             encoder,
@@ -130,11 +134,6 @@ class MoCoMM(LightningModule):
             pred_layers=pred_layers,
             temperature=temperature,
         )
-        drop = (
-            RandomSensorDrop(sensor_drop_p, sensor_drop_s2_prob)
-            if len(self.modalities) == 2
-            else None
-        )
         self.augment = MultiCropAugmentation(
             global_crops_size=crops_size,
             global_crops_scale=tuple(crops_scale),
@@ -144,26 +143,20 @@ class MoCoMM(LightningModule):
             solarize_direction=solarize_direction,
             color=color,
             joint_sensors=joint_sensors,
-            sensor_drop=drop,
+            sensor_drop=RandomSensorDrop.for_sensors(
+                self.modalities, sensor_drop_p, sensor_drop_s2_prob
+            ),
         )
 
     def views(self, batch: dict) -> tuple[Tensor, Tensor]:
         """Two augmented early-fused views [B, C, s, s] of a normalised batch."""
-        missing = [m for m in self.modalities if m not in batch]
-        if missing:
-            raise DataError(f"MoCo-MM needs {list(self.modalities)}; the batch lacks {missing}")
-        sub = {m: batch[m] for m in self.modalities}
-        present = batch.get("present", {})
-        sub["present"] = {m: present[m] for m in self.modalities if m in present}
-        v1, v2 = self.augment(sub)
+        v1, v2 = self.augment(self.sensor_batch(batch))
         return early_fusion_input(v1, self.modalities), early_fusion_input(v2, self.modalities)
 
     def momentum(self) -> float:
         """m at the current fractional epoch (MoCo v3's ``adjust_moco_momentum``)."""
-        trainer = self.trainer
-        epochs = max(1, trainer.max_epochs or 1)
-        per_epoch = max(1.0, trainer.estimated_stepping_batches / epochs)
-        return cosine_momentum(self.global_step / per_epoch, epochs, self.hparams.momentum)
+        epochs = max(1, self.trainer.max_epochs or 1)
+        return cosine_momentum(self.fractional_epoch(), epochs, self.hparams.momentum)
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         x1, x2 = self.views(batch)
@@ -180,24 +173,44 @@ class MoCoMM(LightningModule):
         self.log("val/loss", loss, prog_bar=True, batch_size=x1.shape[0])
 
     @property
-    def encoder(self) -> torch.nn.Module:
+    def encoder(self) -> nn.Module:
         """The encoder that is exported (``export_encoder``)."""
         if self.hparams.export_encoder == "momentum":
-            return self.moco.momentum_encoder
+            return self.moco.momentum_encoder.module
         return self.moco.encoder
 
+    @torch.no_grad()
+    def health_outputs(self, batch: dict) -> HealthOutputs:
+        """Health-check outputs of a normalised batch (:mod:`rsfuse.training.health`): the
+        exported encoder's features [B, D] of the un-augmented images at the view size."""
+        self.check_batch(batch)
+        x = at_size(early_fusion_input(batch, self.modalities), self.hparams.crops_size)
+        return HealthOutputs({"encoder": self.encoder(x)}, self.health_labels(batch))
+
     def export(self, path: str | Path) -> Path:
-        """Write the encoder's weights (loadable by ``encoder_checkpoints``)."""
-        return save_encoder(self.encoder, path)
+        """Write the encoder (safetensors + JSON; loadable by ``encoder_checkpoints``)."""
+        config = vit_export_config(self.encoder, self.channels, self.modalities)
+        return self.write_encoder(self.encoder, path, config)
 
     def on_fit_end(self) -> None:
-        if self.hparams.export_path and self.trainer.is_global_zero:
+        if not self.trainer.is_global_zero:
+            return
+        if self.hparams.export_path:
             self.export(self.hparams.export_path)
+        elif self.trainer.log_dir:
+            self.export(Path(self.trainer.log_dir) / "encoders" / "moco_mm_encoder")
 
-    def configure_optimizers(self) -> dict[str, Any]:
+    def optimized_module(self) -> nn.Module:
+        """The online encoder, projector and predictor (the momentum copies follow by EMA)."""
+        return self.moco
+
+    def optim_settings(self) -> OptimSettings:
         hp = self.hparams
-        lr = hp.lr
-        if hp.scale_lr_by_batch:
-            lr = scaled_lr(lr, global_batch_size(self.trainer))
-        opt = build_optimizer(self.moco, lr=lr, weight_decay=hp.weight_decay)
-        return warmup_cosine_config(opt, self.trainer, hp.warmup_epochs, hp.min_lr_ratio)
+        return OptimSettings(
+            name="adamw",
+            lr=hp.lr,
+            scale_by_batch=hp.scale_lr_by_batch,
+            weight_decay=hp.weight_decay,
+            warmup_epochs=hp.warmup_epochs,
+            min_lr_ratio=hp.min_lr_ratio,
+        )

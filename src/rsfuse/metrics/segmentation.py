@@ -1,4 +1,4 @@
-"""Semantic-segmentation metrics of CromSS (seed 001, §IV-A): OA, AA, mIoU, mF1.
+"""Semantic-segmentation metrics of CromSS (§IV-A): OA, AA, mIoU, mF1.
 
 Every number is derived from one confusion matrix accumulated over the whole split
 (torchmetrics ``MulticlassConfusionMatrix`` with the ignore index, so unlabelled pixels

@@ -10,7 +10,6 @@ naming the file and the missing, unexpected or mis-shaped keys.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,25 +17,24 @@ import torch
 from torch import Tensor, nn
 
 from rsfuse.errors import CheckpointError
+from rsfuse.io.atomic import atomic_output, write_atomic
 
 
 def save_encoder(module: nn.Module, path: str | Path) -> Path:
     """Write ``module.state_dict()`` to ``path`` (safetensors if it ends so, else torch).
 
-    The file is written under a temporary name and renamed, so an interrupted save never
-    leaves a file that looks complete.
+    Written under a temporary name beside ``path`` and renamed (with the user's umask), so
+    an interrupted save never leaves a file that looks complete.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import save_file
+    with atomic_output(path) as tmp:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import save_file
 
-        save_file(state, str(tmp))
-    else:
-        torch.save(state, tmp)
-    os.replace(tmp, path)
+            save_file(state, str(tmp))
+        else:
+            torch.save(state, tmp)
     return path
 
 
@@ -72,10 +70,7 @@ def export_encoder(module: nn.Module, path: str | Path, config: dict[str, Any]) 
         raise CheckpointError(f"exporting {path}: the encoder config needs its 'bands'")
     save_encoder(module, path)
     meta = {"format": ENCODER_FORMAT, "weights": path.name, **config}
-    json_path = encoder_config_path(path)
-    tmp = json_path.with_name(json_path.name + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, json_path)
+    write_atomic(encoder_config_path(path), json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return path
 
 

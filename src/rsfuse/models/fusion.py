@@ -1,6 +1,6 @@
-"""Fusion of Sentinel-1 and Sentinel-2 inputs: early, concatenation and GMU (seed 000, §3.2).
+"""Fusion of Sentinel-1 and Sentinel-2 inputs: early, concatenation and GMU (MGSViT §3.2).
 
-Early fusion stacks the sensors' channels into one input (DINO-MM, seed 002): S2 bands first,
+Early fusion stacks the sensors' channels into one input (DINO-MM): S2 bands first,
 then S1 VV, VH — the layout of :func:`rsfuse.bands.early_fusion_channels`. A sensor that is
 absent from a sample (presence flag False) contributes zeros, which after normalisation is
 the dataset mean: the same convention RandomSensorDrop uses.
@@ -16,24 +16,6 @@ from torch import Tensor, nn
 
 from rsfuse.bands import check_modalities
 from rsfuse.errors import ConfigError, DataError
-
-
-def check_s2_channels(batch: dict, modalities: Sequence[str], s2_band_names: Sequence[str]) -> None:
-    """Raise :class:`ConfigError` when the batch's S2 channels differ from the model's bands.
-
-    Args:
-        batch: collated batch (``s2`` [B, C, H, W]).
-        modalities: the model's sensors.
-        s2_band_names: the S2 bands the model was built for, in channel order.
-    """
-    if "s2" in modalities and "s2" in batch:
-        c = batch["s2"].shape[1]
-        if c != len(s2_band_names):
-            raise ConfigError(
-                f"the model expects {len(s2_band_names)} S2 bands {list(s2_band_names)} but "
-                f"the data gives {c}; set model s2_bands to the datamodule's s2_bands",
-                key="model.s2_bands",
-            )
 
 
 def early_fusion_input(batch: dict, modalities: Sequence[str]) -> Tensor:
@@ -288,8 +270,8 @@ class MultiModalClassifier(nn.Module):
         self.out_dim = out_dim
         self.head = nn.Linear(out_dim, num_classes)
 
-    def features(self, batch: dict) -> Tensor:
-        """Fused features [B, out_dim] of a batch."""
+    def encode(self, batch: dict) -> dict[str, Tensor]:
+        """Pooled features of every encoder: ``{name: [B, D_name]}`` (before fusion)."""
         feats = {}
         for m, enc in self.encoders.items():
             if m == "early":
@@ -299,9 +281,17 @@ class MultiModalClassifier(nn.Module):
                     raise DataError(f"the model needs modality {m!r}; the batch lacks it")
                 x = batch[m]
             feats[m] = encoder_features(enc, x, self.last_k)
+        return feats
+
+    def fuse(self, feats: dict[str, Tensor], present: dict[str, Tensor] | None) -> Tensor:
+        """Fused features [B, out_dim] of :meth:`encode`'s output."""
         if self.fusion is None:
             return next(iter(feats.values()))
-        return self.fusion(feats, batch.get("present"))
+        return self.fusion(feats, present)
+
+    def features(self, batch: dict) -> Tensor:
+        """Fused features [B, out_dim] of a batch."""
+        return self.fuse(self.encode(batch), batch.get("present"))
 
     def forward(self, batch: dict) -> Tensor:
         """Batch → logits [B, K]."""

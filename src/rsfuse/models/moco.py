@@ -2,7 +2,7 @@
 momentum encoder with its own projector, trained with the symmetric InfoNCE loss.
 
 Per batch of two views ``x1``, ``x2`` (Algorithm 1 of MoCo v3; the contrastive half of
-MGSViT's Algorithm 1, seed 000)::
+MGSViT's Algorithm 1)::
 
     q1 = predictor(projector(encoder(x1)))           # [N, out_dim]
     q2 = predictor(projector(encoder(x2)))
@@ -24,8 +24,8 @@ import torch
 from torch import Tensor, nn
 
 from rsfuse.losses.infonce import MoCoV3Loss
-from rsfuse.methods.momentum import ema_update, momentum_copy
 from rsfuse.models.heads import projection_mlp
+from rsfuse.models.momentum import ema_update, momentum_copy
 
 
 class MoCoV3(nn.Module):

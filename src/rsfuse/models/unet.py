@@ -1,4 +1,4 @@
-"""CromSS's per-modality U-Nets: single-modal, middle fusion and late fusion (seed 001, §III-A).
+"""CromSS's per-modality U-Nets: single-modal, middle fusion and late fusion (CromSS §III-A).
 
 Each modality has its own smp U-Net encoder (ResNet-50 in the paper; S1: 2 channels, S2: 13
 or the 9 high-resolution bands). The fusion is implicit, through the consistency loss only:
@@ -23,7 +23,7 @@ import segmentation_models_pytorch as smp
 from torch import Tensor, nn
 
 from rsfuse.errors import ConfigError
-from rsfuse.tasks.segmentation import pad_to_multiple
+from rsfuse.models.segmentation import pad_to_multiple
 
 __all__ = [
     "CromSSUNet",
@@ -74,10 +74,40 @@ def build_unet(
 
 
 class CromSSUNet(nn.Module):
-    """Base of the CromSS networks: ``forward(inputs) -> {modality: logits}``."""
+    """Base of the CromSS networks: ``forward(inputs) -> {modality: logits}``.
+
+    Builds one smp U-Net per modality (:func:`build_unet`) and hands them to
+    :meth:`assemble`, which keeps what the variant needs.
+
+    Args:
+        in_channels: ``{modality: channels}``, e.g. ``{"s1": 2, "s2": 13}``.
+        num_classes: K.
+        encoder, encoder_depth, decoder_channels: see :func:`build_unet`.
+    """
 
     modalities: tuple[str, ...]
     pad_multiple: int
+
+    def __init__(
+        self,
+        in_channels: Mapping[str, int],
+        num_classes: int,
+        encoder: str = "resnet50",
+        encoder_depth: int = 5,
+        decoder_channels: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__()
+        self.modalities = tuple(in_channels)
+        nets = {
+            m: build_unet(c, num_classes, encoder, encoder_depth, decoder_channels)
+            for m, c in in_channels.items()
+        }
+        self.pad_multiple = int(nets[self.modalities[0]].encoder.output_stride)
+        self.assemble(nets)
+
+    def assemble(self, nets: dict[str, nn.Module]) -> None:
+        """Keep the parts of the per-modality U-Nets this variant uses."""
+        raise NotImplementedError
 
     def encoder(self, modality: str) -> nn.Module:
         """The encoder of ``modality`` (an smp encoder; export it for transfer)."""
@@ -106,29 +136,11 @@ class CromSSUNet(nn.Module):
 class LateFusionUNet(CromSSUNet):
     """One whole U-Net per modality (late fusion; one modality = the single-modal baseline).
 
-    Args:
-        in_channels: ``{modality: channels}``, e.g. ``{"s1": 2, "s2": 13}``.
-        num_classes: K.
-        encoder, encoder_depth, decoder_channels: see :func:`build_unet`.
+    Args: as :class:`CromSSUNet`.
     """
 
-    def __init__(
-        self,
-        in_channels: Mapping[str, int],
-        num_classes: int,
-        encoder: str = "resnet50",
-        encoder_depth: int = 5,
-        decoder_channels: Sequence[int] | None = None,
-    ) -> None:
-        super().__init__()
-        self.modalities = tuple(in_channels)
-        self.unets = nn.ModuleDict(
-            {
-                m: build_unet(c, num_classes, encoder, encoder_depth, decoder_channels)
-                for m, c in in_channels.items()
-            }
-        )
-        self.pad_multiple = int(next(iter(self.unets.values())).encoder.output_stride)
+    def assemble(self, nets: dict[str, nn.Module]) -> None:
+        self.unets = nn.ModuleDict(nets)
 
     def encoder(self, modality: str) -> nn.Module:
         return self.unets[modality].encoder
@@ -140,31 +152,15 @@ class LateFusionUNet(CromSSUNet):
 class MiddleFusionUNet(CromSSUNet):
     """Separate encoders, one shared U-Net decoder and head (middle fusion).
 
-    Args:
-        in_channels: ``{modality: channels}`` (two modalities).
-        num_classes: K.
-        encoder, encoder_depth, decoder_channels: see :func:`build_unet`.
+    Args: as :class:`CromSSUNet` (two modalities); the decoder and head are those of the
+    first modality's U-Net.
     """
 
-    def __init__(
-        self,
-        in_channels: Mapping[str, int],
-        num_classes: int,
-        encoder: str = "resnet50",
-        encoder_depth: int = 5,
-        decoder_channels: Sequence[int] | None = None,
-    ) -> None:
-        super().__init__()
-        self.modalities = tuple(in_channels)
-        nets = {
-            m: build_unet(c, num_classes, encoder, encoder_depth, decoder_channels)
-            for m, c in in_channels.items()
-        }
+    def assemble(self, nets: dict[str, nn.Module]) -> None:
         first = nets[self.modalities[0]]
         self.encoders = nn.ModuleDict({m: n.encoder for m, n in nets.items()})
         self.decoder = first.decoder  # shared by all modalities
         self.segmentation_head = first.segmentation_head
-        self.pad_multiple = int(first.encoder.output_stride)
 
     def encoder(self, modality: str) -> nn.Module:
         return self.encoders[modality]

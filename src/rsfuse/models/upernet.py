@@ -1,4 +1,4 @@
-"""UPerNet over a ViT encoder (CromSS, seed 001, §IV-A: "UperNets for ViT backbones").
+"""UPerNet over a ViT encoder (CromSS, §IV-A: "UperNets for ViT backbones").
 
 A plain ViT has one scale, 1/p of the input for patch size p. As BEiT, MAE and the CromSS
 authors' mmsegmentation setup do, the token maps of 4 blocks (default evenly spaced over

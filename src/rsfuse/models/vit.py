@@ -1,4 +1,4 @@
-"""GatedViT: the MGSViT encoder, a ViT with gated transformer shortcuts (seed 000, §3.1).
+"""GatedViT: the MGSViT encoder, a ViT with gated transformer shortcuts (MGSViT §3.1).
 
 The encoder follows SatViT as the authors' code does: a *linear* patch embedding (each
 ``p × p × C`` patch flattened in ``(p1, p2, c)`` order, then one Linear to the width), fixed
@@ -20,11 +20,12 @@ Paper sizes: depth 12, width 768, 12 heads, patch 16 on inputs resized to 224 ×
 from __future__ import annotations
 
 from functools import partial
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from timm.layers import trunc_normal_
+from timm.layers import build_sincos2d_pos_embed, trunc_normal_
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
@@ -33,31 +34,37 @@ from rsfuse.errors import ConfigError, DataError
 GateKind = Literal["token", "channel"]
 
 
-def sincos_pos_embed_2d(grid_h: int, grid_w: int, dim: int) -> Tensor:
-    """Fixed 2-D sin-cos position embedding (MAE / SatViT).
+#: Feature order of the 2-D sin-cos positions (:func:`sincos_pos_embed_2d`).
+PosEmbedOrder = Literal["mae", "rows_first"]
 
-    Half of the features encode the row, half the column; each half is
-    ``[sin(p·ω_k), cos(p·ω_k)]`` with ``ω_k = 10000^(−k / (dim/4))``, ``k = 0 … dim/4 − 1``.
+
+def sincos_pos_embed_2d(grid_h: int, grid_w: int, dim: int, order: PosEmbedOrder = "mae") -> Tensor:
+    """Fixed 2-D sin-cos position embedding, built by timm (``build_sincos2d_pos_embed``).
+
+    Half of the features encode the column, half the row; each half is
+    ``[sin(p·ω_k) …, cos(p·ω_k) …]`` with ``ω_k = 10000^(−k / (dim/4))``,
+    ``k = 0 … dim/4 − 1``. ``order="mae"`` (default) puts the column half first, as MAE's
+    ``get_2d_sincos_pos_embed`` does (used by SatViT and by MGSViT's code);
+    ``"rows_first"`` puts the row half first (timm's own order; rsfuse 0.1's).
 
     Args:
         grid_h: rows of patches.
         grid_w: columns of patches.
         dim: embedding width, a multiple of 4.
+        order: ``mae`` or ``rows_first``.
 
     Returns:
         [grid_h · grid_w, dim] float32, row-major over the patch grid.
     """
     if dim % 4:
         raise ConfigError(f"embed_dim must be a multiple of 4 for 2-D sin-cos, got {dim}")
-    omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim / 4))
-
-    def embed_1d(pos: Tensor) -> Tensor:  # [L] -> [L, dim/2]
-        out = pos[:, None] * omega[None, :]
-        return torch.cat([out.sin(), out.cos()], dim=1)
-
-    rows = torch.arange(grid_h, dtype=torch.float64).repeat_interleave(grid_w)
-    cols = torch.arange(grid_w, dtype=torch.float64).repeat(grid_h)
-    return torch.cat([embed_1d(rows), embed_1d(cols)], dim=1).float()
+    if order not in ("mae", "rows_first"):
+        raise ConfigError(f"pos_embed_order must be 'mae' or 'rows_first', got {order!r}")
+    # timm: row-major tokens, [row sin, row cos, col sin, col cos] with interleave_sin_cos
+    pe = build_sincos2d_pos_embed([grid_h, grid_w], dim, interleave_sin_cos=True)
+    if order == "mae":
+        pe = torch.cat([pe[:, dim // 2 :], pe[:, : dim // 2]], dim=1)
+    return pe
 
 
 def patchify(x: Tensor, patch_size: int) -> Tensor:
@@ -173,6 +180,9 @@ class GatedViT(nn.Module):
         qkv_bias: bias in the attention projections.
         num_classes: if > 0, a Linear head on the pooled features (``forward`` then returns
             logits); 0 (default) makes ``forward`` return pooled features.
+        pos_embed_order: feature order of the fixed sin-cos positions: ``mae`` (default,
+            MAE's / SatViT's / MGSViT's code: column half first) or ``rows_first`` (the
+            order of rsfuse 0.1; see :func:`sincos_pos_embed_2d`).
     """
 
     def __init__(
@@ -191,8 +201,18 @@ class GatedViT(nn.Module):
         drop_path_rate: float = 0.0,
         qkv_bias: bool = True,
         num_classes: int = 0,
+        pos_embed_order: PosEmbedOrder = "mae",
     ) -> None:
         super().__init__()
+        #: the constructor's arguments (written beside exported weights)
+        self.init_kwargs = {
+            "in_chans": in_chans, "img_size": img_size, "patch_size": patch_size,
+            "embed_dim": embed_dim, "depth": depth, "num_heads": num_heads,
+            "mlp_ratio": mlp_ratio, "shortcut_every": shortcut_every, "gate": gate,
+            "class_token": class_token, "global_pool": global_pool,
+            "drop_path_rate": drop_path_rate, "qkv_bias": qkv_bias,
+            "pos_embed_order": pos_embed_order,
+        }  # fmt: skip
         if shortcut_every < 0:
             raise ConfigError(f"shortcut_every must be >= 0, got {shortcut_every}")
         if global_pool not in ("avg", "token"):
@@ -211,6 +231,8 @@ class GatedViT(nn.Module):
         self.shortcut_every = shortcut_every
         self.global_pool = global_pool
         self.num_prefix_tokens = 1 if class_token else 0
+        self.pos_embed_order = pos_embed_order
+        sincos_pos_embed_2d(1, 1, embed_dim, pos_embed_order)  # validates width and order
 
         self.patch_embed = nn.Linear(patch_size * patch_size * in_chans, embed_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if class_token else None
@@ -262,7 +284,8 @@ class GatedViT(nn.Module):
         key = (grid_h, grid_w)
         pe = self._pos_cache.get(key)
         if pe is None or pe.device != device:
-            pe = sincos_pos_embed_2d(grid_h, grid_w, self.embed_dim).to(device)[None]
+            pe = sincos_pos_embed_2d(grid_h, grid_w, self.embed_dim, self.pos_embed_order)
+            pe = pe.to(device)[None]
             self._pos_cache[key] = pe
         return pe
 
@@ -364,3 +387,64 @@ class GatedViT(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """[B, C, H, W] → pooled features [B, D] (or logits [B, K] with a head)."""
         return self.head(self.pool(self.forward_features(x)))
+
+
+# ---------------------------------------------------------------------------- timm registry
+def _cfg(**kwargs: Any) -> dict[str, Any]:
+    """timm pretrained config: no published weights (``url`` empty), no mean/std (the
+    normalisation is rsfuse's, per dataset and band: :mod:`rsfuse.bands`)."""
+    return {"url": "", "num_classes": 0, "first_conv": "patch_embed", "classifier": "head",
+            **kwargs}  # fmt: skip
+
+
+default_cfgs = generate_default_cfgs(
+    {
+        "gated_vit": _cfg(),
+        "gated_vit_small_patch16": _cfg(),
+        "gated_vit_base_patch16": _cfg(),
+    }
+)
+
+#: Architecture defaults of the registered names (constructor arguments override them).
+GATED_VIT_VARIANTS: dict[str, dict[str, Any]] = {
+    "gated_vit": {},
+    # ViT-S/16 as DINO / DINO-MM train it: CLS token, CLS pooling, drop-path 0.1
+    "gated_vit_small_patch16": {
+        "patch_size": 16, "embed_dim": 384, "depth": 12, "num_heads": 6,
+        "class_token": True, "global_pool": "token", "drop_path_rate": 0.1,
+    },
+    # MGSViT's encoder: ViT-B/16, no CLS token, mean pooling, a TS unit every 4 blocks
+    "gated_vit_base_patch16": {
+        "patch_size": 16, "embed_dim": 768, "depth": 12, "num_heads": 12,
+        "shortcut_every": 4, "class_token": False, "global_pool": "avg",
+    },
+}  # fmt: skip
+
+
+def _create_gated_vit(variant: str, pretrained: bool = False, **kwargs: Any) -> GatedViT:
+    """Build a registered GatedViT through timm (``timm.create_model("gated_vit…")``).
+
+    ``pretrained=True`` loads the file given as ``pretrained_cfg_overlay=dict(file=…)``
+    (timm's mechanism; rsfuse publishes no hosted weights).
+    """
+    args = {**GATED_VIT_VARIANTS[variant], **kwargs}
+    args.setdefault("in_chans", 3)
+    return build_model_with_cfg(GatedViT, variant, pretrained, **args)
+
+
+@register_model
+def gated_vit(pretrained: bool = False, **kwargs: Any) -> GatedViT:
+    """GatedViT with every architecture argument from ``kwargs`` (paper defaults)."""
+    return _create_gated_vit("gated_vit", pretrained, **kwargs)
+
+
+@register_model
+def gated_vit_small_patch16(pretrained: bool = False, **kwargs: Any) -> GatedViT:
+    """GatedViT-S/16 (DINO's ViT-S: 384 wide, 12 blocks, 6 heads, CLS token)."""
+    return _create_gated_vit("gated_vit_small_patch16", pretrained, **kwargs)
+
+
+@register_model
+def gated_vit_base_patch16(pretrained: bool = False, **kwargs: Any) -> GatedViT:
+    """GatedViT-B/16 as MGSViT (768 wide, 12 blocks, 12 heads, TS unit every 4 blocks)."""
+    return _create_gated_vit("gated_vit_base_patch16", pretrained, **kwargs)

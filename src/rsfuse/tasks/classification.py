@@ -5,17 +5,19 @@ One LightningModule for every classifier of the project: a model that maps a bat
 
 * ``fusion="early"``: one encoder on early-fused S1+S2 channels (or one sensor);
 * ``fusion="concat"`` / ``"gmu"``: one encoder per sensor, pooled features concatenated or
-  fused by the gated multimodal unit (MGSViT, seed 000, Eq. 2–5);
+  fused by the gated multimodal unit (MGSViT, Eq. 2–5);
 
-with a timm backbone or ``backbone="gated_vit"`` (:class:`~rsfuse.models.vit.GatedViT`,
-transformer shortcuts of Eq. 1 every ``shortcut_every`` blocks). Three training modes:
-``scratch`` (supervised from random weights), ``finetune`` (encoders loaded from
-``encoder_checkpoints``, all weights trained) and ``linear_probe`` (encoders loaded and frozen;
-features: mean-pooled tokens, or the pooled outputs of the last 4 blocks concatenated).
+with any encoder of the one factory (:func:`rsfuse.models.encoders.create_encoder`: a timm
+model, or ``gated_vit`` = :class:`~rsfuse.models.vit.GatedViT` with transformer shortcuts of
+Eq. 1 every ``shortcut_every`` blocks). Three training modes: ``scratch`` (supervised from
+random weights), ``finetune`` (encoders loaded from ``encoder_checkpoints``, all weights
+trained) and ``linear_probe`` (encoders loaded and frozen; features: mean-pooled tokens, or
+the pooled outputs of the last 4 blocks concatenated, DINO's linear evaluation).
 
 Trained with ``MultiLabelSoftMarginLoss`` and scored with torchmetrics micro/macro average
 precision and micro/macro F1 accumulated over the whole split (never averaged per batch),
-plus per-class AP on the test split.
+plus per-class AP on the test split. :class:`DINOMMEvalTask` is the same task with DINO's
+linear-evaluation defaults (SGD, head from N(0, 0.01²), a sensor-drop input case).
 """
 
 from __future__ import annotations
@@ -24,19 +26,20 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
-from lightning import LightningModule
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1Score
 
-from rsfuse import bands
 from rsfuse.data.classes import BEN19
 from rsfuse.errors import ConfigError
-from rsfuse.models.backbones import build_backbone
+from rsfuse.inputs import InputSpec
 from rsfuse.models.checkpoints import check_encoder_bands, load_encoder
-from rsfuse.models.fusion import MultiModalClassifier, check_s2_channels, drop_modalities
-from rsfuse.models.vit import GatedViT
-from rsfuse.optim import build_optimizer, warmup_cosine_config
+from rsfuse.models.encoders import create_encoder, is_gated_vit
+from rsfuse.models.fusion import MultiModalClassifier, drop_modalities
+from rsfuse.training.module import RsfuseModule
+from rsfuse.training.optim import OptimSettings
+
+__all__ = ["DINOMMEvalTask", "MultiLabelClassificationTask", "encoder_key", "multilabel_metrics"]
 
 #: ``backbone`` value that selects rsfuse's own :class:`~rsfuse.models.vit.GatedViT`.
 GATED_VIT = "gated_vit"
@@ -60,45 +63,19 @@ def encoder_key(modalities: Sequence[str]) -> str:
     return "".join(sorted(modalities))
 
 
-def build_encoder(
-    backbone: str,
-    in_chans: int,
-    backbone_kwargs: dict[str, Any] | None,
-    shortcut_every: int = 0,
-    gate: str = "token",
-) -> tuple[nn.Module, int]:
-    """An encoder mapping [B, C, H, W] to pooled features, and its feature width.
-
-    Raises:
-        ConfigError: bad arguments, or shortcuts asked of a timm backbone.
-    """
-    kwargs = dict(backbone_kwargs or {})
-    if backbone == GATED_VIT:
-        try:
-            enc = GatedViT(in_chans, shortcut_every=shortcut_every, gate=gate, **kwargs)
-        except TypeError as e:
-            raise ConfigError(f"bad GatedViT arguments: {e}", key="backbone_kwargs") from e
-        return enc, enc.num_features
-    if shortcut_every:
-        raise ConfigError(
-            f"shortcut_every needs backbone={GATED_VIT!r}, not {backbone!r}", key="shortcut_every"
-        )
-    enc = build_backbone(backbone, in_chans, 0, kwargs)
-    return enc, int(enc.num_features)
-
-
-class MultiLabelClassificationTask(LightningModule):
+class MultiLabelClassificationTask(RsfuseModule):
     """Multi-label classifier on Sentinel-1 and/or Sentinel-2 (early, concat or GMU fusion).
 
     Args:
         modalities: sensors the model sees (``["s1"]``, ``["s2"]`` or both). The datamodule
             may provide more; the rest is ignored.
-        s2_bands: S2 band subset name or list (see :func:`rsfuse.bands.s2_bands`); must match
-            what the datamodule reads.
+        s2_bands: S2 band subset name or list (see :func:`rsfuse.bands.s2_bands`); the
+            ``rsfuse`` command links it to the datamodule's.
         s2_product: ``L2A`` (BigEarthNet) or ``L1C``.
         num_classes: number of labels.
         class_names: label names for reports (default: BigEarthNet 19 classes).
-        backbone: timm model name, or ``gated_vit`` for :class:`~rsfuse.models.vit.GatedViT`.
+        backbone: encoder name for :func:`~rsfuse.models.encoders.create_encoder`: a timm
+            model, or ``gated_vit`` (:class:`~rsfuse.models.vit.GatedViT`).
         backbone_kwargs: constructor arguments of each encoder (``img_size``, ``patch_size``,
             ``embed_dim``, ``depth``, ``num_heads``, ``class_token``, ``global_pool`` …; the
             same names for timm ViTs and GatedViT).
@@ -128,11 +105,22 @@ class MultiLabelClassificationTask(LightningModule):
             ``last4`` (pooled outputs of the last 4 blocks, concatenated; GatedViT only).
         test_drop: modalities to mark absent at test time (score a fused model on S1 or S2
             only); may also be changed on the instance between ``trainer.test`` calls.
-        lr: peak learning rate (AdamW).
-        weight_decay: AdamW weight decay (not applied to norms, biases, tokens).
+        input_drop: modalities marked absent in *every* split (train, val, test) — the
+            DINO-MM missing-modality cases: ``["s2"]`` = S1 only, ``["s1"]`` = S2 only.
+        optimizer: ``adamw`` (default) or ``sgd`` (DINO's linear evaluation).
+        lr: peak learning rate.
+        weight_decay: weight decay (not applied to norms, biases, tokens).
+        momentum: SGD momentum.
         warmup_epochs: linear warm-up length in epochs (fractional allowed).
         min_lr_ratio: final lr as a fraction of ``lr`` at the end of the cosine.
+        head_init_std: the Linear head starts from N(0, std²) weights and zero bias (DINO:
+            0.01); ``None`` keeps PyTorch's default initialisation.
         threshold: score threshold for F1.
+        cache_features: linear probe only: keep each training sample's frozen encoder
+            features (by its ``meta`` id) after their first computation, so later epochs
+            train the probe without running the encoders. Needs training batches without
+            random augmentation (the datamodule's ``augmentation`` must be None); the
+            features of a linear probe on frozen encoders are then the same every epoch.
     """
 
     def __init__(
@@ -157,17 +145,20 @@ class MultiLabelClassificationTask(LightningModule):
         checkpoint_prefix: str = "",
         probe_features: Literal["mean", "last4"] = "mean",
         test_drop: list[str] | None = None,
+        input_drop: list[str] | None = None,
+        optimizer: Literal["adamw", "sgd"] = "adamw",
         lr: float = 1e-3,
         weight_decay: float = 0.05,
+        momentum: float = 0.9,
         warmup_epochs: float = 1.0,
         min_lr_ratio: float = 0.01,
+        head_init_std: float | None = None,
         threshold: float = 0.5,
+        cache_features: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.modalities = bands.check_modalities(modalities)
-        self.s2_band_names = bands.s2_bands(s2_bands, s2_product) if "s2" in self.modalities else ()
-        self.channels = bands.early_fusion_channels(self.modalities, self.s2_band_names)
+        self.set_input_spec(InputSpec.create(modalities, s2_bands, s2_product))
         if class_names is not None and len(class_names) != num_classes:
             raise ConfigError(
                 f"{len(class_names)} class names for {num_classes} classes", key="class_names"
@@ -180,7 +171,17 @@ class MultiLabelClassificationTask(LightningModule):
             raise ConfigError(f"unknown mode {mode!r}", key="mode")
         if probe_features not in ("mean", "last4"):
             raise ConfigError(f"unknown probe_features {probe_features!r}", key="probe_features")
-        self.test_drop = [m for m in (test_drop or [])]
+        if optimizer not in ("adamw", "sgd"):
+            raise ConfigError(f"optimizer must be 'adamw' or 'sgd', got {optimizer!r}")
+        self.test_drop = list(test_drop or [])
+        self.input_drop = list(input_drop or [])
+        unknown = [m for m in self.input_drop if m not in self.modalities]
+        if unknown or (self.input_drop and len(self.input_drop) >= len(self.modalities)):
+            raise ConfigError(
+                f"input_drop {self.input_drop} must name some but not all of the model's "
+                f"modalities {list(self.modalities)}",
+                key="input_drop",
+            )
         self.model = self._build_model()
         if mode != "scratch" and encoder_checkpoints is not None:
             self._load_encoders(encoder_checkpoints, checkpoint_prefix)
@@ -192,34 +193,52 @@ class MultiLabelClassificationTask(LightningModule):
         if mode == "linear_probe":
             for p in self.model.encoders.parameters():
                 p.requires_grad_(False)
+        if head_init_std is not None:
+            nn.init.normal_(self.model.head.weight, std=head_init_std)
+            nn.init.zeros_(self.model.head.bias)
         self.loss_fn = nn.MultiLabelSoftMarginLoss()
         self.val_metrics = multilabel_metrics(num_classes, "val/", threshold)
         self.test_metrics = multilabel_metrics(num_classes, "test/", threshold)
         self.test_per_class_ap = MultilabelAveragePrecision(num_classes, average=None)
         self.last_test_per_class_ap: list[float] | None = None
+        if cache_features and mode != "linear_probe":
+            raise ConfigError("cache_features needs mode='linear_probe'", key="cache_features")
+        self._feature_cache: dict[str, dict[Any, Tensor]] = {}
+
+    def _encoder(self, in_chans: int) -> tuple[nn.Module, int]:
+        """One encoder of the configured architecture and its pooled feature width."""
+        hp = self.hparams
+        kwargs = dict(hp.backbone_kwargs or {})
+        if is_gated_vit(hp.backbone):
+            kwargs.update(shortcut_every=hp.shortcut_every, gate=hp.gate)
+        elif hp.shortcut_every:
+            raise ConfigError(
+                f"shortcut_every needs backbone={GATED_VIT!r}, not {hp.backbone!r}",
+                key="shortcut_every",
+            )
+        enc = create_encoder(hp.backbone, in_chans, kwargs)
+        return enc, int(enc.num_features)
 
     def _build_model(self) -> MultiModalClassifier:
         hp = self.hparams
         last_k = 4 if hp.mode == "linear_probe" and hp.probe_features == "last4" else 1
-
-        def make(in_chans: int) -> tuple[nn.Module, int]:
-            enc, dim = build_encoder(
-                hp.backbone, in_chans, hp.backbone_kwargs, hp.shortcut_every, hp.gate
-            )
-            return enc, dim * last_k
-
+        spec = self.input_spec
         if hp.fusion == "early" or len(self.modalities) == 1:
-            enc, dim = make(len(self.channels))
+            enc, dim = self._encoder(len(spec.channels))
             key = "early" if len(self.modalities) > 1 else self.modalities[0]
             return MultiModalClassifier(
-                {key: enc}, {key: dim}, hp.num_classes, modalities=self.modalities, last_k=last_k
+                {key: enc},
+                {key: dim * last_k},
+                hp.num_classes,
+                modalities=self.modalities,
+                last_k=last_k,
             )
         if hp.fusion not in ("concat", "gmu"):
             raise ConfigError(f"unknown fusion {hp.fusion!r}", key="fusion")
         encoders, dims = {}, {}
         for m in self.modalities:
-            c = 2 if m == "s1" else len(self.s2_band_names)
-            encoders[m], dims[m] = make(c)
+            encoders[m], dim = self._encoder(spec.channels_of(m))
+            dims[m] = dim * last_k
         gmu = {
             "hidden_dim": hp.gmu_hidden_dim,
             "gate": hp.gmu_gate,
@@ -242,15 +261,30 @@ class MultiLabelClassificationTask(LightningModule):
                 f"{wanted}; got {sorted(paths)}",
                 key="encoder_checkpoints",
             )
-        expected = {"s1": bands.S1_ORDER, "s2": self.s2_band_names, "early": self.channels}
+        spec = self.input_spec
+        expected = {"s1": spec.s1_bands, "s2": spec.s2_bands, "early": spec.channels}
         for k, name in names.items():
             check_encoder_bands(paths[name], expected[k])
             load_encoder(self.model.encoders[k], paths[name], prefix.replace("{name}", k))
+            print(f"[rsfuse] loaded the {name} encoder from {paths[name]}")
+
+    def setup(self, stage: str) -> None:
+        """The base checks, and no feature cache over augmented training batches."""
+        super().setup(stage)
+        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if stage == "fit" and self.hparams.cache_features and getattr(dm, "augmentation", None):
+            raise ConfigError(
+                "cache_features needs training batches without random augmentation: set the "
+                "datamodule's augmentation to null",
+                key="data.augmentation",
+            )
 
     def on_fit_start(self) -> None:
         """Refuse to train a ``finetune`` / ``linear_probe`` model whose encoders were not
         loaded (the architecture alone may be built without them, e.g. by
         :func:`rsfuse.inference.bundle.load_bundle`)."""
+        super().on_fit_start()
+        self._feature_cache = {}
         hp = self.hparams
         if hp.mode != "scratch" and hp.encoder_checkpoints is None:
             raise ConfigError(
@@ -267,14 +301,34 @@ class MultiLabelClassificationTask(LightningModule):
         return self
 
     # ------------------------------------------------------------------ forward
-    def check_batch(self, batch: dict) -> None:
-        """Raise :class:`ConfigError` when the batch's S2 bands differ from the model's."""
-        check_s2_channels(batch, self.modalities, self.s2_band_names)
-
     def forward(self, batch: dict) -> Tensor:
         """Logits [B, K] of a batch (``s1`` [B, 2, H, W], ``s2`` [B, C, H, W], ``present``)."""
         self.check_batch(batch)
+        if self.input_drop:
+            batch = drop_modalities(batch, self.input_drop)
+        meta = batch.get("meta") or []
+        ids = [m.get("id") for m in meta if isinstance(m, dict)]
+        if self.training and self.hparams.cache_features and _unique_ids(ids, len(meta)):
+            feats = self._cached_features(batch)
+            return self.model.head(self.model.fuse(feats, batch.get("present")))
         return self.model(batch)
+
+    def _cached_features(self, batch: dict) -> dict[str, Tensor]:
+        """The frozen encoders' features of a batch, computed once per sample id."""
+        ids = [m.get("id") for m in batch["meta"]]
+        missing = any(i not in self._feature_cache.get(name, {}) for name in
+                      self.model.encoders for i in ids)  # fmt: skip
+        if missing:
+            with torch.no_grad():
+                fresh = self.model.encode(batch)
+            for name, f in fresh.items():
+                cache = self._feature_cache.setdefault(name, {})
+                for i, row in zip(ids, f.detach()):
+                    cache.setdefault(i, row)
+        return {
+            name: torch.stack([self._feature_cache[name][i] for i in ids])
+            for name in self.model.encoders
+        }
 
     def _shared_step(self, batch: dict) -> tuple[Tensor, Tensor, Tensor]:
         logits = self(batch)
@@ -318,14 +372,38 @@ class MultiLabelClassificationTask(LightningModule):
         return {"ids": [m.get("id") for m in batch.get("meta", [])], "scores": scores.cpu()}
 
     # ------------------------------------------------------------------ optim
-    def configure_optimizers(self) -> dict[str, Any]:
-        hp = self.hparams
-        opt = build_optimizer(self, lr=hp.lr, weight_decay=hp.weight_decay)
-        return warmup_cosine_config(opt, self.trainer, hp.warmup_epochs, hp.min_lr_ratio)
+    def optim_settings(self) -> OptimSettings:
+        return OptimSettings.from_hparams(self.hparams)
 
-    @torch.no_grad()
-    def per_class_table(self) -> list[tuple[str, float]]:
-        """(class name, AP) pairs of the last test run."""
-        if self.last_test_per_class_ap is None:
-            return []
-        return list(zip(self.class_names, self.last_test_per_class_ap))
+
+class DINOMMEvalTask(MultiLabelClassificationTask):
+    """:class:`MultiLabelClassificationTask` with DINO's linear-evaluation defaults.
+
+    SGD (momentum 0.9, no weight decay, cosine, no warm-up) and a Linear head from
+    N(0, 0.01²) with zero bias; every other argument as the task's (for a linear probe:
+    ``mode="linear_probe"``, ``probe_features="last4"``, ``backbone="gated_vit"``;
+    ``input_drop`` selects DINO-MM's missing-modality input case).
+    """
+
+    def __init__(
+        self,
+        optimizer: Literal["sgd", "adamw"] = "sgd",
+        head_init_std: float | None = 0.01,
+        weight_decay: float = 0.0,
+        warmup_epochs: float = 0.0,
+        min_lr_ratio: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            optimizer=optimizer,
+            head_init_std=head_init_std,
+            weight_decay=weight_decay,
+            warmup_epochs=warmup_epochs,
+            min_lr_ratio=min_lr_ratio,
+            **kwargs,
+        )
+
+
+def _unique_ids(ids: list[Any], n: int) -> bool:
+    """True when every one of ``n`` samples has its own id (the feature cache's key)."""
+    return n > 0 and len(ids) == n and None not in ids and len(set(ids)) == n

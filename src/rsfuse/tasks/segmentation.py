@@ -1,4 +1,4 @@
-"""Land-cover semantic segmentation: the downstream task of CromSS (seed 001, §IV-A).
+"""Land-cover semantic segmentation: the downstream task of CromSS (§IV-A).
 
 One LightningModule for every segmentation network of the project, built on
 segmentation-models-pytorch (smp):
@@ -41,139 +41,22 @@ from typing import Any, Literal
 import segmentation_models_pytorch as smp
 import torch
 import torch.nn.functional as F
-from lightning import LightningModule
-from torch import Tensor, nn
+from torch import Tensor
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from rsfuse import bands
 from rsfuse.errors import ConfigError
+from rsfuse.inputs import InputSpec
 from rsfuse.metrics.segmentation import metrics_from_confusion
-from rsfuse.models.backbones import build_backbone
 from rsfuse.models.checkpoints import load_encoder
-from rsfuse.models.fusion import check_s2_channels, drop_modalities, early_fusion_input
-from rsfuse.models.upernet import ViTUPerNet
-from rsfuse.models.vit import GatedViT
-from rsfuse.optim import build_optimizer, cosine_to_floor_config, warmup_cosine_config
+from rsfuse.models.fusion import drop_modalities, early_fusion_input
+from rsfuse.models.segmentation import build_segmentation_model, pad_to_multiple
+from rsfuse.training.module import RsfuseModule
+from rsfuse.training.optim import OptimSettings
 
 Architecture = Literal["unet", "pspnet", "deeplabv3plus", "fpn", "upernet"]
 
-#: rsfuse architecture name → smp model class name.
-SMP_ARCHITECTURES: dict[str, str] = {
-    "unet": "Unet",
-    "pspnet": "PSPNet",
-    "deeplabv3plus": "DeepLabV3Plus",
-    "fpn": "FPN",
-    "upernet": "UPerNet",
-}
 
-#: ``encoder`` value that selects rsfuse's own :class:`~rsfuse.models.vit.GatedViT`.
-GATED_VIT = "gated_vit"
-_VIT_PREFIXES = ("vit_", "deit", "beit", "eva")
-
-
-def is_vit_encoder(name: str) -> bool:
-    """True for ``gated_vit`` and timm ViT names (``vit_*``, ``deit*``, ``beit*``, ``eva*``)."""
-    return name == GATED_VIT or name.startswith(_VIT_PREFIXES)
-
-
-def build_segmentation_model(
-    architecture: str,
-    encoder: str,
-    in_channels: int,
-    num_classes: int,
-    encoder_kwargs: dict[str, Any] | None = None,
-    decoder_kwargs: dict[str, Any] | None = None,
-    encoder_weights: str | None = None,
-) -> nn.Module:
-    """A segmentation network with an ``encoder`` attribute and a ``pad_multiple``.
-
-    Args:
-        architecture: ``unet``, ``pspnet``, ``deeplabv3plus``, ``fpn`` or ``upernet``.
-        encoder: smp encoder name (``resnet50``, ``tu-resnet10t`` …), or, with
-            ``upernet``, ``gated_vit`` or a timm ViT name.
-        in_channels: input channels (early-fused bands).
-        num_classes: output classes K.
-        encoder_kwargs: ViT constructor arguments (GatedViT / timm), or extra arguments of
-            smp's timm-universal (``tu-``) encoders.
-        decoder_kwargs: smp architecture arguments (``encoder_depth``,
-            ``decoder_channels``, ``encoder_output_stride`` …); for a ViT UPerNet
-            ``out_indices`` and ``decoder_channels``.
-        encoder_weights: smp encoder weights name (None: random; downloads are the user's
-            business and impossible offline).
-
-    Returns:
-        A module mapping [B, C, H, W] (H, W multiples of ``pad_multiple``) to logits
-        [B, K, H, W].
-
-    Raises:
-        ConfigError: unknown architecture or encoder, or bad arguments.
-    """
-    if architecture not in SMP_ARCHITECTURES:
-        raise ConfigError(
-            f"unknown architecture {architecture!r}; expected one of {list(SMP_ARCHITECTURES)}",
-            key="architecture",
-        )
-    ekw = dict(encoder_kwargs or {})
-    dkw = dict(decoder_kwargs or {})
-    if is_vit_encoder(encoder):
-        if architecture != "upernet":
-            raise ConfigError(
-                f"ViT encoder {encoder!r} needs architecture='upernet', not {architecture!r}",
-                key="architecture",
-            )
-        if encoder == GATED_VIT:
-            try:
-                enc: nn.Module = GatedViT(in_channels, **ekw)
-            except TypeError as e:
-                raise ConfigError(f"bad GatedViT arguments: {e}", key="encoder_kwargs") from e
-        else:
-            enc = build_backbone(encoder, in_channels, 0, ekw)
-        try:
-            return ViTUPerNet(enc, num_classes, **dkw)
-        except TypeError as e:
-            raise ConfigError(f"bad UPerNet arguments: {e}", key="decoder_kwargs") from e
-    if not encoder.startswith("tu-") and encoder not in smp.encoders.get_encoder_names():
-        raise ConfigError(
-            f"unknown encoder {encoder!r}: not an smp encoder, 'tu-<timm name>', "
-            f"{GATED_VIT!r} or a timm ViT",
-            key="encoder",
-        )
-    try:
-        model = smp.create_model(
-            SMP_ARCHITECTURES[architecture],
-            encoder_name=encoder,
-            encoder_weights=encoder_weights,
-            in_channels=in_channels,
-            classes=num_classes,
-            **dkw,
-            **ekw,
-        )
-    except (TypeError, ValueError, KeyError) as e:
-        raise ConfigError(
-            f"cannot build {architecture} with encoder {encoder!r}: {e}", key="decoder_kwargs"
-        ) from e
-    model.pad_multiple = int(model.encoder.output_stride)
-    return model
-
-
-def pad_to_multiple(x: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:
-    """Pad [B, C, H, W] at the bottom/right to multiples of ``multiple``.
-
-    Reflect padding where the pad is smaller than the side, else zeros (the dataset mean
-    after normalisation).
-
-    Returns:
-        (padded tensor, original (H, W)).
-    """
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph == 0 and pw == 0:
-        return x, (h, w)
-    mode = "reflect" if ph < h and pw < w else "constant"
-    return F.pad(x, (0, pw, 0, ph), mode=mode), (h, w)
-
-
-class SegmentationTask(LightningModule):
+class SegmentationTask(RsfuseModule):
     """Semantic segmentation on Sentinel-1 and/or Sentinel-2 (early fusion).
 
     Args:
@@ -205,8 +88,9 @@ class SegmentationTask(LightningModule):
         weight_decay: weight decay (CromSS code: 1e-8; weights only).
         schedule: ``cosine_to_floor`` (CromSS code, default): cosine from ``lr`` to
             ``final_lr`` over ``cosine_epochs`` epochs, then flat, stepped per epoch
-            (:func:`~rsfuse.optim.cosine_to_floor`); ``warmup_cosine``: per-step linear
-            warm-up over ``warmup_epochs`` then cosine to ``min_lr_ratio · lr``.
+            (timm's CosineLRScheduler; see :mod:`rsfuse.training.optim`);
+            ``warmup_cosine``: per-step linear warm-up over ``warmup_epochs`` then cosine
+            to ``min_lr_ratio · lr``.
         cosine_epochs: T of ``cosine_to_floor`` (CromSS: 40 of 50 epochs; None: the
             trainer's ``max_epochs``).
         final_lr: floor of ``cosine_to_floor`` (CromSS: 1e-5).
@@ -253,19 +137,12 @@ class SegmentationTask(LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.modalities = bands.check_modalities(modalities)
-        self.s2_band_names = bands.s2_bands(s2_bands, s2_product) if "s2" in self.modalities else ()
-        self.channels = bands.early_fusion_channels(self.modalities, self.s2_band_names)
+        self.set_input_spec(InputSpec.create(modalities, s2_bands, s2_product))
         if num_classes < 1:
             raise ConfigError(f"num_classes must be >= 1, got {num_classes}", key="num_classes")
         if class_names is not None and len(class_names) != num_classes:
             raise ConfigError(
                 f"{len(class_names)} class names for {num_classes} classes", key="class_names"
-            )
-        if schedule not in ("cosine_to_floor", "warmup_cosine"):
-            raise ConfigError(
-                f"schedule must be 'cosine_to_floor' or 'warmup_cosine', got {schedule!r}",
-                key="schedule",
             )
         if 0 <= ignore_index < num_classes:
             raise ConfigError(
@@ -286,6 +163,7 @@ class SegmentationTask(LightningModule):
         )
         if encoder_checkpoint:
             load_encoder(self.model.encoder, encoder_checkpoint, checkpoint_prefix)
+            print(f"[rsfuse] loaded the encoder from {encoder_checkpoint}")
         if freeze_encoder:
             for p in self.model.encoder.parameters():
                 p.requires_grad_(False)
@@ -311,10 +189,6 @@ class SegmentationTask(LightningModule):
             self.model.encoder.eval()
 
     # ------------------------------------------------------------------ forward
-    def check_batch(self, batch: dict) -> None:
-        """Raise :class:`ConfigError` when the batch's S2 bands differ from the model's."""
-        check_s2_channels(batch, self.modalities, self.s2_band_names)
-
     def forward(self, batch: dict) -> Tensor:
         """Logits [B, K, H, W] of a batch (``s1`` [B, 2, H, W], ``s2`` [B, C, H, W])."""
         self.check_batch(batch)
@@ -438,9 +312,5 @@ class SegmentationTask(LightningModule):
         return written
 
     # ------------------------------------------------------------------ optim
-    def configure_optimizers(self) -> dict[str, Any]:
-        hp = self.hparams
-        opt = build_optimizer(self, name=hp.optimizer, lr=hp.lr, weight_decay=hp.weight_decay)
-        if hp.schedule == "cosine_to_floor":
-            return cosine_to_floor_config(opt, self.trainer, hp.lr, hp.final_lr, hp.cosine_epochs)
-        return warmup_cosine_config(opt, self.trainer, hp.warmup_epochs, hp.min_lr_ratio)
+    def optim_settings(self) -> OptimSettings:
+        return OptimSettings.from_hparams(self.hparams)
