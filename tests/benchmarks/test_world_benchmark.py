@@ -44,6 +44,7 @@ def test_world_benchmark_smoke(tmp_path: Path, capsys: pytest.CaptureFixture) ->
     for key in ("supervised", "random_init_probe", "band_mean_probe", "label_frequency"):
         assert 0.0 <= ln[key]["mAP_micro"] <= 1.0, key
     assert ln["sizes"]["train"] > 0 and ln["supervised"]["epochs"] == 1
+    assert len(ln["supervised"]["val_mAP_micro_per_epoch"]) == 1
     assert res["synthesis_seconds"] > 0 and (tmp_path / "data" / "metadata.parquet").is_file()
     assert res["figure"] == str(tmp_path / "world_patches.png")
     assert (tmp_path / "world_patches.png").stat().st_size > 0

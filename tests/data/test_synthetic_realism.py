@@ -72,6 +72,12 @@ def test_compare_judges_against_real_range_and_published() -> None:
     assert not R.compare(world, real_far, pooled)[0].within
     text = R.format_table(list(rows.values()))
     assert "pooled std/B02" in text and "NO" in text
+    # the real patches' pooled values are shown beside the pooled rows, not judged by them
+    shown = R.compare(world, real, pooled, real_pooled={"B02": (123.0, 4567.0)})
+    rows = {r.statistic: r for r in shown}
+    assert rows["pooled std/B02"].real == [4567.0] and not rows["pooled std/B02"].within
+    assert rows["mean/B02"].real == [1.5, 2.5]
+    assert "(4567)" in R.format_table(shown)
 
 
 def test_world_patch_is_what_the_writers_store() -> None:

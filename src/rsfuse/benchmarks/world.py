@@ -48,6 +48,7 @@ import math
 import os
 import platform
 import tempfile
+import textwrap
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -68,7 +69,7 @@ BACKBONE_KWARGS: dict[str, Any] = {
     "global_pool": "avg",
 }
 #: L2 weights tried for the linear probes (chosen on the validation split).
-PROBE_L2: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1)
+PROBE_L2: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 TARGET_RANDOM_GAP = 20.0
 TARGET_MEAN_GAP = 15.0
 #: A real patch whose mean NDSI = (B03 − B11) / (B03 + B11) exceeds this is snow-covered.
@@ -102,7 +103,7 @@ def patches_figure(real: Sequence[Any], world: Sequence[Any], path: str | Path) 
 
     plt = pyplot()
     n = len(real)
-    fig, axes = plt.subplots(4, n, figsize=(2.2 * n, 9.4))
+    fig, axes = plt.subplots(4, n, figsize=(2.2 * n, 10.4))
     for row, (name, group) in enumerate((("real", real), ("world", world[:n]))):
         for j, p in enumerate(group):
             a, b = axes[2 * row, j], axes[2 * row + 1, j]
@@ -110,7 +111,7 @@ def patches_figure(real: Sequence[Any], world: Sequence[Any], path: str | Path) 
             b.imshow(p.s1[0], cmap="gray", vmin=-25, vmax=0)
             title = p.name.split("_", 2)[-1] if name == "real" else p.name
             labels = ", ".join(BEN19[c][:14] for c in p.labels) if p.labels else ""
-            a.set_title(f"{name} {title}\n{labels}", fontsize=6)
+            a.set_title(textwrap.fill(f"{name} {title}: {labels}", 34), fontsize=6)
             b.set_title("S1 VV", fontsize=6)
             for ax in (a, b):
                 ax.set_axis_off()
@@ -144,6 +145,7 @@ def realism(seed: int, n: int, figure: str | Path | None = None) -> dict[str, An
         [R.patch_statistics(p) for p in clear],
         [R.patch_statistics(p) for p in real_clear],
         R.pooled_statistics(clear),
+        real_pooled=R.pooled_statistics(real_clear),
     )
     return {
         "rows": [r.as_dict() for r in rows],
@@ -271,6 +273,23 @@ def _logistic(x: Any, target: Any, l2: float) -> tuple[Any, Any]:
     return w.detach(), b.detach()
 
 
+def _validation_curve() -> Any:
+    """A Lightning callback that keeps ``val/mAP_micro`` after every validation epoch
+    (``.values``, one float per epoch)."""
+    import lightning as L
+
+    class Curve(L.Callback):
+        def __init__(self) -> None:
+            self.values: list[float] = []
+
+        def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+            v = trainer.callback_metrics.get("val/mAP_micro")
+            if v is not None and not trainer.sanity_checking:
+                self.values.append(float(v))
+
+    return Curve()
+
+
 def learnability(data: Path, epochs: int, batch_size: int, lr: float, seed: int) -> dict[str, Any]:
     """Supervised tiny ViT, random-init linear probe and band-mean linear probe (see the
     module docstring) on the dataset in ``data``."""
@@ -314,12 +333,14 @@ def learnability(data: Path, epochs: int, batch_size: int, lr: float, seed: int)
         ],
     }
 
-    # supervised, from the same initialisation
+    # supervised, from the same initialisation; the validation score of every epoch is
+    # recorded (the learning curve: has the budget levelled off?), the last epoch is tested
     task.train()
+    curve = _validation_curve()
     trainer = L.Trainer(
         max_epochs=epochs, accelerator="cpu", devices=1, logger=False,
         enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
-        num_sanity_val_steps=0, limit_val_batches=0,
+        num_sanity_val_steps=0, callbacks=[curve],
     )  # fmt: skip
     t0 = time.time()
     trainer.fit(task, datamodule=dm)
@@ -329,6 +350,7 @@ def learnability(data: Path, epochs: int, batch_size: int, lr: float, seed: int)
         "mAP_macro": float(m["test/mAP_macro"]),
         "per_class_ap": task.last_test_per_class_ap,
         "epochs": epochs,
+        "val_mAP_micro_per_epoch": curve.values,
         "seconds": time.time() - t0,
     }
     torch.set_grad_enabled(True)
@@ -367,6 +389,11 @@ def learnability_table(r: dict[str, Any]) -> str:
     for c, name in enumerate(BEN19):
         aps = " / ".join(f"{100 * r[k]['per_class_ap'][c]:5.1f}" for k in keys)
         lines.append(f"  {name[:40]:<40} {aps}")
+    curve = r["supervised"].get("val_mAP_micro_per_epoch") or []
+    if curve:
+        lines.append(
+            "supervised validation micro mAP by epoch: " + " ".join(f"{100 * v:.1f}" for v in curve)
+        )
     t = r["targets"]
     lines.append(
         f"supervised − random-init probe: {r['gap_random_init']:+.1f} points "

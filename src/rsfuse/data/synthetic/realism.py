@@ -243,8 +243,8 @@ class Row:
         statistic: ``<kind>/<band>``, or ``pooled mean/<band>`` / ``pooled std/<band>``.
         world: world median (per-patch rows) or pooled value.
         world_p10, world_p90: 10th / 90th percentile of the world's per-patch values.
-        real_min, real_max: range over the real patches (per-patch rows).
-        real: the real patches' values, in patch order.
+        real_min, real_max: range over the real patches (pooled rows: their pooled value).
+        real: the real patches' values, in patch order (pooled rows: their pooled value).
         published: {dataset: value} (pooled rows).
         reference: what ``within`` was judged against: ``real`` or a published dataset.
         within: the world lies in the reference range.
@@ -270,6 +270,7 @@ def compare(
     real: Sequence[dict[str, float]],
     world_pooled: dict[str, tuple[float, float]],
     published: Sequence[str] = PUBLISHED,
+    real_pooled: dict[str, tuple[float, float]] | None = None,
 ) -> list[Row]:
     """The realism table: per-patch rows (world median vs the real range) and pooled rows
     (world vs published mean / std).
@@ -279,6 +280,8 @@ def compare(
         real: the same of the real patches.
         world_pooled: :func:`pooled_statistics` of the world's patches.
         published: names in :data:`rsfuse.bands.STATS`; the first one judges ``within``.
+        real_pooled: :func:`pooled_statistics` of the real patches, shown beside the pooled
+            rows for scale (``real``); it does not judge ``within``.
     """
     rows = []
     for key in world[0]:
@@ -302,10 +305,16 @@ def compare(
         ref = next(iter(pub_mean), "")
         ok_mean = bool(ref) and abs(mean - pub_mean[ref]) <= MEAN_TOLERANCE * pub_std[ref]
         ok_std = bool(ref) and 1 / STD_RATIO <= std / pub_std[ref] <= STD_RATIO
-        rows.append(Row(f"pooled mean/{band}", mean, published=pub_mean, reference=ref,
-                        within=ok_mean))  # fmt: skip
-        rows.append(Row(f"pooled std/{band}", std, published=pub_std, reference=ref,
-                        within=ok_std))  # fmt: skip
+        rp = (real_pooled or {}).get(band)
+        for kind, value, pub, ok, r in (
+            ("mean", mean, pub_mean, ok_mean, rp[0] if rp else None),
+            ("std", std, pub_std, ok_std, rp[1] if rp else None),
+        ):
+            rows.append(Row(
+                f"pooled {kind}/{band}", value,
+                real_min=math.nan if r is None else r, real_max=math.nan if r is None else r,
+                real=[] if r is None else [r], published=pub, reference=ref, within=ok,
+            ))  # fmt: skip
     return rows
 
 
@@ -325,6 +334,8 @@ def format_table(rows: Sequence[Row]) -> str:
     for r in rows:
         spread = f"{f(r.world_p10)} – {f(r.world_p90)}" if math.isfinite(r.world_p10) else ""
         real = f"{f(r.real_min)} – {f(r.real_max)}" if r.real else ""
+        if r.real and r.statistic.startswith("pooled"):  # the real patches' pooled value
+            real = f"({f(r.real[0])})"
         pub = " / ".join(f(v) for v in r.published.values())
         mark = "yes" if r.within else "NO"
         lines.append(
