@@ -17,9 +17,10 @@ Two parts, printed as tables and saved as JSON:
    :class:`~rsfuse.data.datamodules.BigEarthNetDataModule` (S1 + S2, standardised). Three
    scores of the test split, micro mAP (and macro) of 19-class multi-label classification:
 
-   * **supervised**: the demo's tiny ViT on early-fused S1 + S2 channels
-     (:class:`~rsfuse.tasks.classification.MultiLabelClassificationTask`, ``scratch``),
-     trained ``--epochs`` epochs with AdamW (the demo's budget);
+   * **supervised**: the demo's tiny ViT on early-fused S1 + S2 channels, built from the
+     demo's config :data:`CONFIG` (:func:`rsfuse.training.cli.build_run`), trained
+     ``--epochs`` epochs with AdamW (the validation score of every epoch is kept: the
+     learning curve shows whether the budget has levelled off);
    * **random-init linear probe**: a linear classifier on the frozen pooled features of the
      *same* ViT at its random initialisation (the weights the supervised run starts from);
    * **band-mean linear probe**: a linear classifier on the 14 per-band means of the
@@ -36,7 +37,7 @@ micro mAP; supervised − band-mean probe ≥ :data:`TARGET_MEAN_GAP` points.
 
 Run::
 
-    rsfuse benchmark world                       # default world, ~5 min on 2 CPU cores
+    rsfuse benchmark world      # default world: 11-27 min on a shared 2-core CPU VM (no GPU)
     python benchmarks/world.py --n 300 --epochs 2 --realism-n 40    # smoke run
 """
 
@@ -47,6 +48,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import tempfile
 import textwrap
 import time
@@ -57,17 +59,9 @@ from typing import Any
 
 import numpy as np
 
-#: The demo's ViT (timm, 36 tokens of 20 x 20 px, width 64, depth 3).
-BACKBONE = "vit_tiny_patch16_224"
-BACKBONE_KWARGS: dict[str, Any] = {
-    "img_size": 120,
-    "patch_size": 20,
-    "embed_dim": 64,
-    "depth": 3,
-    "num_heads": 4,
-    "class_token": False,
-    "global_pool": "avg",
-}
+#: The demo's classifier config: a timm ViT of 36 tokens of 20 x 20 px, width 64, depth 3,
+#: on early-fused S1 + S2 (``rsfuse configs demo``).
+CONFIG = "demo/classification"
 #: L2 weights tried for the linear probes (chosen on the validation split).
 PROBE_L2: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 TARGET_RANDOM_GAP = 20.0
@@ -293,12 +287,11 @@ def _validation_curve() -> Any:
 def learnability(data: Path, epochs: int, batch_size: int, lr: float, seed: int) -> dict[str, Any]:
     """Supervised tiny ViT, random-init linear probe and band-mean linear probe (see the
     module docstring) on the dataset in ``data``."""
-    import lightning as L
     import torch
     from torchmetrics.classification import MultilabelAveragePrecision
 
     from rsfuse.data.datamodules import BigEarthNetDataModule
-    from rsfuse.tasks.classification import MultiLabelClassificationTask
+    from rsfuse.training.cli import build_run
 
     dm = BigEarthNetDataModule(
         str(data), version="v2", modalities=("s1", "s2"), batch_size=batch_size,
@@ -307,11 +300,20 @@ def learnability(data: Path, epochs: int, batch_size: int, lr: float, seed: int)
     dm.setup("fit")
     dm.setup("test")
     sizes = {s: len(dm.datasets[s]) for s in ("train", "val", "test")}
-    L.seed_everything(seed, verbose=False)
-    task = MultiLabelClassificationTask(
-        modalities=("s1", "s2"), backbone=BACKBONE, backbone_kwargs=BACKBONE_KWARGS,
-        fusion="early", lr=lr, weight_decay=0.05, warmup_epochs=1,
-    )  # fmt: skip
+    # the demo's classifier config (demo/classification), built the way ``rsfuse fit`` does
+    logs = tempfile.mkdtemp(prefix="rsfuse-world-run-")  # the run's CSV log, removed after
+    try:
+        run = build_run(
+            [CONFIG],
+            [f"--data.init_args.root={data}", f"--data.init_args.batch_size={batch_size}",
+             f"--model.init_args.lr={lr}", f"--trainer.max_epochs={epochs}",
+             "--trainer.accelerator=cpu"],
+            run_dir=logs, datamodule=dm, seed=seed,
+        )  # fmt: skip
+    except BaseException:
+        shutil.rmtree(logs, ignore_errors=True)
+        raise
+    task = run.model
     out: dict[str, Any] = {"sizes": sizes}
 
     # probes on the random initialisation (before any training step)
@@ -337,14 +339,14 @@ def learnability(data: Path, epochs: int, batch_size: int, lr: float, seed: int)
     # recorded (the learning curve: has the budget levelled off?), the last epoch is tested
     task.train()
     curve = _validation_curve()
-    trainer = L.Trainer(
-        max_epochs=epochs, accelerator="cpu", devices=1, logger=False,
-        enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
-        num_sanity_val_steps=0, callbacks=[curve],
-    )  # fmt: skip
+    trainer = run.trainer
+    trainer.callbacks.append(curve)
     t0 = time.time()
-    trainer.fit(task, datamodule=dm)
-    m = trainer.test(task, datamodule=dm, verbose=False)[0]
+    try:
+        trainer.fit(task, datamodule=dm)
+        m = trainer.test(task, datamodule=dm, verbose=False)[0]
+    finally:
+        shutil.rmtree(logs, ignore_errors=True)
     out["supervised"] = {
         "mAP_micro": float(m["test/mAP_micro"]),
         "mAP_macro": float(m["test/mAP_macro"]),

@@ -31,6 +31,7 @@ from rsfuse.data.synthetic.bigearthnet import (
     write_bigearthnet_v1,
     write_bigearthnet_v2,
 )
+from rsfuse.data.synthetic.fields import smooth_fields
 from rsfuse.data.synthetic.scene import write_scene
 from rsfuse.data.synthetic.segmentation import (
     write_dfc2020,
@@ -47,7 +48,6 @@ from rsfuse.data.synthetic.world import (
     GeoInfo,
     Location,
     SyntheticWorld,
-    smooth_fields,
 )
 from rsfuse.errors import ConfigError
 

@@ -58,6 +58,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from rsfuse.data.synthetic.fields import smooth_fields
 from rsfuse.data.synthetic.materials import NUM_MATERIALS, M
 
 _MASK64 = (1 << 64) - 1
@@ -263,8 +264,6 @@ FINE_SCALES: dict[str, float] = {"f07": 0.7, "f15": 1.5, "f3": 3.0, "f6": 6.0}
 def fine_fields(rng: np.random.Generator, shape: tuple[int, int]) -> dict[str, np.ndarray]:
     """Unit-variance smooth noise fields [H, W] at the :data:`FINE_SCALES` (crowns, shrubs,
     pools, clearings), drawn from ``rng``."""
-    from rsfuse.data.synthetic.world import smooth_fields
-
     return {k: smooth_fields(rng, 1, shape, s)[0] for k, s in FINE_SCALES.items()}
 
 

@@ -83,6 +83,7 @@ from rsfuse.bands import BANDS, S1_ORDER, S2_L1C_ORDER, S2_L2A_ORDER
 from rsfuse.data.classes import DFC2020, DFC2020_REMAP, DW9
 from rsfuse.data.synthetic import acquisition as acq
 from rsfuse.data.synthetic import landscape
+from rsfuse.data.synthetic.fields import gauss_norm
 from rsfuse.data.synthetic.segmentation import BEN19_TO_DFC10, BEN19_TO_DW9
 from rsfuse.data.synthetic.world import (
     CLASS_FREQUENCY,
@@ -90,7 +91,6 @@ from rsfuse.data.synthetic.world import (
     NUM_CLASSES,
     SEASONS,
     SyntheticWorld,
-    gauss_norm,
 )
 from rsfuse.errors import ConfigError
 from rsfuse.io.atomic import write_atomic

@@ -55,8 +55,9 @@ from rsfuse.data.noldo import (
     physical_to_uint8,
 )
 from rsfuse.data.ssl4eo import V10_DIRS, V11_DIRS, V11_S2_OFFSET, file_band_name
+from rsfuse.data.synthetic.fields import smooth_fields
 from rsfuse.data.synthetic.noisy_labels import dynamic_world_noise
-from rsfuse.data.synthetic.world import Location, SyntheticWorld, smooth_fields
+from rsfuse.data.synthetic.world import Location, SyntheticWorld
 from rsfuse.errors import ConfigError
 from rsfuse.io.atomic import write_atomic
 from rsfuse.io.geotiff import write_geotiff
