@@ -50,6 +50,9 @@ benchmarks (print a table and save JSON; see `rsfuse benchmark NAME --help`):
   train  training throughput of every method (samples/s, step time, peak memory, MFU on a
          GPU) through rsfuse with the real data path, against the same model and batch in a
          bare PyTorch loop; tiny sizes on a CPU
+  world  realism of the synthetic world (statistics beside six real BigEarthNet patches and
+         the published ones) and learnability (supervised tiny ViT vs linear probes on a
+         random-init ViT and on per-band means)
 """
 
 #: ``rsfuse experiment NAME`` → module under ``rsfuse.experiments``.
@@ -67,6 +70,7 @@ BENCHMARK_MODULES: dict[str, str] = {
     "data": "data_throughput",
     "scene": "scene_inference",
     "train": "train_throughput",
+    "world": "world",
 }
 
 OVERVIEW = f"""\

@@ -26,6 +26,9 @@ from rsfuse.data.synthetic import (
     v2_patch_id,
     write_bigearthnet_v1,
 )
+from rsfuse.data.synthetic import acquisition as acq
+from rsfuse.data.synthetic import world as world_module
+from rsfuse.data.synthetic.landscape import RECIPES
 from rsfuse.errors import ConfigError
 
 SEED = 7
@@ -102,7 +105,8 @@ def test_labels_match_land_cover(locations: list) -> None:
         frac = counts[list(loc.labels)] / loc.land_cover.size
         assert (frac >= LABEL_MIN_FRACTION).all(), (loc.index, frac)
     n_labels = [len(loc.labels) for loc in locations]
-    assert min(n_labels) >= 1 and max(n_labels) <= 4 and 1.8 < np.mean(n_labels) < 3.0
+    # BigEarthNet-19 has 2.85 labels per patch; small (60 px) patches lose a few more classes
+    assert min(n_labels) >= 1 and max(n_labels) <= 5 and 2.2 < np.mean(n_labels) < 3.2
 
 
 def test_class_imbalance(locations: list) -> None:
@@ -115,28 +119,43 @@ def test_class_imbalance(locations: list) -> None:
 
 
 def test_pair_tables(world: SyntheticWorld) -> None:
-    s2, s1 = world.s2_spectra, world.s1_means  # [4, 19, 13], [4, 19, 2]
+    """SAR-only pairs share their optical recipe and differ in radar; optical-only pairs
+    share their radar means and differ in their optical recipe."""
+    s1 = world.s1_means  # [4, 19, 2]
     for a, b in SAR_ONLY_PAIRS:
-        rel = np.abs(s2[:, a] - s2[:, b]) / s2[:, a]
-        assert rel.max() < 0.01, (a, b)
-        np.testing.assert_allclose(world.s2_variation[:, a], world.s2_variation[:, b])
-        assert np.abs(s1[:, a] - s1[:, b]).max(axis=-1).min() >= 2.0, (a, b)  # dB, each season
+        assert RECIPES[a] is RECIPES[b], (a, b)
+        assert np.abs(s1[:, a] - s1[:, b]).max(axis=-1).min() >= 3.0, (a, b)  # dB, each season
     for a, b in OPTICAL_ONLY_PAIRS:
         np.testing.assert_allclose(s1[:, a], s1[:, b], atol=1e-6)
-        assert world.s1_texture[a] == world.s1_texture[b]
-        dist = np.linalg.norm(s2[:, a] - s2[:, b], axis=-1) / np.linalg.norm(s2[:, a], axis=-1)
-        assert dist.min() > 0.08, (a, b, dist)
+        np.testing.assert_array_equal(world.s1_slope[a], world.s1_slope[b])
+        assert RECIPES[a] is not RECIPES[b], (a, b)
+
+
+def _pure(world: SyntheticWorld, rng: np.random.Generator, c: int, season: int,
+          size: int = 48) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """S2 [13, size, size] and S1 [2, size, size] of a patch of class ``c`` only."""
+    lc = np.full((size, size), c)
+    key, fields = world.structure(rng, lc.shape)
+    s2_acq, s1_acq = acq.draw_s2(rng, 50.0, season), acq.draw_s1(rng)
+    return world.render(lc, season, key, fields, s2_acq, s1_acq, rng, rng)
 
 
 def test_seasonal_physics(world: SyntheticWorld) -> None:
-    s2 = world.s2_spectra  # [4, 19, 13]
+    rng = np.random.default_rng(0)
     b04, b08, b11 = (S2_L1C_ORDER.index(b) for b in ("B04", "B08", "B11"))
-    broad, water, urban = 8, 17, 0
     winter, summer = 0, 2
-    assert s2[summer, broad, b08] > 1.5 * s2[winter, broad, b08]  # leaves out in summer
-    assert s2[summer, broad, b08] > 4 * s2[summer, broad, b04]  # red edge
-    assert s2[summer, water, b08] < 400 and s2[summer, water, b11] < 200  # water dark
-    assert world.s1_means[:, water, 0].max() < world.s1_means[:, urban, 0].min() - 10
+
+    def mean(c: int, season: int) -> np.ndarray:
+        return np.mean([_pure(world, rng, c, season)[0].mean((1, 2)) for _ in range(6)], 0)
+
+    broad_w, broad_s = mean(8, winter), mean(8, summer)
+    assert broad_s[b08] > 1.4 * broad_w[b08]  # leaves out in summer
+    assert broad_s[b08] > 4 * broad_s[b04]  # red edge
+    water = mean(17, summer)
+    assert water[b08] < 400 and water[b11] < 200  # water dark
+    conifer_w, conifer_s = mean(9, winter), mean(9, summer)
+    assert conifer_s[b08] < 1.3 * conifer_w[b08]  # evergreen
+    assert world.s1_means[:, 17, 0].max() < world.s1_means[:, 0, 0].min() - 10
 
 
 def _ncm_accuracy(x: np.ndarray, y: np.ndarray) -> float:
@@ -151,30 +170,67 @@ def _ncm_accuracy(x: np.ndarray, y: np.ndarray) -> float:
     return float((pred == y[te]).mean())
 
 
+def _gradient(x: np.ndarray) -> float:
+    """Mean absolute neighbour difference of an image, relative to its mean level."""
+    d = np.abs(np.diff(x, axis=0)).mean() + np.abs(np.diff(x, axis=1)).mean()
+    return float(d / (np.abs(x).mean() + 1e-6))
+
+
+def _features(s2: np.ndarray, s1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-patch features of each sensor: means, spreads and a texture measure."""
+    f2 = np.concatenate([np.log1p(s2.mean((1, 2))), np.log1p(s2.std((1, 2))),
+                         [_gradient(s2[i]) for i in (3, 7, 11)]])  # fmt: skip
+    lin = 10 ** (s1 / 10)
+    f1 = np.concatenate([s1.mean((1, 2)), s1.std((1, 2)), [_gradient(lin[0]), _gradient(lin[1])]])
+    return f2, f1
+
+
 @pytest.mark.parametrize(
     ("pairs", "separating"), [(SAR_ONLY_PAIRS, "s1"), (OPTICAL_ONLY_PAIRS, "s2")]
 )
 def test_fusion_matters(world: SyntheticWorld, pairs: tuple, separating: str) -> None:
-    """Pure patches of a pair: only the separating sensor tells the two classes apart."""
+    """Pure patches of a pair: only the separating sensor tells the two classes apart, even
+    with texture features; the other sensor's statistics are the same for both."""
     rng = np.random.default_rng(0)
     for a, b in pairs:
-        feats: dict[str, list] = {"s1": [], "s2": []}
+        feats: dict[str, list] = {"s2": [], "s1": []}
         y = []
         for i in range(80):
             c = (a, b)[i % 2]
-            lc = np.full((24, 24), c, np.int64)
-            # S1 is told apart in any season; S2 compared within one season (winter)
-            season = int(rng.integers(4)) if separating == "s1" else 0
-            feats["s2"].append(np.log1p(world.s2(rng, lc, season).mean(axis=(1, 2))))
-            feats["s1"].append(world.s1(rng, lc, season).mean(axis=(1, 2)))
+            # S1 is told apart in any season; S2 compared in summer (leaf-on)
+            season = int(rng.integers(4)) if separating == "s1" else 2
+            f2, f1 = _features(*_pure(world, rng, c, season))
+            feats["s2"].append(f2)
+            feats["s1"].append(f1)
             y.append(c)
         acc = {k: _ncm_accuracy(np.array(v), np.array(y)) for k, v in feats.items()}
         other = "s2" if separating == "s1" else "s1"
-        assert acc[separating] >= 0.95, (a, b, acc)
-        assert acc[other] <= 0.75, (a, b, acc)
+        assert acc[separating] >= 0.75, (a, b, acc)
+        assert acc[other] <= 0.65, (a, b, acc)
 
 
-def test_clouds_change_s2_not_s1(world: SyntheticWorld, locations: list) -> None:
+def test_classes_overlap_pixel_by_pixel(world: SyntheticWorld) -> None:
+    """Arable land and pastures in summer: single pixels are often indistinguishable (a green
+    crop is grass), the arrangement of a patch is not (parcels of different crops)."""
+    rng = np.random.default_rng(1)
+    pixels, pixel_y, texture, y = [], [], [], []
+    for i in range(60):
+        c = (2, 4)[i % 2]
+        s2, _ = _pure(world, rng, c, 2)
+        px = np.log1p(s2.reshape(13, -1).T)
+        pixels.append(px[np.random.default_rng(i).choice(len(px), 40, replace=False)])
+        pixel_y += [c] * 40
+        ndvi = (s2[7] - s2[3]) / (s2[7] + s2[3] + 1e-6)
+        texture.append([ndvi.std(), _gradient(s2[3]), _gradient(s2[11])])
+        y.append(c)
+    by_pixel = _ncm_accuracy(np.concatenate(pixels), np.array(pixel_y))
+    by_texture = _ncm_accuracy(np.array(texture), np.array(y))
+    assert by_pixel < 0.8 and by_texture >= 0.8 and by_texture > by_pixel + 0.1
+
+
+def test_clouds_change_s2_not_s1(
+    world: SyntheticWorld, locations: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cloudy = [loc for loc in locations if loc.has_cloud]
     assert 0.04 <= len(cloudy) / len(locations) <= 0.2
     loc = cloudy[0]
@@ -184,9 +240,12 @@ def test_clouds_change_s2_not_s1(world: SyntheticWorld, locations: list) -> None
     assert (loc.s2[1][thick] > loc.s2_clear[1][thick] + 1000).all()  # blue brightens
     if loc.shadow.any():
         assert (loc.s2[:, loc.shadow] <= loc.s2_clear[:, loc.shadow]).all()
-    # S1 is exactly what the season's S1 stream gives without any cloud
-    st = world.season_streams(loc.index, loc.season)
-    np.testing.assert_array_equal(loc.s1, world.s1(st["s1"], loc.land_cover, loc.season))
+    # without clouds the same location has exactly the same S1 and the clear S2
+    monkeypatch.setattr(world_module, "CLOUDY_PROBABILITY", 0.0)
+    again = world.location(loc.index, size=60)
+    assert not again.has_cloud
+    np.testing.assert_array_equal(again.s1, loc.s1)
+    np.testing.assert_array_equal(again.s2_clear, loc.s2_clear)
     # and applying clouds never touches an S1 input
     opacity, shadow = world.clouds(np.random.default_rng(1), 60)
     assert opacity.dtype == np.float32 and opacity.min() >= 0 and opacity.max() <= 1
@@ -195,40 +254,20 @@ def test_clouds_change_s2_not_s1(world: SyntheticWorld, locations: list) -> None
     np.testing.assert_array_equal(clear.s2, clear.s2_clear)
 
 
-def test_snow_is_rare_and_wintry(locations: list) -> None:
+def test_snow_is_wintry_at_bigearthnet_rate(locations: list) -> None:
     snowy = [loc for loc in locations if loc.has_snow]
-    assert len(snowy) / len(locations) <= 0.08
+    assert 0.05 <= len(snowy) / len(locations) <= 0.16  # BigEarthNet: 10.5 %
     assert all(loc.season == 0 for loc in snowy)
 
 
-def test_learnability(locations: list) -> None:
-    """Per-patch means beat the label-frequency baseline (dominant class, multi-label F1)."""
-    s2 = np.array([np.log1p(loc.s2.reshape(13, -1).mean(1)) for loc in locations])
-    s1 = np.array([loc.s1.reshape(2, -1).mean(1) for loc in locations])
-    x = np.concatenate([s2, s1], axis=1)  # [N, 15]
-    dominant = np.array([np.bincount(loc.land_cover.ravel()).argmax() for loc in locations])
-    perm = np.random.default_rng(0).permutation(len(x))
-    te = perm[len(x) // 2 :]
-    baseline = float((dominant[te] == np.bincount(dominant[perm[: len(x) // 2]]).argmax()).mean())
-    acc = _ncm_accuracy(x, dominant)
-    assert acc > baseline + 0.15, (acc, baseline)
-
-    # multi-label logistic regression (numpy gradient descent) vs predicting frequent labels
-    y = np.zeros((len(locations), len(BEN19)))
-    for i, loc in enumerate(locations):
-        y[i, list(loc.labels)] = 1
-    xs = (x - x[::2].mean(0)) / x[::2].std(0)
-    xb = np.concatenate([xs, np.ones((len(xs), 1))], axis=1)
-    w = np.zeros((xb.shape[1], len(BEN19)))
-    for _ in range(400):
-        p = 1 / (1 + np.exp(-xb[::2] @ w))
-        w -= 0.5 * xb[::2].T @ (p - y[::2]) / len(xb[::2])
-    pred = (xb[1::2] @ w) > 0
-    truth = y[1::2] > 0
-    f1 = 2 * (pred & truth).sum() / (pred.sum() + truth.sum())
-    freq_pred = np.broadcast_to(y[::2].mean(0) > 0.5, truth.shape)
-    f1_base = 2 * (freq_pred & truth).sum() / (freq_pred.sum() + truth.sum())
-    assert f1 > f1_base + 0.2, (f1, f1_base)
+def test_acquisitions_vary_between_seasons(world: SyntheticWorld) -> None:
+    """The same place in two seasons: another sun, haze, incidence angle and orbit."""
+    locs = [world.location(2, size=48, season=s) for s in range(4)]
+    assert len({loc.s1_acquisition.incidence for loc in locs}) == 4
+    elevations = [loc.s2_acquisition.sun_elevation for loc in locs]
+    assert elevations[0] < elevations[2]  # low winter sun
+    shifts = {world.location(i, size=24).s1_acquisition.shift for i in range(40)}
+    assert (0, 0) in shifts and len(shifts) > 2  # small S1 / S2 misregistration
 
 
 # ---------------------------------------------------------------------------------------

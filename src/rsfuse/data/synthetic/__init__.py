@@ -4,11 +4,16 @@
 >>> synthesize("bigearthnet-v2", "data/ben-v2", n=1000, seed=0, workers=2)  # doctest: +SKIP
 
 See :mod:`rsfuse.data.synthetic.world` for what the world holds (and which classes only SAR
-or only optical data can tell apart) and :mod:`rsfuse.data.synthetic.bigearthnet` for the
-BigEarthNet v1 / v2 writers, :mod:`rsfuse.data.synthetic.segmentation` for SSL4EO-S12,
-NoLDO-S12 and DFC2020, :mod:`rsfuse.data.synthetic.scene` for whole scenes (large
-co-registered S1 + S2 GeoTIFFs with reference maps), and
-:mod:`rsfuse.data.synthetic.noisy_labels` for the Dynamic-World-like label noise.
+or only optical data can tell apart), :mod:`rsfuse.data.synthetic.landscape` for what each
+class looks like inside, :mod:`rsfuse.data.synthetic.materials` and
+:mod:`rsfuse.data.synthetic.acquisition` for spectra and acquisition effects,
+:mod:`rsfuse.data.synthetic.realism` and :mod:`rsfuse.data.synthetic.examples` for the
+comparison with six real BigEarthNet patches (``docs/world.md``),
+:mod:`rsfuse.data.synthetic.bigearthnet` for the BigEarthNet v1 / v2 writers,
+:mod:`rsfuse.data.synthetic.segmentation` for SSL4EO-S12, NoLDO-S12 and DFC2020,
+:mod:`rsfuse.data.synthetic.scene` for whole scenes (large co-registered S1 + S2 GeoTIFFs
+with reference maps), and :mod:`rsfuse.data.synthetic.noisy_labels` for the
+Dynamic-World-like label noise.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from rsfuse.data.synthetic.bigearthnet import (
     write_bigearthnet_v1,
     write_bigearthnet_v2,
 )
+from rsfuse.data.synthetic.fields import smooth_fields
 from rsfuse.data.synthetic.scene import write_scene
 from rsfuse.data.synthetic.segmentation import (
     write_dfc2020,
@@ -42,7 +48,6 @@ from rsfuse.data.synthetic.world import (
     GeoInfo,
     Location,
     SyntheticWorld,
-    smooth_fields,
 )
 from rsfuse.errors import ConfigError
 

@@ -29,7 +29,7 @@ import numpy as np
 from scipy import ndimage
 
 from rsfuse.data.classes import DW9
-from rsfuse.data.synthetic.world import smooth_fields
+from rsfuse.data.synthetic.fields import smooth_fields
 
 #: DW class index → the class it is most often confused with.
 CONFUSABLE: dict[int, int] = {

@@ -38,11 +38,15 @@ How a scene is made
       > 0.05; shadows are the clouds shifted by 20–60 px (the same field read at shifted
       coordinates, so also seamless) where there is no cloud.
     * Per block (768 x 768 px; a multiple of the 256 px tiles and of the 6 px 60 m pixels),
-      S2 and S1 come from :meth:`SyntheticWorld.s2` / :meth:`SyntheticWorld.s1` of the world
-      ``seed`` (per-class spectra and backscatter of ``season``, fine texture, noise,
-      speckle) with generators seeded by ``(seed, i, season, block row, block col)``. Fine
-      texture is drawn per block (σ ≤ 5 px), so the only per-block randomness is at the
-      pixel scale. No snow is generated (the DW class Snow & Ice never occurs).
+      S2 and S1 come from :meth:`SyntheticWorld.render` of the world ``seed``: the class
+      recipes of :mod:`.landscape` (parcels, street grids, forest stands, … at the block's
+      global pixel coordinates, so they continue across blocks), one S2 and one S1
+      acquisition for the whole scene (gain, haze, sun, incidence, orbit; no S1/S2
+      misregistration), terrain, noise and speckle. Pixel-scale textures (σ ≤ 6 px), noise
+      and speckle come from generators seeded by ``(seed, i, season, block row, block col)``,
+      so the only per-block randomness is at the pixel scale (and the water's turbidity
+      gradient is measured within a block). No snow is generated (the DW class Snow & Ice
+      never occurs).
     * L2A is the L1C values without ``B10`` (no atmospheric correction is simulated).
 
 Random streams: land cover grids from ``world.streams(i)["land_cover"]``, clouds from
@@ -78,6 +82,9 @@ from scipy import ndimage
 from rsfuse.bands import BANDS, S1_ORDER, S2_L1C_ORDER, S2_L2A_ORDER
 from rsfuse.data.classes import DFC2020, DFC2020_REMAP, DW9
 from rsfuse.data.palettes import colour_table
+from rsfuse.data.synthetic import acquisition as acq
+from rsfuse.data.synthetic import landscape
+from rsfuse.data.synthetic.fields import gauss_norm
 from rsfuse.data.synthetic.segmentation import BEN19_TO_DFC10, BEN19_TO_DW9
 from rsfuse.data.synthetic.world import (
     CLASS_FREQUENCY,
@@ -85,7 +92,6 @@ from rsfuse.data.synthetic.world import (
     NUM_CLASSES,
     SEASONS,
     SyntheticWorld,
-    gauss_norm,
 )
 from rsfuse.errors import ConfigError
 from rsfuse.io.atomic import write_atomic
@@ -206,6 +212,9 @@ class _Plan:
     clouds: tuple[_Grid, ...]  # empty when cloud_cover == 0
     cloud_threshold: float
     shadow_shift: tuple[int, int]
+    key: int  # structure key of the scene (parcels, grids, terrain)
+    s2_acquisition: acq.S2Acquisition
+    s1_acquisition: acq.S1Acquisition
 
     def land_cover(self, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
         """19-class land cover at rows ``ys`` [h], columns ``xs`` [w]: int64 [h, w]."""
@@ -290,10 +299,15 @@ def _plan(
             int(v) for v in crng.integers(*_SHADOW_SHIFT, 2) * crng.choice([-1, 1], 2)
         )
     smooth = _smooth_scores(size, zones, large, mid, group, bias.astype(np.float32))
+    key = int(world.streams(index)["structure"].integers(1 << 62))
+    ss = world.season_streams(index, season)
+    s1_acq = dataclasses.replace(acq.draw_s1(ss["s1"]), shift=(0, 0))
     plan = _Plan(
         seed=world.seed, index=index, size=size, season=season, bands=bands,
         per_band=per_band, smooth=smooth, fine=fine, fine_mix=mix.astype(np.float32),
-        clouds=clouds, cloud_threshold=threshold, shadow_shift=shift,
+        clouds=clouds, cloud_threshold=threshold, shadow_shift=shift, key=key,
+        s2_acquisition=acq.draw_s2(ss["s2"], world.geo(index, season).latitude, season),
+        s1_acquisition=s1_acq,
     )  # fmt: skip
     if clouds:
         step = max(1, size // 512)
@@ -329,9 +343,19 @@ def _block(plan: _Plan, y0: int, x0: int, h: int, w: int) -> dict[str, Any]:
     ys, xs = np.arange(y0, y0 + h), np.arange(x0, x0 + w)
     lc = plan.land_cover(ys, xs)  # [h, w]
     key = [plan.seed, plan.index, plan.season, 0x5CE7E, y0 // BLOCK, x0 // BLOCK]
-    r2, r1 = np.random.default_rng(key).spawn(2)
-    s1 = world.s1(r1, lc, plan.season)  # [2, h, w]
-    s2 = world.s2(r2, lc, plan.season)  # [13, h, w]
+    r2, r1, rf = np.random.default_rng(key).spawn(3)
+    fields = landscape.fine_fields(rf, (h, w))
+    s2, s1 = world.render(
+        lc,
+        plan.season,
+        plan.key,
+        fields,
+        plan.s2_acquisition,
+        plan.s1_acquisition,
+        r2,
+        r1,
+        origin=(y0, x0),
+    )  # [13, h, w], [2, h, w]
     mask = np.zeros((h, w), np.uint8)
     if plan.clouds:
         opacity = plan.opacity(ys, xs)  # [h, w]

@@ -55,8 +55,9 @@ from rsfuse.data.noldo import (
     physical_to_uint8,
 )
 from rsfuse.data.ssl4eo import V10_DIRS, V11_DIRS, V11_S2_OFFSET, file_band_name
+from rsfuse.data.synthetic.fields import smooth_fields
 from rsfuse.data.synthetic.noisy_labels import dynamic_world_noise
-from rsfuse.data.synthetic.world import Location, SyntheticWorld, smooth_fields
+from rsfuse.data.synthetic.world import Location, SyntheticWorld
 from rsfuse.errors import ConfigError
 from rsfuse.io.atomic import write_atomic
 from rsfuse.io.geotiff import write_geotiff
@@ -421,7 +422,9 @@ def write_ssl4eo_s12_zarr(
             "crs": (np.array([r["crs"] for r in locs], dtype=np.int64), ["sample"]),
         }  # fmt: skip
         s2 = np.stack([r["s2"] for r in locs])  # [S, 4, 13, H, W]
-        s2 = np.clip(np.rint(s2 + V11_S2_OFFSET), 0, 32767).astype(np.int16)
+        # round the reflectance first: DN + 1000 in float32 can land on .5 and round the
+        # other way than the DN itself
+        s2 = np.clip(np.rint(s2) + V11_S2_OFFSET, 0, 32767).astype(np.int16)
         cloud = (np.stack([r["cloud"] for r in locs]), ["sample", "time", "y", "x"])
         dims = ["sample", "time", "band", "y", "x"]
         _write_zarr_zip(base / V11_DIRS["s1"] / name, {

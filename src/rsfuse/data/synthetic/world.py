@@ -1,4 +1,6 @@
-"""The synthetic Sentinel world: procedurally generated, learnable, paired S1/S2 locations.
+"""The synthetic Sentinel world: procedurally generated, paired S1/S2 locations in which class
+identity lives where it lives in real imagery — in spatial structure and context, not in a
+per-class spectrum.
 
 Nobody here can download BigEarthNet or SSL4EO-S12, so rsfuse generates its own data. The
 world is built from a seed and is a pure function of ``(seed, index)``: every random draw for
@@ -7,21 +9,28 @@ location ``index`` comes from ``np.random.default_rng([seed, index])`` (through
 parallel workers and reruns produce identical pixels and bytes.
 
 What a location holds
-    * a land-cover map (19 BigEarthNet classes, :data:`rsfuse.data.classes.BEN19`) drawn as the
-      argmax of a few smooth random fields, 1–4 classes per patch, with BigEarthNet-like class
-      imbalance (forests, arable land and pastures common; beaches and coastal wetlands rare)
-      and co-occurrence (coastal classes go together, urban with agriculture, …). Every class
-      in the map covers at least :data:`LABEL_MIN_FRACTION` of the pixels, so the multi-label
-      target is exactly the set of classes in the map;
-    * Sentinel-2 reflectance x 10000 for the 13 L1C bands (:data:`rsfuse.bands.S2_L1C_ORDER`) on
-      the 10 m grid: per-class spectrum of the season + a smooth greenness variation + a smooth
-      brightness texture + sensor noise. Vegetation follows a phenology (red edge and NIR up in
-      summer, down in winter), water is dark in NIR/SWIR, urban flat and bright, sand bright;
-    * Sentinel-1 VV, VH backscatter in dB: per-class mean (linear power) x a smooth texture x
-      multiplicative Gamma speckle with :data:`SPECKLE_LOOKS` looks (mean 1);
+    * a land-cover map (19 BigEarthNet classes, :data:`rsfuse.data.classes.BEN19`), 1–5
+      classes per patch (2.8 on average, as in BigEarthNet) with BigEarthNet-like class
+      imbalance and co-occurrence. Region geometry follows the land: managed land (urban,
+      agriculture) in straight-edged blocks, natural land in irregular patches, rivers as
+      meandering lines, lakes as blobs, coastlines with beaches and coastal wetlands as
+      strips along the shore. Every class in the map covers at least
+      :data:`LABEL_MIN_FRACTION` of the pixels, so the multi-label target is exactly the set
+      of classes in the map;
+    * inside each class, an arrangement of surface materials (:mod:`.landscape`): field
+      parcels whose crops follow a calendar, street grids, forest crowns and clearings,
+      vine rows, pools, tidal channels … Pixels are linear mixtures of materials
+      (:mod:`.materials`) whose spectra vary per location (soil, vigour, turbidity), so
+      classes overlap pixel by pixel;
+    * Sentinel-2 surface reflectance x 10000 for the 13 bands (:data:`rsfuse.bands.S2_L1C_ORDER`;
+      calibrated to BigEarthNet's L2A values) on the 10 m grid, with per-acquisition gain and
+      haze, terrain shading and sensor noise (:mod:`.acquisition`, Eq. 1);
+    * Sentinel-1 VV, VH backscatter in dB: class means with the incidence angle, orbit
+      direction, terrain, moisture, structure within the class, spatially correlated Gamma
+      speckle and a small S1/S2 misregistration (:mod:`.acquisition`, Eq. 2);
     * clouds (smooth opacity blobs) and their shadows over S2 only (about
-      :data:`CLOUDY_PROBABILITY` of the locations), and rare seasonal snow in winter (about 3 %
-      of the locations); S1 is never changed by either;
+      :data:`CLOUDY_PROBABILITY` of the locations), and seasonal snow in winter (about
+      10 % of all locations, as in BigEarthNet); S1 is never changed by either;
     * geo information: a Sentinel-2 tile with its UTM zone (EPSG:326xx), the patch's row and
       column in the tile's 120 px patch grid, the 10 m transform origin, and the acquisition
       times of the S2 and S1 products of that tile and season.
@@ -40,30 +49,36 @@ constant            pairs                                                       
                     Beaches, dunes, sands
 =================== ============================================================ ===========
 
-A SAR-only pair shares every S2 parameter (spectra in all seasons, greenness variation,
-texture), so the two classes have identical optical statistics, while its S1 means differ by
-several dB. An optical-only pair shares every S1 parameter (means in all seasons, texture),
-while its spectra differ. Per-class tables are drawn once from the world seed (a small
-perturbation of the designed values, the same for both members of a pair).
+The members of a SAR-only pair share their optical recipe (materials and structure), so
+their optical statistics are identical, while their S1 means differ by several dB. The
+members of an optical-only pair share their S1 means and radar texture, while their optical
+recipes differ (canopy, parcel size, sand). Per-class radar means carry a small perturbation
+drawn once from the world seed, the same for both members of a pair.
 
-Generating one 120 x 120 location takes a few milliseconds: smooth fields are Gaussian-filtered
-noise on a coarse grid, linearly upsampled, and all per-pixel work is vectorised table
-look-ups.
+Generating one 120 x 120 location takes a few milliseconds: structures are hashed lattices
+(parcels, grids) and Gaussian-filtered noise, and the spectra one small matrix product.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
 from rasterio.transform import Affine
-from scipy import ndimage
 
 from rsfuse.bands import S2_L1C_ORDER
 from rsfuse.data.classes import BEN19
+from rsfuse.data.synthetic import acquisition as acq
+from rsfuse.data.synthetic import landscape
+from rsfuse.data.synthetic.fields import smooth_fields
+from rsfuse.data.synthetic.materials import (
+    NUM_MATERIALS,
+    SPECTRA_ARRAY,
+    location_spectra,
+    world_perturbation,
+)
 from rsfuse.errors import ConfigError
 
 SEASONS: tuple[str, ...] = ("winter", "spring", "summer", "autumn")
@@ -72,14 +87,16 @@ NUM_S2_BANDS = len(S2_L1C_ORDER)
 
 #: Every class present in a land-cover map covers at least this fraction of the pixels.
 LABEL_MIN_FRACTION = 0.02
-#: Probability that a location (in a given season) is cloudy.
+#: Probability that a location (in a given season) is cloudy (a design choice, so that S1
+#: matters: BigEarthNet itself flags only 1.6 % of its patches).
 CLOUDY_PROBABILITY = 0.10
-#: Probability of seasonal snow for a winter location (so ≈ 3 % of all locations).
-SNOW_PROBABILITY_WINTER = 0.12
+#: Probability of seasonal snow for a winter location: 0.42 / 4 = 10.5 % of all locations,
+#: BigEarthNet v1's share (61,707 of 590,326 patches are listed with seasonal snow).
+SNOW_PROBABILITY_WINTER = 0.42
 #: A location has clouds (or snow) when at least this fraction of pixels is affected.
 FLAG_MIN_FRACTION = 0.01
 #: Equivalent number of looks of the S1 speckle (Gamma shape; mean 1).
-SPECKLE_LOOKS = 4.0
+SPECKLE_LOOKS = acq.LOOKS
 
 SAR_ONLY_PAIRS: tuple[tuple[int, int], ...] = ((0, 1), (4, 11), (17, 18))
 OPTICAL_ONLY_PAIRS: tuple[tuple[int, int], ...] = ((8, 9), (2, 5), (12, 14))
@@ -96,23 +113,19 @@ CLASS_GROUP: tuple[str, ...] = (
     "forest", "natural", "natural", "forest", "coast", "natural", "coast", "water", "coast",
 )  # fmt: skip
 _GROUP_AFFINITY = 4.0
-#: Probability of 1, 2, 3, 4 classes drawn for a patch (small ones may then vanish).
-NUM_CLASSES_P: tuple[float, ...] = (0.2, 0.35, 0.3, 0.15)
+#: Probability of 1 … 5 classes drawn for a patch (small ones may then vanish): on average
+#: 2.8 labels per patch, as in BigEarthNet-19 (the label counts of :data:`CLASS_FREQUENCY`
+#: over 590,326 patches: 2.85).
+NUM_CLASSES_P: tuple[float, ...] = (0.08, 0.22, 0.30, 0.23, 0.17)
 
-# ---------------------------------------------------------------------------------------
-# Spectral endmembers, reflectance x 10000 in S2_L1C_ORDER:
-#   B01   B02   B03   B04   B05   B06   B07   B08   B8A   B09  B10   B11   B12
-ENDMEMBERS: dict[str, tuple[float, ...]] = {
-    "broad": (250, 300, 550, 300, 900, 2700, 3400, 3600, 3700, 3300, 15, 1900, 850),
-    "conifer": (200, 220, 400, 220, 600, 1500, 1900, 2050, 2150, 1900, 12, 1050, 480),
-    "grass": (300, 350, 700, 400, 1100, 2600, 3100, 3300, 3400, 3000, 15, 2300, 1200),
-    "shrub": (260, 330, 520, 480, 850, 1500, 1800, 1950, 2050, 1800, 12, 2000, 1250),
-    "dry": (420, 550, 800, 1000, 1300, 1700, 1900, 2100, 2200, 2000, 15, 2900, 2100),
-    "soil": (650, 800, 1100, 1400, 1600, 1800, 1950, 2100, 2200, 2000, 15, 3000, 2500),
-    "water": (320, 450, 550, 350, 280, 200, 180, 150, 140, 110, 8, 80, 50),
-    "urban": (1000, 1100, 1200, 1300, 1400, 1500, 1600, 1700, 1750, 1600, 15, 2000, 1800),
-    "sand": (1300, 1600, 2000, 2400, 2700, 2900, 3000, 3100, 3200, 2900, 20, 3700, 3100),
-}
+#: Region geometry: managed land comes in straight-edged blocks (coarse parcels).
+MANAGED_CLASSES: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 7)
+WATER_CLASSES: tuple[int, ...] = (17, 18)
+#: Classes drawn as a strip along a coastline when the patch has one.
+SHORE_CLASSES: tuple[int, ...] = (14, 16)
+#: Water shapes (river, lake, shore) and their probabilities for inland and marine water.
+WATER_SHAPES: dict[int, tuple[float, float, float]] = {17: (0.45, 0.4, 0.15), 18: (0.1, 0.2, 0.7)}
+
 #: Fresh snow: very bright in the visible, dark in SWIR.
 SNOW_SPECTRUM = np.array(
     (7800, 8200, 8300, 8200, 8000, 7800, 7600, 7400, 7300, 6000, 40, 900, 700), np.float32
@@ -123,84 +136,37 @@ CLOUD_SPECTRUM = np.array(
 )
 #: Cloud shadows multiply every band by this factor.
 SHADOW_FACTOR = 0.45
-#: Global illumination per season (low winter sun).
-SEASON_ILLUMINATION: tuple[float, ...] = (0.88, 0.97, 1.0, 0.94)
-
-for _name, _v in ENDMEMBERS.items():
-    assert len(_v) == NUM_S2_BANDS, _name
-
-
-@dataclass(frozen=True)
-class _Optical:
-    """Designed optical behaviour of a class: green cover over a background, per season."""
-
-    green: dict[str, float]  # endmember mixture of the green vegetation
-    cover: tuple[float, float, float, float]  # green cover fraction per season
-    background: dict[str, float]  # endmember mixture of what is not green
-    variation: float  # std of the per-pixel green cover (smooth field)
-    texture: float  # relative std of the per-pixel brightness (smooth field)
 
 
 @dataclass(frozen=True)
 class _Radar:
-    """Designed radar behaviour of a class (dB; means of the linear power)."""
+    """Designed radar behaviour of a class: mean VV, VH (dB) at 38° incidence, dB added per
+    season, and the incidence slope (dB per degree, VV and VH)."""
 
     vv: float
     vh: float
-    season: tuple[float, float, float, float]  # dB added to VV and VH per season
-    texture: float  # std in dB of the smooth per-pixel backscatter texture
+    season: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    slope: tuple[float, float] = (-0.12, -0.08)
 
 
-_OPTICAL: dict[int, _Optical] = {
-    0: _Optical({"grass": 1}, (0.15, 0.25, 0.30, 0.22), {"urban": 1}, 0.08, 0.12),
-    2: _Optical({"grass": 1}, (0.05, 0.45, 0.90, 0.15), {"soil": 1}, 0.10, 0.08),
-    3: _Optical({"broad": 1}, (0.25, 0.45, 0.60, 0.45), {"soil": 0.5, "dry": 0.5}, 0.10, 0.10),
-    4: _Optical({"grass": 1}, (0.55, 0.80, 0.90, 0.70), {"dry": 1}, 0.08, 0.05),
-    5: _Optical(
-        {"grass": 1}, (0.35, 0.60, 0.55, 0.45), {"soil": 0.4, "dry": 0.4, "urban": 0.2}, 0.12, 0.12
-    ),
-    6: _Optical(
-        {"grass": 0.5, "broad": 0.5},
-        (0.35, 0.60, 0.75, 0.50),
-        {"dry": 0.7, "soil": 0.3},
-        0.10,
-        0.10,
-    ),
-    7: _Optical({"broad": 0.6, "shrub": 0.4}, (0.30, 0.50, 0.55, 0.35), {"dry": 1}, 0.10, 0.10),
-    8: _Optical({"broad": 1}, (0.12, 0.65, 0.95, 0.55), {"dry": 0.7, "soil": 0.3}, 0.06, 0.06),
-    9: _Optical({"conifer": 1}, (0.85, 0.90, 0.95, 0.90), {"soil": 0.5, "dry": 0.5}, 0.05, 0.06),
-    12: _Optical({"shrub": 1}, (0.50, 0.65, 0.75, 0.60), {"dry": 0.6, "soil": 0.4}, 0.08, 0.07),
-    13: _Optical({"broad": 0.5, "shrub": 0.5}, (0.35, 0.60, 0.80, 0.55), {"dry": 1}, 0.10, 0.09),
-    14: _Optical({"shrub": 1}, (0.03, 0.04, 0.05, 0.04), {"sand": 0.9, "water": 0.1}, 0.02, 0.05),
-    15: _Optical({"grass": 1}, (0.30, 0.50, 0.70, 0.45), {"water": 0.6, "dry": 0.4}, 0.10, 0.08),
-    16: _Optical(
-        {"shrub": 1},
-        (0.20, 0.35, 0.50, 0.35),
-        {"water": 0.5, "sand": 0.3, "soil": 0.2},
-        0.10,
-        0.08,
-    ),
-    17: _Optical({"grass": 1}, (0.0, 0.0, 0.0, 0.0), {"water": 1}, 0.01, 0.03),
-}
-# class 10 (Mixed forest) is the mean of 8 and 9; SAR-only partners copy their source.
-
+_WATER_SLOPE = (-0.3, -0.2)
 _RADAR: dict[int, _Radar] = {
-    0: _Radar(-6.0, -13.0, (0, 0, 0, 0), 2.0),
-    1: _Radar(0.5, -8.5, (0, 0, 0, 0), 2.5),
-    2: _Radar(-11.0, -18.0, (1.5, -0.5, 0.5, 0.0), 1.0),
-    3: _Radar(-9.5, -16.0, (0, 0, 0.3, 0), 1.2),
-    4: _Radar(-11.5, -18.5, (0.5, 0, 0, 0.3), 0.8),
-    6: _Radar(-10.0, -16.5, (0.5, 0, 0.3, 0), 1.2),
-    7: _Radar(-8.5, -14.5, (0, 0, 0, 0), 1.5),
-    8: _Radar(-7.5, -13.0, (-0.8, 0, 0.3, 0), 1.0),
-    10: _Radar(-7.2, -12.6, (-0.4, 0, 0.3, 0), 1.0),
-    11: _Radar(-16.0, -24.0, (0.5, 0, 0, 0.3), 0.8),
-    12: _Radar(-12.5, -19.5, (0, 0, 0, 0), 1.0),
-    13: _Radar(-9.0, -15.5, (-0.3, 0, 0.2, 0), 1.2),
-    15: _Radar(-13.5, -21.0, (1.0, 0, -0.5, 0), 1.2),
-    16: _Radar(-14.5, -22.5, (0, 0, 0, 0), 1.2),
-    17: _Radar(-22.0, -29.0, (0, 0, 0, 0), 0.5),
-    18: _Radar(-15.0, -24.0, (1.0, 0, -0.5, 0.5), 0.8),
+    0: _Radar(-10.5, -17.0),
+    1: _Radar(-6.0, -13.5),
+    2: _Radar(-13.0, -20.0, (1.5, -0.5, 0.5, 0.5)),
+    3: _Radar(-12.0, -18.5, (0, 0, 0.3, 0)),
+    4: _Radar(-12.5, -19.5, (0.5, 0, 0, 0.3)),
+    6: _Radar(-12.5, -19.0, (0.5, 0, 0.3, 0)),
+    7: _Radar(-11.5, -18.0),
+    8: _Radar(-10.5, -16.0, (-0.8, 0, 0.3, 0)),
+    10: _Radar(-10.3, -15.8, (-0.4, 0, 0.3, 0)),
+    11: _Radar(-16.0, -23.5, (0.5, 0, 0, 0.3)),
+    12: _Radar(-13.5, -21.0),
+    13: _Radar(-11.5, -17.8, (-0.3, 0, 0.2, 0)),
+    15: _Radar(-16.0, -23.0, (1.0, 0, -0.5, 0)),
+    16: _Radar(-16.5, -24.0),
+    17: _Radar(-22.5, -29.0, slope=_WATER_SLOPE),
+    18: _Radar(-15.5, -25.0, (1.0, 0, -0.5, 0.5), slope=_WATER_SLOPE),  # windy sea
 }
 # optical-only partners (9, 5, 14) copy their source's radar behaviour.
 
@@ -283,6 +249,11 @@ class GeoInfo:
         return Affine(resolution, 0.0, self.ulx, 0.0, -resolution, self.uly)
 
     @property
+    def latitude(self) -> float:
+        """Approximate latitude of the patch centre (degrees): northing / 110.95 km."""
+        return (self.uly - self.size * 5) / 110946.0
+
+    @property
     def bounds(self) -> tuple[float, float, float, float]:
         """``(ulx, uly, lrx, lry)`` in metres."""
         side = self.size * 10
@@ -308,6 +279,8 @@ class Location:
         has_cloud: ``cloud_fraction`` ≥ :data:`FLAG_MIN_FRACTION`.
         has_snow: snow on at least :data:`FLAG_MIN_FRACTION` of the pixels.
         geo: tile, CRS, transform origin and acquisition times.
+        s2_acquisition: gain, haze and sun of the S2 image (:mod:`.acquisition`).
+        s1_acquisition: incidence, orbit, moisture and misregistration of the S1 image.
     """
 
     index: int
@@ -324,67 +297,8 @@ class Location:
     has_cloud: bool
     has_snow: bool
     geo: GeoInfo = field(repr=False)
-
-
-# ---------------------------------------------------------------------------------------
-# Smooth random fields
-
-
-@functools.lru_cache(maxsize=256)
-def gauss_norm(sigma: float) -> float:
-    """Std of a 2-D Gaussian-filtered unit-variance white noise (ndimage kernel, truncate 4)."""
-    r = int(4.0 * sigma + 0.5)
-    w = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
-    w /= w.sum()
-    return float((w**2).sum())  # 1-D variance factor = 2-D std factor
-
-
-@functools.lru_cache(maxsize=256)
-def _upsample_index(size: int, factor: int, pad: int) -> tuple[np.ndarray, np.ndarray]:
-    """Lower coarse index and linear weight of each fine pixel (coarse spacing ``factor``)."""
-    u = np.arange(size) / factor + pad
-    lo = np.floor(u).astype(np.intp)
-    w = (u - lo).astype(np.float32)
-    lo.setflags(write=False)
-    w.setflags(write=False)
-    return lo, w
-
-
-def smooth_fields(
-    rng: np.random.Generator, count: int, shape: tuple[int, int], scale: float
-) -> np.ndarray:
-    """Smooth, zero-mean, unit-variance random fields (Gaussian-filtered noise).
-
-    White noise on a coarse grid (spacing ``scale // 2`` pixels, margin of 4σ) is filtered
-    with :func:`scipy.ndimage.gaussian_filter` (σ = ``scale`` fine pixels) and linearly
-    interpolated to the fine grid. No BLAS, so it stays fast in many parallel processes.
-
-    Args:
-        rng: random generator.
-        count: number of independent fields.
-        shape: ``(H, W)``.
-        scale: correlation length in pixels (σ of the Gaussian filter).
-
-    Returns:
-        float32 [count, H, W].
-    """
-    H, W = shape
-    scale = max(0.5, float(scale))
-    f = max(1, int(scale // 2))
-    sc = scale / f  # σ on the coarse grid
-    pad = math.ceil(4.0 * sc) + 1
-    mh, mw = math.ceil((H - 1) / f) + 2 + 2 * pad, math.ceil((W - 1) / f) + 2 + 2 * pad
-    # uniform noise is 4x cheaper than normal; the filter makes it Gaussian
-    n = rng.random((count, mh, mw), dtype=np.float32)  # [count, mh, mw]
-    n -= np.float32(0.5)
-    g = ndimage.gaussian_filter(n, (0, sc, sc), mode="nearest", truncate=4.0)
-    g *= np.float32(math.sqrt(12.0) / gauss_norm(sc))
-    if f == 1:
-        return np.ascontiguousarray(g[:, pad : pad + H, pad : pad + W])
-    iy, wy = _upsample_index(H, f, pad)
-    ix, wx = _upsample_index(W, f, pad)
-    rows = g[:, iy] * (1 - wy)[:, None] + g[:, iy + 1] * wy[:, None]  # [count, H, mw]
-    return rows[:, :, ix] * (1 - wx) + rows[:, :, ix + 1] * wx  # [count, H, W]
+    s2_acquisition: acq.S2Acquisition | None = field(default=None, repr=False)
+    s1_acquisition: acq.S1Acquisition | None = field(default=None, repr=False)
 
 
 def _as_shape(size: int | tuple[int, int]) -> tuple[int, int]:
@@ -397,27 +311,19 @@ def _as_shape(size: int | tuple[int, int]) -> tuple[int, int]:
     return shape
 
 
-def _mix(weights: dict[str, float]) -> np.ndarray:
-    total = sum(weights.values())
-    return sum(w / total * np.asarray(ENDMEMBERS[k], np.float64) for k, w in weights.items())
-
-
-# ---------------------------------------------------------------------------------------
-
-
 class SyntheticWorld:
     """A procedurally generated Sentinel-1/2 world in the BigEarthNet 19-class nomenclature.
 
     Args:
-        seed: world seed. Per-class tables come from it; location ``i`` comes from
+        seed: world seed. World-level tables come from it; location ``i`` comes from
             ``np.random.default_rng([seed, i])``.
 
     Attributes:
-        s2_spectra: float32 [4, 19, 13] class spectra per season (reflectance x 10000).
-        s2_variation: float32 [4, 19, 13] spectral change per unit of the greenness field.
-        s2_texture: float32 [19] relative brightness texture.
-        s1_means: float32 [4, 19, 2] class mean backscatter (VV, VH; dB of linear power).
-        s1_texture: float32 [19] backscatter texture (dB).
+        spectra: float32 [13, M] material spectra of this world (before per-location
+            variability), see :mod:`.materials`.
+        s1_means: float32 [4, 19, 2] class mean backscatter (VV, VH; dB) per season at the
+            reference incidence angle.
+        s1_slope: float32 [19, 2] incidence slope (dB per degree).
         class_frequency: float64 [19] class sampling weights (sum 1).
     """
 
@@ -426,7 +332,7 @@ class SyntheticWorld:
             raise ConfigError(f"seed must be a non-negative integer, got {seed!r}", key="seed")
         self.seed = int(seed)
         rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(0x5EED,)))
-        self._build_optical(rng)
+        self.spectra = (SPECTRA_ARRAY * world_perturbation(rng)).astype(np.float32)
         self._build_radar(rng)
         self._build_products(rng)
         freq = np.asarray(CLASS_FREQUENCY, np.float64)
@@ -436,49 +342,21 @@ class SyntheticWorld:
 
     # -- tables ---------------------------------------------------------------------------
 
-    def _build_optical(self, rng: np.random.Generator) -> None:
-        spectra = np.zeros((4, NUM_CLASSES, NUM_S2_BANDS))
-        variation = np.zeros((4, NUM_CLASSES, NUM_S2_BANDS))
-        texture = np.zeros(NUM_CLASSES)
-        for c, o in _OPTICAL.items():
-            green, bg = _mix(o.green), _mix(o.background)
-            for s in range(4):
-                spectra[s, c] = o.cover[s] * green + (1 - o.cover[s]) * bg
-                variation[s, c] = o.variation * (green - bg)
-            texture[c] = o.texture
-        spectra[:, 10] = 0.5 * (spectra[:, 8] + spectra[:, 9])
-        variation[:, 10] = 0.5 * (variation[:, 8] + variation[:, 9])
-        texture[10] = 0.07
-        # world-specific perturbation of each class's spectral shape (±4 %)
-        factor = np.exp(rng.normal(0.0, 0.04, (NUM_CLASSES, NUM_S2_BANDS)))
-        for a, b in SAR_ONLY_PAIRS:
-            spectra[:, b], variation[:, b], texture[b] = spectra[:, a], variation[:, a], texture[a]
-            factor[b] = factor[a]
-        illum = np.asarray(SEASON_ILLUMINATION)[:, None, None]
-        self.s2_spectra = (spectra * factor * illum).astype(np.float32)  # [4, 19, 13]
-        self.s2_variation = (variation * factor * illum).astype(np.float32)  # [4, 19, 13]
-        self.s2_texture = texture.astype(np.float32)  # [19]
-        # per season [26, 19]: spectra.T stacked on variation.T, contiguous for np.take
-        self._s2_lookup = np.ascontiguousarray(
-            np.concatenate([self.s2_spectra, self.s2_variation], axis=2).transpose(0, 2, 1)
-        )
-
     def _build_radar(self, rng: np.random.Generator) -> None:
         means = np.zeros((4, NUM_CLASSES, 2))
-        texture = np.zeros(NUM_CLASSES)
+        slope = np.zeros((NUM_CLASSES, 2))
         for c, r in _RADAR.items():
             for s in range(4):
                 means[s, c] = (r.vv + r.season[s], r.vh + r.season[s])
-            texture[c] = r.texture
+            slope[c] = r.slope
         for a, b in OPTICAL_ONLY_PAIRS:
-            means[:, b], texture[b] = means[:, a], texture[a]
+            means[:, b], slope[b] = means[:, a], slope[a]
         # world-specific offsets (dB), shared within every pair so designed gaps are kept
         offset = rng.normal(0.0, 0.5, (NUM_CLASSES, 1)) + rng.normal(0.0, 0.2, (NUM_CLASSES, 2))
         for a, b in (*SAR_ONLY_PAIRS, *OPTICAL_ONLY_PAIRS):
             offset[b] = offset[a]
         self.s1_means = (means + offset).astype(np.float32)  # [4, 19, 2]
-        self.s1_texture = texture.astype(np.float32)  # [19]
-        self._s1_lookup = np.ascontiguousarray(self.s1_means.transpose(0, 2, 1))  # [4, 2, 19]
+        self.s1_slope = slope.astype(np.float32)  # [19, 2]
 
     def _build_products(self, rng: np.random.Generator) -> None:
         """Acquisition times per (tile, season); times of day are unique within a season."""
@@ -513,15 +391,22 @@ class SyntheticWorld:
 
         Keys: ``land_cover``, ``season`` (draws the season), ``layout`` (free for writers of
         a dataset layout, e.g. label-name choices), ``seasons`` (parent of the per-season
-        streams, see :meth:`season_streams`).
+        streams, see :meth:`season_streams`), ``structure`` (the location's structure key
+        and pixel-scale textures: the same in every season).
         """
         if isinstance(index, bool) or not isinstance(index, int | np.integer) or index < 0:
             raise ConfigError(
                 f"location index must be a non-negative integer, got {index!r}", key="index"
             )
         top = np.random.default_rng([self.seed, int(index)])
-        lc, season, layout, seasons = top.spawn(4)
-        return {"land_cover": lc, "season": season, "layout": layout, "seasons": seasons}
+        lc, season, layout, seasons, structure = top.spawn(5)
+        return {
+            "land_cover": lc,
+            "season": season,
+            "layout": layout,
+            "seasons": seasons,
+            "structure": structure,
+        }
 
     def season_streams(self, index: int, season: int) -> dict[str, np.random.Generator]:
         """Generators for one season of location ``index``: ``events`` (cloudy? snowy?),
@@ -530,14 +415,20 @@ class SyntheticWorld:
         events, s2, s1, clouds, snow = parent.spawn(5)
         return {"events": events, "s2": s2, "s1": s1, "clouds": clouds, "snow": snow}
 
-    # -- components -----------------------------------------------------------------------
+    # -- land cover -----------------------------------------------------------------------
 
     def land_cover(self, rng: np.random.Generator, size: int | tuple[int, int] = 120) -> np.ndarray:
-        """A 19-class land-cover map from the argmax of smooth random fields.
+        """A 19-class land-cover map: the argmax of per-class score fields.
 
-        1–4 classes are drawn (imbalanced frequencies, landscape co-occurrence); any class
-        that ends below :data:`LABEL_MIN_FRACTION` of the pixels is removed and its pixels go
-        to the next-highest field, so every class in the map is a valid label.
+        1–5 classes are drawn (imbalanced frequencies, landscape co-occurrence). Scores:
+        managed classes (:data:`MANAGED_CLASSES`) are constant on coarse Voronoi blocks
+        (35–70 px, straight edges) plus a little smooth noise; natural classes are smooth
+        random fields (σ 14–36 px: CORINE's minimum mapping unit is 25 ha); water is a river
+        (a meandering band 3–10 px wide), a lake (a blob) or a coastline
+        (:data:`WATER_SHAPES`), and beaches and coastal wetlands become a strip along a
+        coastline. Any class that ends below :data:`LABEL_MIN_FRACTION` of the pixels
+        is removed and its pixels go to the next-highest score, so every class in the map is
+        a valid label.
 
         Returns:
             int64 [H, W].
@@ -555,13 +446,38 @@ class SyntheticWorld:
         classes = np.asarray(chosen, np.int64)
         if k == 1:
             return np.full((H, W), classes[0], np.int64)
-        scale = rng.uniform(8.0, 24.0)
-        fields = smooth_fields(rng, k, (H, W), scale)  # [k, H, W]
-        fields += rng.normal(0.0, 0.5, (k, 1, 1)).astype(np.float32)
+        key = int(rng.integers(1 << 62))
+        # CORINE polygons (the labels' source) are at least 25 ha, 50 x 50 px: regions are
+        # coarse
+        scale = rng.uniform(14.0, 36.0)
+        scores = smooth_fields(rng, k, (H, W), scale)  # [k, H, W]
+        block, angle = rng.uniform(35.0, 70.0), rng.uniform(0.0, math.pi)
+        yy, xx = (a.astype(np.float64).ravel() for a in np.mgrid[0:H, 0:W])
+        shore: np.ndarray | None = None
+        cells: tuple[np.ndarray, np.ndarray] | None = None
+        for j, c in enumerate(classes.tolist()):
+            if c in WATER_CLASSES:
+                kind = int(rng.choice(3, p=WATER_SHAPES[c]))
+                inside, t = _water_shape(rng, kind, (H, W))
+                scores[j] = np.where(inside, 2.5, -2.5) + 0.3 * scores[j]
+                if t is not None and shore is None:
+                    shore = t
+            elif c in MANAGED_CLASSES:
+                if cells is None:
+                    cells = landscape.voronoi(key, 11, yy, xx, block, 1.0, angle, edges=False)[:2]
+                v = (landscape.hash_uniform(key, 20 + c, *cells) - 0.5) * math.sqrt(12.0)
+                scores[j] = v.reshape(H, W) + 0.25 * scores[j]
+        if shore is not None:
+            for j, c in enumerate(classes.tolist()):
+                if c in SHORE_CLASSES:
+                    width = rng.uniform(6.0, 20.0)
+                    strip = (shore >= 0) & (shore < width)
+                    scores[j] = np.where(strip, 2.0, -2.5) + 0.3 * scores[j]
+        scores += rng.normal(0.0, 0.5, (k, 1, 1)).astype(np.float32)
         active = np.ones(k, bool)
         min_pixels = LABEL_MIN_FRACTION * H * W
         while True:
-            arg = np.argmax(np.where(active[:, None, None], fields, -np.inf), axis=0)  # [H, W]
+            arg = np.argmax(np.where(active[:, None, None], scores, -np.inf), axis=0)  # [H, W]
             counts = np.bincount(arg.ravel(), minlength=k)
             small = active & (counts < min_pixels)
             if not small.any():
@@ -569,51 +485,92 @@ class SyntheticWorld:
             active[np.flatnonzero(small)[np.argmin(counts[small])]] = False
         return classes[arg]
 
-    def s2(self, rng: np.random.Generator, land_cover: np.ndarray, season: int) -> np.ndarray:
-        """Cloud-free Sentinel-2 L1C reflectance x 10000 on the 10 m grid.
+    # -- pixels ---------------------------------------------------------------------------
 
-        Class spectrum of the season + greenness variation (smooth, σ 5 px) x (1 + brightness
-        texture (smooth, σ 2 px)) + sensor noise (1 % + 15 DN), clipped to [0, 10000].
+    def structure(
+        self, rng: np.random.Generator, shape: tuple[int, int]
+    ) -> tuple[int, dict[str, np.ndarray]]:
+        """The structure key and pixel-scale texture fields of a location (or scene block).
 
         Returns:
-            float32 [13, H, W] in :data:`rsfuse.bands.S2_L1C_ORDER`.
+            ``(key, fields)``, see :func:`.landscape.fine_fields`.
+        """
+        key = int(rng.integers(1 << 62))
+        return key, landscape.fine_fields(rng, shape)
+
+    def render(
+        self,
+        land_cover: np.ndarray,
+        season: int,
+        key: int,
+        fields: dict[str, np.ndarray],
+        s2_acquisition: acq.S2Acquisition,
+        s1_acquisition: acq.S1Acquisition,
+        s2_rng: np.random.Generator,
+        s1_rng: np.random.Generator,
+        origin: tuple[int, int] = (0, 0),
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Cloud-free Sentinel-2 and Sentinel-1 of a land-cover map (Eq. 1 and 2 of
+        :mod:`.acquisition`).
+
+        Args:
+            land_cover: int64 [H, W].
+            season: 0–3.
+            key: structure key (parcels, grids, terrain; :meth:`structure`).
+            fields: pixel-scale textures [H, W] (:meth:`structure`).
+            s2_acquisition, s1_acquisition: the acquisitions (:func:`.acquisition.draw_s2`,
+                :func:`.acquisition.draw_s1`).
+            s2_rng, s1_rng: sensor noise and speckle.
+            origin: global pixel coordinates of the upper-left pixel (scene blocks).
+
+        Returns:
+            ``(s2 float32 [13, H, W] reflectance x 10000 in [0, 10000], s1 float32 [2, H, W]
+            VV, VH in dB)``.
         """
         s = _check_season(season)
-        shape = land_cover.shape
-        green = smooth_fields(rng, 1, shape, 5.0)[0]  # [H, W]
-        bright = smooth_fields(rng, 1, shape, 2.0)[0]  # [H, W]
-        xv = np.take(self._s2_lookup[s], land_cover, axis=1)  # [26, H, W]
-        x, v = xv[:NUM_S2_BANDS], xv[NUM_S2_BANDS:]  # spectrum, variation: [13, H, W] each
-        v *= green
-        x += v
-        x *= 1.0 + self.s2_texture[land_cover] * bright
-        noise = rng.random(x.shape, dtype=np.float32)  # [13, H, W], uniform, std 1 below
+        H, W = land_cover.shape
+        ys = np.arange(origin[0], origin[0] + H)
+        xs = np.arange(origin[1], origin[1] + W)
+        params = landscape.LocationParams.from_key(key)
+        ctx = landscape.Context(
+            key, s, ys, xs, land_cover, fields, params,
+            shadow=s2_acquisition.shadow, look=s1_acquisition.look,
+        )  # fmt: skip
+        frac, bright, radar = landscape.compose(ctx)  # [M, H, W], [H, W], [2, H, W]
+        east, north = acq.terrain_gradient(key, params.relief, ys, xs)
+
+        # Sentinel-2, Eq. 1
+        spectra = location_spectra(np.random.default_rng([key & 0xFFFFFFFF, key >> 32]),
+                                   self.spectra)  # [13, M]  # fmt: skip
+        # Eq. 1 of .materials (einsum: no BLAS threads in many worker processes)
+        x = np.einsum("bm,mp->bp", spectra, frac.reshape(NUM_MATERIALS, -1))
+        x = x.reshape(NUM_S2_BANDS, H, W)
+        bright *= acq.shading(east, north, s2_acquisition)
+        x *= bright
+        x *= s2_acquisition.gain[:, None, None]
+        x += s2_acquisition.haze[:, None, None]
+        noise = s2_rng.random(x.shape, dtype=np.float32)  # uniform, std 1 below
         noise -= np.float32(0.5)
         noise *= np.float32(math.sqrt(12.0))
-        np.multiply(x, np.float32(0.01), out=v)  # v: noise std per pixel
-        v += np.float32(15.0)
-        v *= noise
-        x += v
-        return np.clip(x, 0.0, 10000.0, out=x)
+        noise *= x * np.float32(0.01) + np.float32(15.0)
+        x += noise
+        s2 = np.clip(x, 0.0, 10000.0, out=x)
 
-    def s1(self, rng: np.random.Generator, land_cover: np.ndarray, season: int) -> np.ndarray:
-        """Sentinel-1 VV, VH backscatter in dB.
+        # Sentinel-1, Eq. 2
+        sa = s1_acquisition
+        db = np.take(self.s1_means[s].T, land_cover, axis=1)  # [2, H, W]
+        db += np.take(self.s1_slope.T, land_cover, axis=1) * np.float32(sa.incidence - 38.0)
+        land = ~np.isin(land_cover, WATER_CLASSES)
+        db += np.float32(sa.moisture) * land
+        db += radar
+        db += acq.radar_terrain(east, north, sa)
+        lin = np.power(np.float32(10.0), db / np.float32(10.0))
+        lin *= acq.speckle(s1_rng, (H, W))
+        s1 = np.float32(10.0) * np.log10(np.maximum(lin, np.float32(1e-6)))
+        s1 = acq.shift_image(s1.astype(np.float32, copy=False), sa.shift)
+        return s2.astype(np.float32, copy=False), s1
 
-        Class mean (linear power) x smooth texture (σ 2 px, per-class std in dB, shared by
-        VV and VH) x Gamma speckle (:data:`SPECKLE_LOOKS` looks, mean 1, independent per
-        channel), back to dB.
-
-        Returns:
-            float32 [2, H, W].
-        """
-        s = _check_season(season)
-        tex = smooth_fields(rng, 1, land_cover.shape, 2.0)[0] * self.s1_texture[land_cover]
-        db = np.take(self._s1_lookup[s], land_cover, axis=1) + tex  # [2, H, W]
-        speckle = rng.standard_gamma(SPECKLE_LOOKS, db.shape, dtype=np.float32)
-        speckle *= np.float32(1.0 / SPECKLE_LOOKS)
-        lin = np.power(np.float32(10.0), db / np.float32(10.0)) * speckle
-        out = np.float32(10.0) * np.log10(np.maximum(lin, np.float32(1e-6)))
-        return out.astype(np.float32, copy=False)
+    # -- clouds and snow ------------------------------------------------------------------
 
     def clouds(
         self, rng: np.random.Generator, size: int | tuple[int, int] = 120
@@ -667,6 +624,8 @@ class SyntheticWorld:
         a = snow[None]  # [1, H, W]
         return (s2 * (1.0 - a) + SNOW_SPECTRUM[:, None, None] * a).astype(np.float32)
 
+    # -- geography ------------------------------------------------------------------------
+
     def geo(self, index: int, season: int, size: int = 120) -> GeoInfo:
         """Tile, grid position and acquisition of location ``index`` (a function of the index).
 
@@ -706,23 +665,41 @@ class SyntheticWorld:
 
     # -- a whole location -----------------------------------------------------------------
 
+    def acquisitions(
+        self, index: int, season: int, geo: GeoInfo | None = None
+    ) -> tuple[acq.S2Acquisition, acq.S1Acquisition]:
+        """The S2 and S1 acquisitions of location ``index`` in ``season`` (drawn from the
+        first values of the season's ``s2`` and ``s1`` streams)."""
+        geo = geo or self.geo(index, season)
+        ss = self.season_streams(index, season)
+        return (
+            acq.draw_s2(ss["s2"], geo.latitude, season),
+            acq.draw_s1(ss["s1"]),
+        )
+
     def location(self, index: int, size: int = 120, season: int | None = None) -> Location:
         """Generate location ``index``: land cover, S2 (snow and clouds applied), S1, flags.
 
         Args:
             index: location index (≥ 0).
             size: patch side on the 10 m grid.
-            season: 0–3 to force a season (the land cover is the same in every season);
-                ``None`` draws it from the location's ``season`` stream.
+            season: 0–3 to force a season (land cover and structure are the same in every
+                season); ``None`` draws it from the location's ``season`` stream.
         """
         st = self.streams(index)
         lc = self.land_cover(st["land_cover"], size)  # [H, W]
         if season is None:
             season = int(st["season"].integers(4))
+        season = _check_season(season)
+        geo = self.geo(index, season, lc.shape[0])
         ss = self.season_streams(index, season)
         u_cloud, u_snow = ss["events"].random(2)
-        s2_clear = self.s2(ss["s2"], lc, season)  # [13, H, W]
-        s1 = self.s1(ss["s1"], lc, season)  # [2, H, W]
+        key, fields = self.structure(st["structure"], lc.shape)
+        s2_acq = acq.draw_s2(ss["s2"], geo.latitude, season)
+        s1_acq = acq.draw_s1(ss["s1"])
+        s2_clear, s1 = self.render(
+            lc, season, key, fields, s2_acq, s1_acq, ss["s2"], ss["s1"]
+        )  # [13, H, W], [2, H, W]
         H, W = lc.shape
         snow = np.zeros((H, W), np.float32)
         if season == 0 and u_snow < SNOW_PROBABILITY_WINTER:
@@ -748,8 +725,42 @@ class SyntheticWorld:
             cloud_fraction=cloud_fraction,
             has_cloud=cloud_fraction >= FLAG_MIN_FRACTION,
             has_snow=float(np.mean(snow > 0.1)) >= FLAG_MIN_FRACTION,
-            geo=self.geo(index, season, size),
+            geo=geo,
+            s2_acquisition=s2_acq,
+            s1_acquisition=s1_acq,
         )
+
+
+def _water_shape(
+    rng: np.random.Generator, kind: int, shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """A river (kind 0), lake (1) or sea beyond a coastline (2).
+
+    Returns:
+        ``(inside bool [H, W], t)``: ``t`` float [H, W] is the signed distance (pixels,
+        positive on land) from the coastline for kind 2, else None.
+    """
+    H, W = shape
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float64)
+    phi = rng.uniform(0.0, math.pi)
+    cy, cx = rng.uniform(0.25, 0.75) * H, rng.uniform(0.25, 0.75) * W
+    u = (xx - cx) * math.cos(phi) + (yy - cy) * math.sin(phi)
+    v = -(xx - cx) * math.sin(phi) + (yy - cy) * math.cos(phi)
+    if kind == 0:  # river: meandering band
+        lam, amp = rng.uniform(40.0, 120.0), rng.uniform(2.0, 12.0)
+        p1, p2 = rng.uniform(0, 2 * math.pi, 2)
+        centre = amp * np.sin(2 * math.pi * u / lam + p1)
+        centre += 0.4 * amp * np.sin(2 * math.pi * u / (0.37 * lam) + p2)
+        width = rng.uniform(4.0, 12.0)
+        return np.abs(v - centre) < width / 2, None
+    if kind == 1:  # lake: a blob
+        f = smooth_fields(rng, 1, shape, rng.uniform(10.0, 20.0))[0]
+        cover = rng.uniform(0.2, 0.6)
+        return f > np.quantile(f, 1.0 - cover), None
+    # coastline: the sea on one side of a wiggly line
+    t = u + 4.0 * smooth_fields(rng, 1, shape, 12.0)[0]
+    t -= np.quantile(t, rng.uniform(0.3, 0.7))
+    return t < 0, t
 
 
 def _check_season(season: int) -> int:
