@@ -64,5 +64,5 @@ def noldo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("noldo")
     synthesize("noldo-s12", root, n=8, seed=6, workers=1, progress=False, patch_size=48,
-               n_downstream=4)  # fmt: skip
+               n_downstream=4, geotiff=True)  # fmt: skip
     return root

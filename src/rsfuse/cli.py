@@ -223,6 +223,12 @@ def _synth(argv: Sequence[str]) -> None:
             "it). BigEarthNet patches are 120 px by definition; scenes take --size"
         ),
     )
+    p.add_argument(
+        "--noldo-geotiff",
+        action="store_true",
+        help="--layout noldo-s12: also write the pretraining split's GeoTIFF form (the same "
+        "data as the LMDBs again, about twice the disk; the readers take either)",
+    )
     scene = p.add_argument_group("--layout scene")
     scene.add_argument("--size", type=int, default=2048, help="scene side in pixels (2048)")
     scene.add_argument("--product", default="L1C", choices=("L1C", "L2A"), help="S2 product")
@@ -246,6 +252,12 @@ def _synth(argv: Sequence[str]) -> None:
         }
     if a.patch_size is not None:
         kwargs["patch_size"] = a.patch_size
+    if a.noldo_geotiff:
+        if a.layout != "noldo-s12":
+            raise ConfigError(
+                "--noldo-geotiff is an option of --layout noldo-s12", key="noldo_geotiff"
+            )
+        kwargs["geotiff"] = True
     n = a.n if a.n is not None else (1 if a.layout == "scene" else 500)
     out = synthesize(
         a.layout, a.root, n=n, seed=a.seed, workers=a.workers, progress=not a.no_progress,

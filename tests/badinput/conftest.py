@@ -29,7 +29,7 @@ BASES: dict[str, dict[str, Any]] = {
     "bigearthnet-v2": {"n": 6},
     "ssl4eo-s12": {"n": 2, "patch_size": 24},
     "ssl4eo-s12-v1.1": {"n": 2, "patch_size": 24, "samples_per_file": 1},
-    "noldo-s12": {"n": 2, "patch_size": 24, "n_downstream": 2},
+    "noldo-s12": {"n": 2, "patch_size": 24, "n_downstream": 2, "geotiff": True},
     "dfc2020": {"n": 4, "patch_size": 16},
 }
 

@@ -83,3 +83,40 @@ def test_workers_transform_as_the_device_would(ben_v2_root, ben_v2_store) -> Non
     moved = dm.transfer_batch_to_device(in_workers, torch.device("cpu"), 0)
     assert moved["meta"] is in_workers["meta"] and moved["s2"] is in_workers["s2"]
     del loader
+
+
+def test_worker_transforms_draw_from_the_batch_and_the_run_seed(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Training transforms in loader workers: the same batch of the same run gets the same
+    random draws (what a resumed run needs), another batch or another run seed does not."""
+    from rsfuse.data.datamodules.base import WorkerTransforms
+    from rsfuse.data.transforms import BatchAugmentation, Normalize, RandomClouds, RandomSensorDrop
+
+    bands = ["B02", "B03", "B04", "B08"]
+
+    def samples(tag: str) -> list[dict]:
+        g = torch.Generator().manual_seed(0)
+        out = []
+        for i in range(4):
+            s2 = 500 + 3000 * torch.rand(4, 16, 16, generator=g)
+            s1 = -12 + torch.randn(2, 16, 16, generator=g)
+            present = {"s1": True, "s2": True}
+            meta = {"id": f"{tag}{i}"}
+            out.append(
+                {"s2": s2, "s1": s1, "label": torch.zeros(19), "present": present, "meta": meta}
+            )
+        return out
+
+    wt = WorkerTransforms(
+        Normalize.from_stats("bigearthnet-v2", list(bands)),
+        BatchAugmentation(sensor_drop=RandomSensorDrop(p=0.5)),
+        RandomClouds(list(bands), p=1.0),
+    )
+    monkeypatch.setenv("PL_GLOBAL_SEED", "7")
+    a, b = wt(samples("x")), wt(samples("x"))
+    torch.manual_seed(123)  # the worker's own random state does not matter
+    c = wt(samples("x"))
+    for k in ("s1", "s2", "valid"):
+        assert torch.equal(a[k], b[k]) and torch.equal(a[k], c[k]), k
+    assert not torch.equal(a["s2"], wt(samples("y"))["s2"])  # other samples: other draws
+    monkeypatch.setenv("PL_GLOBAL_SEED", "8")
+    assert not torch.equal(a["s2"], wt(samples("x"))["s2"])  # other run seed: other draws

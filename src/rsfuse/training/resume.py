@@ -29,11 +29,12 @@ Lightning 2.6 resumes a loader mid-epoch only if the loader itself has
 does: Lightning issue 20550); the datamodule's state is restored before any loader exists.
 
 Bitwise equality holds on CPU with ``num_workers: 0`` (what ``tests/training/test_resume.py``
-checks). With worker processes it needs every random draw to happen in the main process:
-the dataset must draw none of its own per sample (the shipped BigEarthNet and DFC2020
-readers draw none; SSL4EO-S12 ``season: random`` does), and the batch transforms must run
-after the transfer (``speed.transforms_in_workers: false``; on a CPU with workers it is on by
-default, and the workers' random state is not in the checkpoint). Work a module does in
+checks). With worker processes the dataset must draw no random numbers of its own per
+sample (the shipped BigEarthNet and DFC2020 readers draw none; SSL4EO-S12 ``season: random``
+does). Batch transforms that run in the workers (``speed.transforms_in_workers``, the CPU
+default with workers) seed their draws from the run's seed and the batch's sample ids
+(:func:`rsfuse.data.datamodules.base.batch_seed`), so a resumed run draws the same clouds,
+sensor drops and augmentations; that path is tested for equal draws, not by a kill test. Work a module does in
 ``on_train_batch_end`` runs after the step checkpoint of that batch was written (Lightning
 calls callbacks first): per-step updates belong in ``training_step`` or ``optimizer_step``.
 """

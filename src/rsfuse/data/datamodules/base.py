@@ -35,6 +35,7 @@ step waiting for them. Batches are the same either way.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Any
 
@@ -290,6 +291,20 @@ def _fitting(trainer: Any) -> bool:
     return state is not None and getattr(state, "fn", None) == "fit"
 
 
+def batch_seed(batch: Batch) -> int:
+    """A seed for the random transforms of a training batch in a loader worker: SHA-256 of
+    the run's seed (:func:`run_seed`) and the batch's sample ids in order, first 8 bytes.
+
+    Different batches, epochs (the permutation changes) and ranks (they read other samples)
+    get different draws; the same batch of the same run gets the same draws, also after a
+    resume. A batch holding the whole training split in the same order in two epochs would
+    repeat its draws (only possible with a split no larger than the batch).
+    """
+    ids = "|".join(str(m.get("id", "")) for m in batch.get("meta", []))
+    digest = hashlib.sha256(f"{run_seed()}|{ids}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
 def run_seed() -> int:
     """The run's seed (``seed_everything``; Lightning's ``PL_GLOBAL_SEED``), else 0 — the
     same on every rank, as Lightning's own distributed sampler."""
@@ -321,6 +336,12 @@ class WorkerTransforms:
     def __call__(self, samples: Any) -> Batch:
         with torch.no_grad():
             batch = collate(samples)
+            if self.augmentation is not None or self.cloud_augmentation is not None:
+                # the worker's random state is in no checkpoint: draw from one that follows
+                # from the run's seed and the batch's samples, so a resumed run (which reads
+                # the same batches, see ResumableSampler) draws the same clouds, sensor drops
+                # and augmentations
+                torch.manual_seed(batch_seed(batch))
             if self.cloud_augmentation is not None:
                 batch = self.cloud_augmentation(batch)
             batch = self.normalize(batch)

@@ -16,10 +16,10 @@ Layouts (see the readers for the file formats):
   ssl4eos12_train_seasonal_data_NNNNNN.zarr.zip`` written with zarr's ``ZipStore`` (zarr
   format 2 like the published files): ``bands`` (sample, time, band, y, x) S2 int16 = DN + 1000,
   S1 float16 dB, ``cloud_mask`` (0 clear, 1 cloud, 3 shadow) in S2 files, coordinates.
-* ``noldo-s12`` (:func:`write_noldo_s12`): the pretraining split in both forms (GeoTIFF folders
-  ``s1``/``s2c`` + ``dw_complete_ids.csv`` + ``dw_noisy_labels``, and the LMDBs of pickled uint8
-  arrays) with the noise-free labels beside the noisy ones (``dw_clean_labels``,
-  ``dw_labels_clean.lmdb``); noisy labels from
+* ``noldo-s12`` (:func:`write_noldo_s12`): the pretraining split as the LMDBs of pickled uint8
+  arrays, plus ``dw_complete_ids.csv`` (with ``geotiff=True`` also the GeoTIFF form: folders
+  ``s1``/``s2c`` + ``dw_noisy_labels``) with the noise-free labels beside the noisy ones
+  (``dw_labels_clean.lmdb``, ``dw_clean_labels``); noisy labels from
   :func:`~rsfuse.data.synthetic.noisy_labels.dynamic_world_noise` (~70 % pixel accuracy).
   Plus the downstream splits ``dw_{train,test}`` / ``osm_{train,test}`` (GeoTIFF folders and
   LMDBs), clean labels with unlabelled blobs (0), from further world locations.
@@ -451,17 +451,21 @@ def write_ssl4eo_s12_zarr(
 # NoLDO-S12
 
 
-def _nol_task(seed: int, root: str, index: int, size: int) -> dict[str, Any]:
-    """Write the GeoTIFF form of one pretraining location; return its LMDB arrays."""
+def _nol_task(seed: int, root: str, index: int, size: int, geotiff: bool) -> dict[str, Any]:
+    """Render one pretraining location (4 seasons), write its GeoTIFF form when ``geotiff``,
+    and return its LMDB arrays."""
     world = _world(seed)
     r = Path(root)
-    locs = _write_v10_location(world, r, index, size, ("s1", "s2c"))
+    if geotiff:
+        locs = _write_v10_location(world, r, index, size, ("s1", "s2c"))
+    else:
+        locs = [world.location(index, size=size, season=s) for s in range(4)]
     sid = f"{index:07d}"
     subs = [s2_product_name(acquisition(seed, index, s)[0], locs[s].geo.tile) for s in range(4)]
     rng = world.streams(index)["layout"]
     clean = np.stack([dw_labels(loc) for loc in locs])  # [4, H, W]
     noisy = np.stack([dynamic_world_noise(c, rng) for c in clean]).astype(np.uint8)
-    for s, loc in enumerate(locs):
+    for s, loc in enumerate(locs if geotiff else []):
         for kind, lab in (("mask", noisy[s]), ("mask_clean", clean[s])):
             write_geotiff(
                 r / NOL_LABEL_DIRS[kind] / sid / subs[s] / "label.tif",
@@ -525,11 +529,14 @@ def write_noldo_s12(
     progress: bool = True,
     patch_size: int = NOL_PATCH,
     n_downstream: int | None = None,
+    geotiff: bool = False,
 ) -> Path:
-    """Write synthetic NoLDO-S12: the pretraining split (both forms) and the downstream splits.
+    """Write synthetic NoLDO-S12: the pretraining split and the downstream splits.
 
     Pretraining: locations ``0 … n-1``, 4 seasons, S1 + S2 L1C, noisy DW labels (~70 % pixel
-    accuracy) and the clean ones. Downstream: ``n_downstream`` further locations (default
+    accuracy) and the clean ones, in the LMDB form (what the readers' ``format="auto"``
+    reads); with ``geotiff`` also in the GeoTIFF form (the same data again: about twice the
+    disk). Downstream: ``n_downstream`` further locations (default
     ``max(4, n // 4)``), one random season each, 3/4 ``train`` and 1/4 ``test`` (at least one),
     as ``dw_{split}`` and ``osm_{split}`` folders and LMDBs (downstream tiles have
     ``patch_size`` pixels, not the real 510 / 512).
@@ -542,6 +549,7 @@ def write_noldo_s12(
         progress: show a progress bar.
         patch_size: patch side (264; a multiple of 6).
         n_downstream: number of downstream tiles.
+        geotiff: also write the pretraining split's GeoTIFF form.
 
     Returns:
         ``root``.
@@ -549,8 +557,8 @@ def write_noldo_s12(
     _check(n, seed, workers, patch_size, 6)
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    recs = _run(_nol_task, [(seed, str(root), i, patch_size) for i in range(n)], workers,
-                progress, "synth noldo-s12")  # fmt: skip
+    tasks = [(seed, str(root), i, patch_size, bool(geotiff)) for i in range(n)]
+    recs = _run(_nol_task, tasks, workers, progress, "synth noldo-s12")
     per = 4 * (2 + 13 + 2) * patch_size * patch_size + 4096
     writers = {k: _LMDBWriter(root / NOL_LMDB[k], _map_size(n, per)) for k in NOL_LMDB}
     try:
