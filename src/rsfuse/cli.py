@@ -226,8 +226,9 @@ def _synth(argv: Sequence[str]) -> None:
     p.add_argument(
         "--noldo-geotiff",
         action="store_true",
-        help="--layout noldo-s12: also write the pretraining split's GeoTIFF form (the same "
-        "data as the LMDBs again, about twice the disk; the readers take either)",
+        help="--layout noldo-s12: also keep the GeoTIFF form of the pretraining and downstream "
+        "splits (the same data as the LMDBs again, about twice the disk; the readers take "
+        "either)",
     )
     scene = p.add_argument_group("--layout scene")
     scene.add_argument("--size", type=int, default=2048, help="scene side in pixels (2048)")

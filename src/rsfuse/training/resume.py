@@ -34,9 +34,10 @@ sample (the shipped BigEarthNet and DFC2020 readers draw none; SSL4EO-S12 ``seas
 does). Batch transforms that run in the workers (``speed.transforms_in_workers``, the CPU
 default with workers) seed their draws from the run's seed and the batch's sample ids
 (:func:`rsfuse.data.datamodules.base.batch_seed`), so a resumed run draws the same clouds,
-sensor drops and augmentations; that path is tested for equal draws, not by a kill test. Work a module does in
-``on_train_batch_end`` runs after the step checkpoint of that batch was written (Lightning
-calls callbacks first): per-step updates belong in ``training_step`` or ``optimizer_step``.
+sensor drops and augmentations; that path is tested for equal draws, not by a kill test.
+Work a module does in ``on_train_batch_end`` runs after the step checkpoint of that batch
+was written (Lightning calls callbacks first): per-step updates belong in ``training_step``
+or ``optimizer_step``.
 """
 
 from __future__ import annotations

@@ -21,8 +21,9 @@ Layouts (see the readers for the file formats):
   ``s1``/``s2c`` + ``dw_noisy_labels``) with the noise-free labels beside the noisy ones
   (``dw_labels_clean.lmdb``, ``dw_clean_labels``); noisy labels from
   :func:`~rsfuse.data.synthetic.noisy_labels.dynamic_world_noise` (~70 % pixel accuracy).
-  Plus the downstream splits ``dw_{train,test}`` / ``osm_{train,test}`` (GeoTIFF folders and
-  LMDBs), clean labels with unlabelled blobs (0), from further world locations.
+  Plus the downstream splits ``dw_{train,test}`` / ``osm_{train,test}`` (LMDBs; the GeoTIFF
+  folders they are built from are kept with ``geotiff=True``), clean labels with unlabelled
+  blobs (0), from further world locations.
 * ``dfc2020`` (:func:`write_dfc2020`):
   ``ROIs0000_{validation,test}/{s1,s2,dfc}_<scene>/…_p<n>.tif``, 256 px, one random season
   per patch.
@@ -37,6 +38,7 @@ import math
 import multiprocessing as mp
 import os
 import pickle
+import shutil
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -536,10 +538,11 @@ def write_noldo_s12(
     Pretraining: locations ``0 … n-1``, 4 seasons, S1 + S2 L1C, noisy DW labels (~70 % pixel
     accuracy) and the clean ones, in the LMDB form (what the readers' ``format="auto"``
     reads); with ``geotiff`` also in the GeoTIFF form (the same data again: about twice the
-    disk). Downstream: ``n_downstream`` further locations (default
-    ``max(4, n // 4)``), one random season each, 3/4 ``train`` and 1/4 ``test`` (at least one),
-    as ``dw_{split}`` and ``osm_{split}`` folders and LMDBs (downstream tiles have
-    ``patch_size`` pixels, not the real 510 / 512).
+    disk). Downstream: ``n_downstream`` further locations (default ``max(4, n // 4)``), one
+    random season each, 3/4 ``train`` and 1/4 ``test`` (at least one), as ``dw_{split}_lmdb``
+    and ``osm_{split}_lmdb`` (built from GeoTIFF folders, the authors' route; the folders are
+    kept only with ``geotiff``; downstream tiles have ``patch_size`` pixels, not the real
+    510 / 512).
 
     Args:
         root: output folder.
@@ -549,7 +552,7 @@ def write_noldo_s12(
         progress: show a progress bar.
         patch_size: patch side (264; a multiple of 6).
         n_downstream: number of downstream tiles.
-        geotiff: also write the pretraining split's GeoTIFF form.
+        geotiff: also keep the GeoTIFF form of the pretraining and downstream splits.
 
     Returns:
         ``root``.
@@ -580,6 +583,10 @@ def write_noldo_s12(
             sel = [nm for nm, sp in zip(names, splits) if sp == split]
             for kind in ("dw", "osm"):
                 _downstream_lmdb(root, kind, split, sel)
+        if not geotiff:  # the LMDBs were built from the GeoTIFF folders: one form is kept
+            for split in ("train", "test"):
+                for kind in ("dw", "osm"):
+                    shutil.rmtree(root / f"{kind}_{split}", ignore_errors=True)
     return root
 
 
