@@ -96,5 +96,12 @@ def test_cli_synth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run(["synth", "--layout", "noldo-s12", "--root", str(tmp_path), "-n", "1", "--seed", "0",
          "--workers", "1", "--no-progress"])  # fmt: skip
     for name in ("dw_labels.lmdb", "dw_labels_clean.lmdb", "0k_251k_uint8_s2c.lmdb",
-                 "dw_complete_ids.csv", "dw_train_lmdb", "osm_test"):  # fmt: skip
+                 "dw_complete_ids.csv", "dw_train_lmdb", "osm_test_lmdb"):  # fmt: skip
         assert (tmp_path / name).exists(), name
+    for name in ("s2c", "dw_noisy_labels", "osm_test"):  # one form by default: no GeoTIFFs
+        assert not (tmp_path / name).exists(), name
+    both = tmp_path / "both"
+    run(["synth", "--layout", "noldo-s12", "--root", str(both), "-n", "1", "--seed", "0",
+         "--workers", "1", "--no-progress", "--noldo-geotiff"])  # fmt: skip
+    for name in ("0k_251k_uint8_s2c.lmdb", "s2c", "dw_noisy_labels", "osm_test", "osm_test_lmdb"):
+        assert (both / name).exists(), name
