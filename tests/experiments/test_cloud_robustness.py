@@ -75,26 +75,32 @@ def test_experiment_at_tiny_size_writes_every_output(tmp_path: Path, ben_v2_root
     assert summary[("S2", "plain", "clear")]["seeds"] == 2
     text = (out / "results.md").read_text()
     assert "| early fusion | robust |" in text and "better single sensor" in text
+    assert (out / "claims.csv").is_file() and "fusion" in (out / "claims.md").read_text()
     # "fully" is the clear test patches under a cloud deck: the S1-only model cannot tell
     s1 = [summary[("S1", "plain", t)]["mAP_micro_mean"] for t in ("clear", "fully")]
     assert np.isfinite(s1[0]) and s1[0] == pytest.approx(s1[1], abs=1e-6)
 
 
 def test_verdict_compares_with_the_better_single_sensor() -> None:
-    def row(m: str, t: str, ts: str, v: float) -> dict:
-        return {"model": m, "training": t, "test_set": ts, "mAP_micro_mean": v,
-                "mAP_micro_std": 0.01, "seeds": 3}  # fmt: skip
+    def rows(m: str, t: str, ts: str, values: tuple[float, ...]) -> list[dict]:
+        return [{"model": m, "training": t, "test_set": ts, "seed": s, "mAP_micro": v}
+                for s, v in enumerate(values)]  # fmt: skip
 
-    summary = [
-        row("S1", "plain", "clear", 0.5), row("S2", "plain", "clear", 0.8),
-        row("S1", "plain", "clouded", 0.6), row("S2", "robust", "clouded", 0.4),
-        row("early fusion", "robust", "clear", 0.85),
-        row("early fusion", "robust", "clouded", 0.55),
-    ]  # fmt: skip
-    text, ok = cr.verdict(summary)
-    assert not ok and "clouded: better single sensor S1 (plain) 60.0" in text
-    summary[-1]["mAP_micro_mean"] = 0.6
-    assert cr.verdict(summary)[1]
+    data = (
+        rows("S1", "plain", "clear", (0.5, 0.5, 0.5)) + rows("S2", "plain", "clear", (0.8,) * 3)
+        + rows("S1", "plain", "clouded", (0.6, 0.61, 0.62))
+        + rows("S2", "robust", "clouded", (0.4, 0.4, 0.4))
+        + rows("early fusion", "robust", "clear", (0.85, 0.86, 0.84))
+        + rows("early fusion", "robust", "clouded", (0.55, 0.56, 0.54))
+    )  # fmt: skip
+    text, ok = cr.verdict(data)
+    assert not ok and "better single sensor (S1, plain)" in text
+    clouded = next(v for v in cr.claims(data) if v.claim.where == "clouded test"
+                   and v.claim.better == "early fusion (robust)")  # fmt: skip
+    assert clouded.diff_mean == pytest.approx(-0.06) and not clouded.holds
+    # a shortfall inside the spread over seeds is not "worse"
+    data[-3:] = rows("early fusion", "robust", "clouded", (0.59, 0.63, 0.60))
+    assert cr.verdict(data)[1]
 
 
 @pytest.mark.parametrize("model", list(cr.MODELS))

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from rsfuse.errors import ConfigError
-from rsfuse.experiments.cromss import main, parse_smoothing
+from rsfuse.experiments.cromss import _smoothing_label, main, parse_smoothing, smoothing_claims
+from rsfuse.experiments.protocols import SegRun
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -57,6 +58,19 @@ def test_experiment_writes_tables_and_figures(noldo_root: Path, tmp_path: Path) 
     for png in ("selection_masks.png", "transfer_miou.png", "pretrain_accuracy.png"):
         assert (out / png).stat().st_size > 1000
     assert len(list((out / "encoders").glob("*.safetensors"))) == 5
+    verdicts = {
+        (r["claim_where"], r["claim_better"]): r
+        for r in csv.DictReader((out / "claims.csv").open())
+    }
+    # Tables II-IV: every pretrained encoder against random init (S1 ones against random S1)
+    dw = verdicts[("SSL4EO-S12@DW, DeepLabV3+, frozen", "CromSS-midF S1")]
+    assert dw["claim_worse"] == "random S1" and dw["verdict"] in ("holds", "does not hold")
+    # §IV-D selection precision vs the noisy labels' accuracy (the CromSS variants only)
+    sel = verdicts[("§IV-D, pretraining split", "CromSS-midF S2 selection precision")]
+    assert float(sel["worse_mean"]) == pytest.approx(float(acc["CromSS-midF"]["noisy_labels"]))
+    assert not any(k[1].startswith("single-s1") and "selection" in k[1] for k in verdicts)
+    # Table VI: the paper's smoothing vs none, over the settings run
+    assert verdicts[("Table VI, frozen", "α=0.15, β=0.05")]["seeds"] == "1"
     # a second run reuses the encoders and their accuracy rows (no pretraining)
     (out / "selection_masks.png").unlink()
     main(args)
@@ -78,3 +92,23 @@ def test_demo_stage(noldo_root: Path, dfc2020_root: Path, tmp_path: Path) -> Non
     assert Path(res["encoder"]).is_file() and Path(res["encoder"]).with_suffix(".json").is_file()
     assert "| CromSS-midF S2 |" in res["markdown"]
     assert 0.5 < res["pretrain_accuracy"]["noisy_labels"] < 1.0
+
+
+def test_smoothing_claim_compares_worst_shortfalls() -> None:
+    """Table VI's "more stable": the paper's smoothing never far below the best setting."""
+    paper, none = _smoothing_label(0.15, 0.05), _smoothing_label(0, 0)
+    other = _smoothing_label(0.2, 0)
+    miou = {  # setting -> encoder -> mIoU
+        "dfc2020": {paper: 0.50, none: 0.52, other: 0.51},
+        "dw": {paper: 0.40, none: 0.30, other: 0.41},
+    }
+    runs = [
+        SegRun(st, enc, "finetune", seed, 0, 0, v + 0.01 * seed, 0, 1.0)
+        for seed in range(3)
+        for st, by in miou.items()
+        for enc, v in by.items()
+    ]
+    (v,) = [v for v in smoothing_claims(runs, [paper, none, other]) if v.seeds]
+    # worst shortfalls: paper -0.02 (dfc2020), none -0.11 (dw)
+    assert v.better_mean == pytest.approx(-0.02) and v.worse_mean == pytest.approx(-0.11)
+    assert v.holds

@@ -35,10 +35,22 @@ def test_summary_table_and_claims() -> None:
     table = markdown_table(summary, [0.1, 1.0])
     assert "| method | protocol | S1+S2 10 % | S1+S2 100 % | S1 only 10 %" in table
     assert "| DINO-MM | linear probe | 38.0 ± 1.4 | 56.0 ± 1.4 |" in table
-    text = claims(summary, [0.1, 1.0])
-    assert "beats single-modality SSL, every input case and fraction: **holds** (6/6" in text
-    assert ">= 20 points (DINO-MM linear probe): **holds**" in text
-    assert "supervised training with 100 % labels: **holds** (3/3" in text
+    verdicts = claims(_rows(), [0.1, 1.0])
+    joint = [v for v in verdicts if v.claim.worse == "single-modality DINO probe"]
+    assert len(joint) == 6 and all(v.holds and v.seeds == 2 for v in joint)
+    wide = [v for v in verdicts if v.claim.worse == "random-init probe"]
+    # DINO-MM is 30 (+1 on seed 1) points above random init: more than the 20-point margin
+    assert len(wide) == 6 and all(v.holds for v in wide)
+    assert wide[0].diff_mean == pytest.approx(0.31)
+    one_sensor = [v for v in verdicts if v.claim.relation == ">="]
+    assert [v.claim.worse for v in one_sensor] == ["supervised on S1", "supervised on S2"]
+    assert all(v.holds for v in one_sensor)
+    # 5 points above random init is not "by more than 20"
+    low = [r for r in _rows() if not (r.method == "DINO-MM" and r.input == "S1+S2")]
+    low += [Row("DINO-MM", "linear probe", s, "S1+S2", 0.1, 10, 0.13, 0.1, 1) for s in (0, 1)]
+    v = next(v for v in claims(low, [0.1]) if v.claim.where == "S1+S2, 10 % labels"
+             and v.claim.worse == "random-init probe")  # fmt: skip
+    assert not v.holds
 
 
 def test_tiny_run_writes_table_csv_and_plot(ben_v2_root: Path, tmp_path: Path) -> None:
@@ -56,6 +68,11 @@ def test_tiny_run_writes_table_csv_and_plot(ben_v2_root: Path, tmp_path: Path) -
     assert "| DINO-MM | linear probe |" in table and "| Random init | linear probe |" in table
     assert "| Supervised (scratch) | end to end |" in table
     assert "S2 only 50 %" in table and "Claims of the paper" in table
+    claims_rows = list(csv.DictReader((out / "claims.csv").open()))
+    assert {r["verdict"] for r in claims_rows} <= {"holds", "does not hold", "not run"}
+    # no single-modality SSL run: its claims are "not run", the random-init ones are judged
+    assert {r["verdict"] for r in claims_rows if "single" in r["claim_worse"]} == {"not run"}
+    assert all(r["verdict"] != "not run" for r in claims_rows if "random" in r["claim_worse"])
     with open(out / "results_runs.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 3 * 3 * 2  # methods x input cases x fractions

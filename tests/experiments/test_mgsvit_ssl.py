@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from rsfuse.experiments.mgsvit_ssl import PRETRAINING, main, markdown_table
+from rsfuse.experiments.mgsvit_ssl import PRETRAINING, claims, main, markdown_table
+from rsfuse.experiments.protocols import ScoreRow
 from rsfuse.models.checkpoints import read_encoder_config
 
 
@@ -36,6 +37,21 @@ def test_table_has_one_row_per_kind_and_marks_missing_runs() -> None:
     table = markdown_table(summary, list(PRETRAINING))
     assert "| MAE | - | - | 50.0 ± 10.0 | 25.0 ± 0.0 | - | 2 |" in table
     assert table.count("\n") == 1 + len(PRETRAINING)
+
+
+def test_figure_11_claim_compares_fine_tunes_per_seed() -> None:
+    rows = [
+        ScoreRow(f"{kind} | {how}", seed, "clear", "S1+S2", m + 0.01 * seed, m, 1.0)
+        for seed in range(3)
+        for kind, how, m in (
+            ("MCMAE", "fine-tune", 0.7), ("MAE", "fine-tune", 0.65), ("MoCo", "fine-tune", 0.72),
+            ("random", "fine-tune", 0.6), ("MCMAE", "linear probe", 0.99),
+        )
+    ]  # fmt: skip
+    verdicts = {v.claim.worse: v for v in claims(rows)}
+    assert verdicts["MAE fine-tune"].holds and verdicts["from scratch"].holds
+    assert not verdicts["MoCo fine-tune"].holds  # MoCo is higher here
+    assert verdicts["MAE fine-tune"].diff_mean == pytest.approx(0.05)
 
 
 def test_tiny_run_pretrains_exports_and_transfers(ben_v2_root: Path, tmp_path: Path) -> None:
@@ -73,3 +89,10 @@ def test_tiny_run_pretrains_exports_and_transfers(ben_v2_root: Path, tmp_path: P
         pre = {(r["pretraining"], r["modality"]): r for r in csv.DictReader(f)}
     assert float(pre[("MCMAE", "s2")]["seconds"]) > 0 and pre[("random", "s1")]["seconds"] == "0.0"
     assert (out / "ssl.png").stat().st_size > 1000
+    verdicts = {
+        (r["claim_better"], r["claim_worse"]): r
+        for r in csv.DictReader((out / "claims.csv").open())
+    }
+    # MCMAE vs scratch ran (one seed: a verdict), MAE and MoCo did not
+    assert verdicts[("MCMAE fine-tune", "from scratch")]["verdict"] in ("holds", "does not hold")
+    assert verdicts[("MCMAE fine-tune", "MAE fine-tune")]["verdict"] == "not run"

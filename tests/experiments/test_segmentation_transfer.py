@@ -89,6 +89,13 @@ def test_tiny_run_writes_tables_csv_json_and_figures(
     assert len(data["runs"]) == 4 and "Forest" in data["runs"][0]["iou"]
     assert (out / "encoders" / "synthetic-supervised_resnet18_s2.safetensors").is_file()
     assert (out / "transfer_miou.png").stat().st_size > 1000
+    claims = list(csv.DictReader((out / "claims.csv").open()))
+    assert [(r["claim_where"], r["claim_better"], r["claim_worse"]) for r in claims] == [
+        ("DFC2020, PSPNet, frozen", "synthetic-supervised", "random"),
+        ("DFC2020, PSPNet, fine-tuned", "synthetic-supervised", "random"),
+    ]
+    by_mode = {r["mode"]: float(r["mIoU"]) for r in rows if r["encoder"] == "random"}
+    assert float(claims[0]["worse_mean"]) == pytest.approx(by_mode["frozen"], abs=1e-6)
     figs = out / "figures" / "dfc2020" / "synthetic-supervised_frozen"
     assert (figs / "confusion_matrix.png").stat().st_size > 1000
     assert (figs / "samples.png").stat().st_size > 1000

@@ -27,7 +27,9 @@ patches only, as BigEarthNet practice does.
 Writes ``results_runs.csv`` (one row per run and test set), ``results.csv`` / ``results.json``
 (mean ± std over seeds), ``results.md`` (the table and the verdict: does every robust
 fused model score at least the better single-sensor model on the clear and the clouded
-subset?) and ``cloud_robustness.png`` into ``--out``.
+subset? Each fused model's claim holds unless it falls short of the better single-sensor
+model by more than one standard error over seeds), ``claims.md`` / ``.csv`` / ``.json`` and
+``cloud_robustness.png`` into ``--out``.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ import torch
 from torch.utils.data import ConcatDataset, Dataset, Subset
 
 from rsfuse.data.clouds import CloudValidity, ValidityDataset
+from rsfuse.experiments.claims import FUSION_GOAL, Claim, Verdict, judge, per_seed, write_verdicts
 from rsfuse.experiments.protocols import ClassificationData, ScoreRow, train_and_score
 from rsfuse.experiments.runner import (
     add_bigearthnet_arguments,
@@ -52,6 +55,7 @@ from rsfuse.experiments.runner import (
     cell,
     ensure_synthetic,
     experiment_parser,
+    mean_std,
     run_experiment,
     save_figure,
     summarise,
@@ -206,34 +210,35 @@ def markdown_table(summary: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def verdict(summary: list[dict[str, Any]]) -> tuple[str, bool]:
-    """Does every robust fused model reach the better single-sensor model (its best
-    training) on the clear and on the clouded subset (means over seeds)? Text and answer."""
-    idx = {(s["model"], s["training"], s["test_set"]): s for s in summary}
-    lines, ok = [], True
+def claims(rows: Sequence[dict[str, Any]]) -> list[Verdict]:
+    """Is every robustly trained fused model at least as good as the better single-sensor
+    model on the clear and on the clouded subset? Micro mAP per seed; the better single
+    sensor is the (model, training) with the higher mean over seeds on that subset."""
+    out = []
     for ts in ("clear", "clouded"):
         singles = {
-            (m, t): idx[(m, t, ts)]["mAP_micro_mean"]
+            (m, t): per_seed(rows, "mAP_micro", model=m, training=t, test_set=ts)
             for m in SINGLE
             for t in TRAININGS
-            if (m, t, ts) in idx
         }
-        if not singles:
-            return "verdict skipped: no single-sensor model was run", False
-        (bm, bt), best = max(singles.items(), key=lambda kv: kv[1])
-        lines.append(f"{ts}: better single sensor {bm} ({bt}) {100 * best:.1f}")
+        singles = {k: v for k, v in singles.items() if v}
+        best = max(singles, key=lambda k: mean_std(list(singles[k].values()))[0], default=None)
         for m in MODELS:
-            if m in SINGLE or (m, "robust", ts) not in idx:
+            if m in SINGLE:
                 continue
-            s = idx[(m, "robust", ts)]
-            diff = s["mAP_micro_mean"] - best
-            good = diff >= 0
-            ok &= good
-            lines.append(
-                f"  {m} (robust) {100 * s['mAP_micro_mean']:.1f} ± "
-                f"{100 * s['mAP_micro_std']:.1f}: {'≥' if good else '<'} it ({100 * diff:+.1f})"
-            )
-    return "\n".join(lines), ok
+            fused = per_seed(rows, "mAP_micro", model=m, training="robust", test_set=ts)
+            worse = f"better single sensor ({best[0]}, {best[1]})" if best else "single sensor"
+            c = Claim(FUSION_GOAL, f"{ts} test", f"{m} (robust)", worse, relation=">=")
+            out.append(judge(c, fused, singles.get(best, {}) if best else {}))
+    return out
+
+
+def verdict(rows: Sequence[dict[str, Any]]) -> tuple[str, bool]:
+    """The lines of :func:`claims` that ran, and whether every one of them holds."""
+    ran = [v for v in claims(rows) if v.seeds]
+    if not ran:
+        return "verdict skipped: no fused or no single-sensor model was run", False
+    return "\n".join(v.line() for v in ran), all(v.holds for v in ran)
 
 
 def plot(summary: list[dict[str, Any]], path: Path) -> None:
@@ -337,7 +342,8 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         summary = summarise_rows(rows)
         write_csv(out / "results.csv", summary)
         table = markdown_table(summary)
-        text, ok = verdict(summary)
+        text, ok = verdict(rows)
+        write_verdicts(out, claims(rows), "Fusion never worse than the better sensor (micro mAP)")
         header = (
             f"Cloud robustness, size={args.size}, epochs={args.epochs}, seeds={args.seeds}, "
             f"max_cloud_fraction={mcf}, samples={sizes}, "

@@ -34,7 +34,9 @@ from typing import Any
 
 from rsfuse.data.classes import DW9
 from rsfuse.errors import ConfigError
+from rsfuse.experiments.claims import CROMSS, Claim, Verdict, judge, write_verdicts
 from rsfuse.experiments.protocols import (
+    MODE_TITLES,
     MODES,
     RANDOM,
     SETTINGS,
@@ -48,6 +50,7 @@ from rsfuse.experiments.protocols import (
     setting_configs,
     split_list,
     summarise_runs,
+    transfer_claims,
     transfer_run,
 )
 from rsfuse.experiments.runner import (
@@ -283,6 +286,54 @@ def plot_pretrain_accuracy(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------- outputs
+def selection_claims(acc_rows: Sequence[dict[str, Any]]) -> list[Verdict]:
+    """CromSS §IV-D: the labels its sample selection keeps are more often right than the
+    noisy labels as a whole — the selection precision of each CromSS variant's masks (per
+    sensor branch) against the noisy labels' accuracy on the pretraining split (one
+    pretraining run each: no spread)."""
+    out = []
+    for r in acc_rows:
+        for m in ("s1", "s2"):
+            prec = r.get(f"{m}_selection_precision")
+            if prec in (None, "") or r.get("noisy_labels") in (None, ""):
+                continue
+            c = Claim(CROMSS, "§IV-D, pretraining split", f"{r['model']} {m.upper()} selection "
+                      "precision", "noisy-label accuracy", metric="pixel accuracy")  # fmt: skip
+            out.append(judge(c, {0: float(prec)}, {0: float(r["noisy_labels"])}))
+    return out
+
+
+def smoothing_claims(runs: Sequence[SegRun], table6: Sequence[str]) -> list[Verdict]:
+    """CromSS Table VI: the combined label smoothing (α, β) = (0.15, 0.05) is "more stable
+    across all datasets" than none — per seed and mode, its worst shortfall (over the
+    downstream settings run) from the best smoothing setting of that setting is smaller
+    than that of no smoothing. The values are minus those shortfalls (mIoU; 0 = best on
+    every setting)."""
+    paper = next((e for e in table6 if e.endswith(" S2") or "0.15" in e), None)
+    none = _smoothing_label(0.0, 0.0)
+    if paper is None or none not in table6:
+        return []
+    flat = [asdict(r) for r in runs if r.encoder in table6]
+    out = []
+    for mode in MODES:
+        worst: dict[str, dict[int, float]] = {paper: {}, none: {}}
+        seeds = sorted({r["seed"] for r in flat if r["mode"] == mode})
+        for seed in seeds:
+            by = {(r["setting"], r["encoder"]): r["mIoU"] for r in flat
+                  if r["mode"] == mode and r["seed"] == seed}  # fmt: skip
+            settings = sorted({k for k, _ in by})
+            for enc in worst:
+                gaps = [by[(st, enc)] - max(v for (t, _), v in by.items() if t == st)
+                        for st in settings if (st, enc) in by]  # fmt: skip
+                if gaps:
+                    worst[enc][seed] = min(gaps)
+        metric = "worst mIoU shortfall from the best smoothing, negated"
+        where = f"Table VI, {MODE_TITLES[mode].lower()}"
+        c = Claim(CROMSS, where, "α=0.15, β=0.05", "no smoothing", metric=metric)
+        out.append(judge(c, worst[paper], worst[none]))
+    return out
+
+
 def write_outputs(
     out: Path,
     runs: list[SegRun],
@@ -323,6 +374,12 @@ def write_outputs(
                 f"{100 * float(r[k]):.1f}" if r.get(k) not in (None, "") else "-" for k in keys
             ]
             parts.append(f"| {r['model']} | " + " | ".join(cells) + " |")
+    verdicts = (
+        transfer_claims(runs, [e for e in table5 if not e.startswith(RANDOM)])
+        + selection_claims(acc_rows)
+        + smoothing_claims(runs, table6)
+    )
+    parts += ["\n\n## Claims\n", write_verdicts(out, verdicts, "Claims of CromSS")]
     md = "\n".join(parts) + "\n"
     write_text(out / "results.md", md)
     if plot and summary:

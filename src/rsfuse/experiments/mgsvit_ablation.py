@@ -15,7 +15,9 @@ on (:func:`rsfuse.experiments.protocols.train_and_score`)
   (``S2 only``), on both splits.
 
 Writes ``results_runs.csv`` (one row per run and test set), ``results.csv`` and
-``results.md`` (mean ± std over seeds of micro/macro mAP) and ``ablation.png`` (bar plot)
+``results.md`` (mean ± std over seeds of micro/macro mAP), ``claims.md`` / ``.csv`` /
+``.json`` (Table 1's order and Table 2's gains on the clear and the cloudy test set, each
+marked holds / does not hold: :mod:`rsfuse.experiments.claims`) and ``ablation.png`` (bar plot)
 into ``--out``. The SSL variants need encoder checkpoints from the MGSViT pretraining
 (the ``mgsvit/pretrain/*`` configs write them into their run folders,
 ``runs/mgsvit_<c4|c0>_<s1|s2>/encoders/``), looked up under ``--pretrained`` (the folder
@@ -34,6 +36,15 @@ from pathlib import Path
 from typing import Any
 
 from rsfuse.errors import CheckpointError
+from rsfuse.experiments.claims import (
+    MGSVIT,
+    Claim,
+    Verdict,
+    judge,
+    ordering,
+    per_seed,
+    write_verdicts,
+)
 from rsfuse.experiments.protocols import (
     ScoreRow,
     classification_data,
@@ -138,23 +149,32 @@ def plot(summary: list[dict[str, Any]], path: Path) -> None:
     save_figure(fig, path)
 
 
-def fusion_verdict(summary: list[dict[str, Any]]) -> str:
-    """Do the fused models beat the best single-modality model on the cloudy split?"""
-    cloudy = {
-        s["variant"]: s["mAP_micro_mean"]
-        for s in summary
-        if s["test_set"] == "cloudy" and s["evaluated_on"] in ("S1", "S2", "S1+S2")
-    }
-    single = {v: cloudy[v] for v in SINGLE if v in cloudy}
-    fused = {v: m for v, m in cloudy.items() if v not in SINGLE}
-    if not single or not fused:
-        return "fusion check skipped (needs at least one single-modality and one fused variant)"
-    best_v = max(single, key=single.get)
-    lines = [f"best single-modality model on the cloudy split: {best_v} {100 * single[best_v]:.1f}"]
-    for v, m in fused.items():
-        ok = "beats" if m > single[best_v] else "does NOT beat"
-        lines.append(f"  {v}: {100 * m:.1f} {ok} it ({100 * (m - single[best_v]):+.1f})")
-    return "\n".join(lines)
+#: The paper's claims on this experiment's variants: Table 1's order and Table 2's gains.
+TABLE1_ORDER = ("S1", "S2", "C4", "C4-GMU")
+TABLE2_GAINS: tuple[tuple[str, str, str], ...] = (
+    ("Table 2 (shortcut)", "C4", "NO"),
+    ("Table 2 (shortcut)", "C4-GMU", "C0-GMU"),
+    ("Table 2 (GMU)", "C0-GMU", "NO"),
+    ("Table 2 (GMU)", "C4-GMU", "C4"),
+    ("Table 2 (SSL)", "SSL", "NO"),
+    ("Table 2 (SSL)", "base", "C4-GMU"),
+)
+
+
+def claims(rows: Sequence[ScoreRow], test_set: str = "clear") -> list[Verdict]:
+    """MGSViT's claims checked on ``test_set`` (micro mAP per seed, each model on its own
+    input): Table 1's order S1 < S2 < S1+S2 (C4) < S1 GMU S2 (C4-GMU), and Table 2's gains
+    of the shortcut, the GMU and SSL pretraining."""
+    flat = [asdict(r) for r in rows]
+
+    def values(variant: str) -> dict[int, float]:
+        on = variant if variant in SINGLE else "S1+S2"
+        return per_seed(flat, "map_micro", variant=variant, test_set=test_set, evaluated_on=on)
+
+    where = f"{test_set} test"
+    table1 = ordering(MGSVIT, f"Table 1, {where}", TABLE1_ORDER)
+    table2 = [Claim(MGSVIT, f"{w}, {where}", hi, lo) for w, hi, lo in TABLE2_GAINS]
+    return [judge(c, values(c.better), values(c.worse)) for c in table1 + table2]
 
 
 def write_run_csvs(rows: list[ScoreRow], out: Path) -> list[dict[str, Any]]:
@@ -268,13 +288,15 @@ def _run(args: argparse.Namespace) -> None:
         """(Re)write every output from the runs so far (a killed run keeps its results)."""
         summary = write_run_csvs(rows, out)
         table = markdown_table(summary, pending)
-        verdict = fusion_verdict(summary)
+        verdicts = claims(rows, "clear") + claims(rows, "cloudy")
+        verdict = "\n".join(v.line() for v in verdicts)
         header = (
             f"MGSViT ablation, size={args.size}, epochs={args.epochs}, seeds={args.seeds}, "
             f"train_cloudy={args.train_cloudy}, samples={sizes}, "
             f"{(time.time() - t_start) / 60:.1f} min\n\n"
         )
-        write_text(out / "results.md", header + table + "\n\n" + verdict + "\n")
+        claims_md = write_verdicts(out, verdicts, "Claims of MGSViT (micro mAP, whole test sets)")
+        write_text(out / "results.md", header + table + "\n\n## Claims\n\n" + claims_md)
         write_json(out / "results.json", {"sizes": sizes, "summary": summary, "pending": pending})
         if summary:
             plot(summary, out / "ablation.png")
@@ -304,4 +326,7 @@ def _run(args: argparse.Namespace) -> None:
     print(header + table)
     print()
     print(verdict)
-    print(f"[ablation] wrote {out}/results.md, results.csv, results_runs.csv, ablation.png")
+    print(
+        f"[ablation] wrote {out}/results.md, results.csv, results_runs.csv, claims.md/.csv/.json,"
+        " ablation.png"
+    )

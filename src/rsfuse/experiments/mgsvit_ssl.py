@@ -23,7 +23,9 @@ world):
 Every transfer run is scored on the clear test split, on the cloud-heavy split (every
 cloudy patch of val + test) and, as in ``mgsvit-ablation``, with S1 only and S2 only.
 Writes ``results.md``, ``results.csv``, ``results_runs.csv``, ``pretraining.csv``,
-``results.json`` and ``ssl.png`` into ``--out``; tables are rewritten after every run, so a
+``results.json``, ``claims.md`` / ``.csv`` / ``.json`` (Figure 11's claim that fine-tuning
+after MCMAE pretraining scores best, marked holds / does not hold) and ``ssl.png`` into
+``--out``; tables are rewritten after every run, so a
 killed experiment keeps what it finished.
 """
 
@@ -37,6 +39,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from rsfuse.experiments.claims import MGSVIT, Claim, Verdict, judge, per_seed, write_verdicts
 from rsfuse.experiments.protocols import (
     ScoreRow,
     classification_data,
@@ -189,6 +192,27 @@ def plot(summary: list[dict[str, Any]], kinds: Sequence[str], path: Path) -> Non
     save_figure(fig, path)
 
 
+def claims(rows: Sequence[ScoreRow], test_set: str = "clear") -> list[Verdict]:
+    """Figure 11's claim: fine-tuning after MGSViT's own pretraining (MCMAE) scores best —
+    above MAE, MoCo v3 and supervised training from scratch (fine-tuning from random
+    init) — micro mAP of the S1 GMU S2 model per seed on ``test_set``."""
+    flat = [asdict(r) for r in rows]
+
+    def values(kind: str) -> dict[int, float]:
+        return per_seed(
+            flat, "map_micro", variant=f"{kind} | fine-tune", test_set=test_set,
+            evaluated_on="S1+S2",
+        )  # fmt: skip
+
+    names = {"MCMAE": "MCMAE fine-tune", "MAE": "MAE fine-tune", "MoCo": "MoCo fine-tune",
+             "random": "from scratch"}  # fmt: skip
+    out = []
+    for other in ("MAE", "MoCo", "random"):
+        c = Claim(MGSVIT, f"Figure 11, {test_set} test", names["MCMAE"], names[other])
+        out.append(judge(c, values("MCMAE"), values(other)))
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = experiment_parser(
         "mgsvit-ssl",
@@ -278,13 +302,15 @@ def _run(args: argparse.Namespace) -> None:
             f"samples={sizes}, {(time.time() - t_start) / 60:.1f} min\n\n"
         )
         table = markdown_table(summary, kinds)
-        write_text(out / "results.md", header + table + "\n")
+        verdicts = claims(rows, "clear") + claims(rows, "cloudy")
+        claims_md = write_verdicts(out, verdicts, "Claims of MGSViT (micro mAP, S1 GMU S2)")
+        write_text(out / "results.md", header + table + "\n\n## Claims\n\n" + claims_md)
         write_json(
             out / "results.json", {"sizes": sizes, "pretraining": records, "summary": summary}
         )
         if summary:
             plot(summary, kinds, out / "ssl.png")
-        return header + table
+        return header + table + "\n\n" + "\n".join(v.line() for v in verdicts)
 
     configs = [TRANSFER_CONFIG] + ([TINY] if args.size == "tiny" else [])
     for seed in args.seeds:

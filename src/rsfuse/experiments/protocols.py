@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from rsfuse.errors import ConfigError
+from rsfuse.experiments.claims import Verdict
 from rsfuse.experiments.runner import (
     build_run,
     cell,
@@ -70,6 +71,7 @@ __all__ = [
     "summarise_runs",
     "summarise_scores",
     "train_and_score",
+    "transfer_claims",
     "transfer_run",
 ]
 
@@ -563,6 +565,28 @@ def summarise_runs(runs: Sequence[SegRun]) -> list[dict[str, Any]]:
     return summarise(
         [asdict(r) for r in runs], ("setting", "encoder", "mode"), (*METRICS, "train_seconds")
     )
+
+
+def transfer_claims(runs: Sequence[SegRun], pretrained: Sequence[str]) -> list[Verdict]:
+    """CromSS Tables II–IV: an encoder pretrained on noisy labels transfers better than a
+    random one — each ``pretrained`` encoder against random init (same input sensor), per
+    setting and mode, mIoU per seed on the test split."""
+    from rsfuse.experiments.claims import CROMSS, Claim, judge, per_seed
+
+    flat = [asdict(r) for r in runs]
+    out = []
+    for key, setting in SETTINGS.items():
+        for mode in MODES:
+            for enc in pretrained:
+                rand = f"{RANDOM} S1" if enc.endswith(" S1") else RANDOM
+                b = per_seed(flat, "mIoU", setting=key, encoder=enc, mode=mode)
+                w = per_seed(flat, "mIoU", setting=key, encoder=rand, mode=mode)
+                if not b and not w:
+                    continue
+                where = f"{setting.title.split(' (')[0]}, {MODE_TITLES[mode].lower()}"
+                c = Claim(CROMSS, where, enc, rand, metric="mIoU")
+                out.append(judge(c, b, w))
+    return out
 
 
 def markdown_tables(summary: list[dict[str, Any]], encoders: list[str]) -> str:

@@ -34,7 +34,9 @@ published patch sizes unless ``--data-patch-size KIND=PX`` says otherwise.
 
 Outputs in ``--out``: ``results.md`` (the tables), ``results.csv`` (mean ± std per setting,
 encoder and mode), ``results_runs.csv`` (one row per run), ``results.json`` (both, plus
-per-class IoU and the arguments), ``transfer_miou.png`` (bars of mIoU), and per setting,
+per-class IoU and the arguments), ``claims.md`` / ``.csv`` / ``.json`` (each pretrained
+encoder against random init per setting and mode, marked holds / does not hold),
+``transfer_miou.png`` (bars of mIoU), and per setting,
 encoder and mode the first seed's ``confusion_matrix.png`` and ``samples.png`` under
 ``figures/``. The tables are rewritten after every run, so a killed run keeps its results.
 """
@@ -49,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from rsfuse.errors import ConfigError
+from rsfuse.experiments.claims import write_verdicts
 from rsfuse.experiments.protocols import (
     DEFAULT_SETTINGS,
     MODES,
@@ -63,6 +66,7 @@ from rsfuse.experiments.protocols import (
     setting_configs,
     split_list,
     summarise_runs,
+    transfer_claims,
     transfer_run,
 )
 from rsfuse.experiments.runner import (
@@ -193,6 +197,10 @@ def write_outputs(
     )
     write_csv(out / "results.csv", summary)
     md = header + markdown_tables(summary, encoders) + "\n"
+    verdicts = transfer_claims(runs, [e for e in encoders if e != RANDOM])
+    if verdicts:
+        claims_md = write_verdicts(out, verdicts, "Pretrained vs random encoders (mIoU)")
+        md += "\n## Claims\n\n" + claims_md
     write_text(out / "results.md", md)
     write_json(
         out / "results.json", {**extra, "summary": summary, "runs": [asdict(r) for r in runs]}
