@@ -87,3 +87,25 @@ def test_ensure_synthetic_reuses_a_stamped_dataset(tmp_path: Path, capsys) -> No
     ensure_synthetic("bigearthnet-v2", root, n=6, seed=2, workers=1)
     assert "synthesising" in capsys.readouterr().out
     assert json.loads((root / "rsfuse-synth.json").read_text())["seed"] == 2
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["mgsvit_ablation", "mgsvit_ssl", "dino_mm", "segmentation_transfer", "cromss",
+     "cloud_robustness"],
+)  # fmt: skip
+def test_gpu_profile_replaces_defaults_not_given_options(module: str, tmp_path: Path) -> None:
+    import importlib
+
+    from rsfuse.experiments.runner import run_experiment
+
+    mod = importlib.import_module(f"rsfuse.experiments.{module}")
+    cpu = run_experiment(mod.build_parser(), ["--out", str(tmp_path)], lambda a: a)
+    assert cpu.profile == "cpu" and cpu.size == "tiny"
+    argv = ["--out", str(tmp_path), "--profile", "gpu", "--batch-size", "3"]
+    gpu = run_experiment(mod.build_parser(), argv, lambda a: a)
+    assert gpu.size == "full" and gpu.batch_size == 3  # given on the command line: kept
+    for key, value in mod.GPU_PROFILE.items():
+        if key != "batch_size":
+            assert getattr(gpu, key) == value, key
+    assert len(gpu.seeds) >= 3 and len(cpu.seeds) >= 3

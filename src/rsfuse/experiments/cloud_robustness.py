@@ -51,6 +51,7 @@ from rsfuse.experiments.claims import FUSION_GOAL, Claim, Verdict, judge, per_se
 from rsfuse.experiments.protocols import ClassificationData, ScoreRow, train_and_score
 from rsfuse.experiments.runner import (
     add_bigearthnet_arguments,
+    add_profile_argument,
     add_training_arguments,
     cell,
     ensure_synthetic,
@@ -78,6 +79,10 @@ TEST_SETS = ("clear", "partly", "fully", "clouded")
 TINY = "overrides/tiny_cpu"
 #: The data keys of robust training, and their ``plain`` values.
 PLAIN = {"sensor_drop": 0.0, "cloud_augmentation": 0.0}
+
+#: ``--profile gpu``: the full-size configs (bf16, one GPU) and a budget sized to finish in
+#: about 8 minutes on one H100/H200 — a first sizing, not yet timed on a device.
+GPU_PROFILE: dict[str, Any] = {"size": "full", "n": 3000, "epochs": 10, "batch_size": 128}
 
 
 class Overcast(Dataset):
@@ -310,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="S2 is marked absent above this invalid fraction (default: the configs')",
     )
+    add_profile_argument(p, GPU_PROFILE)
     return p
 
 

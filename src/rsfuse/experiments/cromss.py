@@ -54,6 +54,7 @@ from rsfuse.experiments.protocols import (
     transfer_run,
 )
 from rsfuse.experiments.runner import (
+    add_profile_argument,
     build_run,
     dotted,
     experiment_parser,
@@ -80,6 +81,15 @@ VARIANT_CONFIGS: dict[str, str] = {
 TINY = "cromss/overrides/tiny_cpu"
 DEFAULT_SMOOTHING = ("0:0", "0:0.2", "0.2:0", "0.15:0.05")
 PAPER_SMOOTHING = (0.15, 0.05)
+
+#: ``--profile gpu``: the full-size configs (bf16, one GPU) and a budget sized to finish in
+#: about 8 minutes on one H100/H200 — a first sizing, not yet timed on a device.
+GPU_PROFILE: dict[str, Any] = {
+    "size": "full",
+    "epochs": 10,
+    "pretrain_epochs": 10,
+    "batch_size": 32,
+}
 
 
 def parse_smoothing(items: Sequence[str]) -> list[tuple[float, float]]:
@@ -420,7 +430,11 @@ def build_parser() -> argparse.ArgumentParser:
         f"{','.join(DEFAULT_SMOOTHING)})",
     )
     p.add_argument(
-        "--settings", nargs="+", default=["dw"], help=f"downstream settings ({','.join(SETTINGS)})"
+        "--settings",
+        nargs="+",
+        default=["dfc2020,dw,osm"],
+        help="downstream settings (default dfc2020,dw,osm: the three sets of Tables II-IV; "
+        f"any of {','.join(k for k in SETTINGS if 'vit' not in k)})",
     )
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -429,6 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--size", choices=["tiny", "full"], default="tiny")
     add_segmentation_data_arguments(p)
+    add_profile_argument(p, GPU_PROFILE)
     return p
 
 

@@ -58,6 +58,7 @@ from rsfuse.experiments.protocols import (
 )
 from rsfuse.experiments.runner import (
     add_bigearthnet_arguments,
+    add_profile_argument,
     add_training_arguments,
     build_run,
     cell,
@@ -85,6 +86,17 @@ METHODS: dict[str, tuple[str, str]] = {
 }
 DEFAULT_FRACTIONS = (0.01, 0.1, 1.0)
 BOTH = ("s1", "s2")
+
+#: ``--profile gpu``: the full-size configs (bf16, one GPU) and a budget sized to finish in
+#: about 8 minutes on one H100/H200 — a first sizing, not yet timed on a device.
+GPU_PROFILE: dict[str, Any] = {
+    "size": "full",
+    "n": 3000,
+    "pretrain_epochs": 10,
+    "finetune_epochs": 5,
+    "batch_size": 128,
+    "probe_batch_size": 256,
+}
 
 
 @dataclass
@@ -414,7 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="methods: " + "; ".join(f"{k} = {a} ({b})" for k, (a, b) in METHODS.items()),
     )
     add_bigearthnet_arguments(p, n=600)
-    add_training_arguments(p, seeds=(0,), batch_size=48)
+    add_training_arguments(p, seeds=(0, 1, 2), batch_size=48)
     p.add_argument(
         "--fractions",
         type=float,
@@ -462,6 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="keep cloudy patches (default: yes; clouds hide S2 but not S1)",
     )
+    add_profile_argument(p, GPU_PROFILE)
     return p
 
 

@@ -53,6 +53,7 @@ from rsfuse.experiments.protocols import (
 )
 from rsfuse.experiments.runner import (
     add_bigearthnet_arguments,
+    add_profile_argument,
     add_training_arguments,
     cell,
     dotted,
@@ -83,6 +84,15 @@ TINY = "mgsvit/overrides/tiny_cpu"
 
 #: One score of a run on a test set (see :class:`~rsfuse.experiments.protocols.ScoreRow`).
 Row = ScoreRow
+
+#: ``--profile gpu``: the full-size configs (bf16, one GPU) and a budget sized to finish in
+#: about 8 minutes on one H100/H200 — a first sizing, not yet timed on a device.
+GPU_PROFILE: dict[str, Any] = {
+    "size": "full",
+    "n": 3000,
+    "epochs": 5,
+    "batch_size": 128,
+}
 
 
 def summarise(rows: list[ScoreRow]) -> list[dict[str, Any]]:
@@ -239,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder the SSL configs' relative encoder checkpoint paths start from: the one "
         "the mgsvit/pretrain runs were started from (default: the working directory)",
     )
+    add_profile_argument(p, GPU_PROFILE)
     return p
 
 

@@ -48,6 +48,7 @@ from rsfuse.experiments.protocols import (
 )
 from rsfuse.experiments.runner import (
     add_bigearthnet_arguments,
+    add_profile_argument,
     add_training_arguments,
     build_run,
     cell,
@@ -71,6 +72,16 @@ TRANSFER = ("linear probe", "fine-tune")
 TINY_PRETRAIN = "mgsvit/overrides/tiny_cpu_pretrain"
 TINY = "mgsvit/overrides/tiny_cpu"
 TRANSFER_CONFIG = "mgsvit/ssl/ablation_base"
+
+#: ``--profile gpu``: the full-size configs (bf16, one GPU) and a budget sized to finish in
+#: about 8 minutes on one H100/H200 — a first sizing, not yet timed on a device.
+GPU_PROFILE: dict[str, Any] = {
+    "size": "full",
+    "n": 3000,
+    "pretrain_epochs": 10,
+    "epochs": 5,
+    "batch_size": 128,
+}
 
 
 def pretrain(
@@ -226,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_bigearthnet_arguments(p, n=1200)
     add_training_arguments(
-        p, seeds=(0, 1), batch_size=16, epochs=5, epochs_help="transfer epochs per run"
+        p, seeds=(0, 1, 2), batch_size=16, epochs=5, epochs_help="transfer epochs per run"
     )
     p.add_argument(
         "--pretraining",
@@ -252,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["train", "val", "test"],
         help="splits whose cloudy patches form the cloud-heavy test set (default: val test)",
     )
+    add_profile_argument(p, GPU_PROFILE)
     return p
 
 

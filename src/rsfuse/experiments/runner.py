@@ -11,8 +11,9 @@
   tables).
 * **Figures**: :func:`save_figure` writes a matplotlib figure atomically and closes it.
 * **Command line**: :func:`experiment_parser` (with ``--out``, ``--world-seed``,
-  ``--workers``, ``--threads``), :func:`add_bigearthnet_arguments`,
-  :func:`add_training_arguments` and :func:`run_experiment`, so every ``rsfuse experiment``
+  ``--workers``, ``--threads``), :func:`add_profile_argument` (``--profile gpu``),
+  :func:`add_bigearthnet_arguments`, :func:`add_training_arguments` and
+  :func:`run_experiment`, so every ``rsfuse experiment``
   takes the same common options; :func:`torch_threads` runs a block with a given number of
   CPU threads.
 """
@@ -36,6 +37,7 @@ from rsfuse.training.cli import BuiltRun, build_run
 __all__ = [
     "BuiltRun",
     "add_bigearthnet_arguments",
+    "add_profile_argument",
     "add_training_arguments",
     "build_run",
     "cell",
@@ -75,6 +77,24 @@ def experiment_parser(
     return p
 
 
+def add_profile_argument(p: argparse.ArgumentParser, gpu: Mapping[str, Any]) -> None:
+    """``--profile cpu|gpu``: ``gpu`` puts ``gpu``'s values (option dests → values) in place
+    of the CPU defaults — the full-size configs (bf16 on one GPU), a larger world and
+    budget; options given on the command line still win (:func:`run_experiment`)."""
+    shown = ", ".join(
+        f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+        for k, v in gpu.items()
+    )
+    p.set_defaults(gpu_profile=dict(gpu))
+    p.add_argument(
+        "--profile",
+        choices=["cpu", "gpu"],
+        default="cpu",
+        help="cpu (default): the sizes below, for 2 CPU cores; gpu: one GPU, bf16, full-size "
+        f"models, sized for about 8 minutes on an H100/H200 ({shown})",
+    )
+
+
 def add_bigearthnet_arguments(p: argparse.ArgumentParser, n: int) -> None:
     """``--root`` of a BigEarthNet-v2 dataset, or ``--n`` locations of the synthetic world."""
     p.add_argument(
@@ -110,9 +130,14 @@ def run_experiment(
     argv: Sequence[str],
     run: Callable[[argparse.Namespace], Any],
 ) -> Any:
-    """Parse ``argv``, create ``--out``, keep Lightning's per-run banners quiet and call
-    ``run(args)`` with ``--threads`` torch threads."""
+    """Parse ``argv`` (with ``--profile gpu``: again over the GPU profile's defaults), create
+    ``--out``, keep Lightning's per-run banners quiet and call ``run(args)`` with
+    ``--threads`` torch threads."""
     args = parser.parse_args(list(argv))
+    if getattr(args, "profile", "cpu") == "gpu":  # again, over the GPU defaults
+        parser.set_defaults(**args.gpu_profile)
+        args = parser.parse_args(list(argv))
+        print(f"[rsfuse] --profile gpu: {args.gpu_profile}")
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     Path(args.out).mkdir(parents=True, exist_ok=True)

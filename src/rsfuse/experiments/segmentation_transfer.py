@@ -70,6 +70,7 @@ from rsfuse.experiments.protocols import (
     transfer_run,
 )
 from rsfuse.experiments.runner import (
+    add_profile_argument,
     build_run,
     dotted,
     experiment_parser,
@@ -82,6 +83,15 @@ from rsfuse.training.configs import load_config
 
 SYNTHETIC = "synthetic-supervised"
 MODALITIES = {"s2": ["s2"], "s1": ["s1"], "s1s2": ["s1", "s2"]}
+
+#: ``--profile gpu``: the full-size configs (bf16, one GPU) and a budget sized to finish in
+#: about 8 minutes on one H100/H200 — a first sizing, not yet timed on a device.
+GPU_PROFILE: dict[str, Any] = {
+    "size": "full",
+    "epochs": 10,
+    "pretrain_epochs": 10,
+    "batch_size": 32,
+}
 
 
 # ---------------------------------------------------------------------------- encoders
@@ -297,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="same as --size tiny (the default)",
     )
     add_segmentation_data_arguments(p)
+    add_profile_argument(p, GPU_PROFILE)
     return p
 
 
