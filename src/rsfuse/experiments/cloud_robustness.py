@@ -35,7 +35,6 @@ model by more than one standard error over seeds), ``claims.md`` / ``.csv`` / ``
 from __future__ import annotations
 
 import argparse
-import copy
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -48,7 +47,12 @@ from torch.utils.data import ConcatDataset, Dataset, Subset
 
 from rsfuse.data.clouds import CloudValidity, ValidityDataset
 from rsfuse.experiments.claims import FUSION_GOAL, Claim, Verdict, judge, per_seed, write_verdicts
-from rsfuse.experiments.protocols import ClassificationData, ScoreRow, train_and_score
+from rsfuse.experiments.protocols import (
+    ClassificationData,
+    ScoreRow,
+    robust_datamodule,
+    train_and_score,
+)
 from rsfuse.experiments.runner import (
     add_bigearthnet_arguments,
     add_profile_argument,
@@ -168,19 +172,6 @@ def training_data(root: Path, batch_size: int, max_cloud_fraction: float) -> Any
         max_cloud_fraction=max_cloud_fraction,
     )  # fmt: skip
     dm.setup("fit")
-    return dm
-
-
-def run_datamodule(base: Any, settings: dict[str, float], modalities: Sequence[str]) -> Any:
-    """A copy of the cached training datamodule with a run's sensor drop and cloud
-    augmentation (sensor drop only for a model of both sensors)."""
-    dm = copy.copy(base)
-    dm.datasets = dict(base.datasets)
-    dm.augmentation = copy.deepcopy(base.augmentation)
-    drop = float(settings["sensor_drop"]) if len(modalities) == 2 else 0.0
-    clouds = float(settings["cloud_augmentation"]) if "s2" in modalities else 0.0
-    v = base.validity
-    dm.set_robustness(v.source, v.max_cloud_fraction, drop, 0.5, clouds, "L2A")
     return dm
 
 
@@ -377,7 +368,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
                 settings = PLAIN if training == "plain" else robust
                 if training == "robust" and robust == PLAIN and "plain" in args.trainings:
                     continue  # nothing to change (S1 only): the plain run stands for both
-                dm = run_datamodule(train_dm, settings, modalities)
+                dm = robust_datamodule(train_dm, settings, modalities)
                 data = ClassificationData(dm, None, sizes)
                 name = f"{model} {training}"
                 scores: list[ScoreRow] = train_and_score(

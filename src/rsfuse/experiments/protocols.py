@@ -63,6 +63,7 @@ __all__ = [
     "plot_transfer",
     "pretrain_accuracy",
     "random_vit",
+    "robust_datamodule",
     "run_overrides",
     "segmentation_datamodule",
     "segmentation_roots",
@@ -217,6 +218,22 @@ def train_and_score(
             )
     task.test_drop = []
     return rows
+
+
+def robust_datamodule(base: Any, settings: Mapping[str, float], modalities: Sequence[str]) -> Any:
+    """A copy of a cached datamodule (with a validity rule) for one run: its
+    ``sensor_drop`` (only for a model of both sensors) and ``cloud_augmentation`` (only for
+    a model that reads S2) from ``settings``; the cached splits are shared."""
+    import copy
+
+    dm = copy.copy(base)
+    dm.datasets = dict(base.datasets)
+    dm.augmentation = copy.deepcopy(base.augmentation)
+    drop = float(settings.get("sensor_drop", 0.0)) if len(modalities) == 2 else 0.0
+    clouds = float(settings.get("cloud_augmentation", 0.0)) if "s2" in modalities else 0.0
+    v = base.validity
+    dm.set_robustness(v.source, v.max_cloud_fraction, drop, 0.5, clouds, "L2A")
+    return dm
 
 
 def summarise_scores(rows: Sequence[ScoreRow]) -> list[dict[str, Any]]:
@@ -440,8 +457,10 @@ def segmentation_datamodule(
     batch_size: int,
     patch_size: int | None,
     dataset: str | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> Any:
-    """The configs' datamodule on ``root``, in memory, for one process (CPU runs)."""
+    """The configs' datamodule on ``root``, in memory, for one process (CPU runs);
+    ``extra``: further ``init_args`` (e.g. ``clouds``, ``sensor_drop``)."""
     from lightning.pytorch.cli import instantiate_class
 
     data = load_config(*configs)["data"]
@@ -452,6 +471,7 @@ def segmentation_datamodule(
         init["dataset"] = dataset
     if patch_size is not None:
         init["patch_size"] = patch_size
+    init.update(extra or {})
     dm = instantiate_class((), {"class_path": data["class_path"], "init_args": init})
     dm.setup("fit")
     dm.setup("test")

@@ -104,6 +104,9 @@ class Options:
     progress: bool = True
     quicklook: bool = False
     strict: bool = False
+    #: a reference class raster on the scene's grid, drawn beside the segmentation
+    #: quick-look's prediction (Python API; e.g. the synthetic scene's reference map)
+    quicklook_reference: Path | None = None
 
 
 #: Device types ``--device`` accepts.
@@ -381,8 +384,9 @@ def predict_scene(
 
             if bundle.task == "segmentation":
                 look = plot_scene_quicklook(
-                    scene, paths["main"], paths["path"], bundle.class_names, paths["quicklook"]
-                )
+                    scene, paths["main"], paths["path"], bundle.class_names, paths["quicklook"],
+                    reference=opts.quicklook_reference,
+                )  # fmt: skip
             else:
                 look = plot_cells_quicklook(scene, cells, bundle.class_names, paths["quicklook"])
             report["outputs"]["quicklook"] = str(look)

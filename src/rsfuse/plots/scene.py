@@ -155,6 +155,7 @@ def plot_scene_quicklook(
     path_path: Path,
     class_names: Sequence[str],
     out: Path,
+    reference: Path | None = None,
 ) -> Path:
     """Write the background image, the class map and (if more than one occurs) the path map.
 
@@ -164,6 +165,8 @@ def plot_scene_quicklook(
         path_path: the path COG (0 no data, 1 S1+S2, 2 S1 only, 3 S2 only).
         class_names: the K class names (their nomenclature sets the colours).
         out: PNG path.
+        reference: a reference class raster on the scene's grid (same classes), drawn
+            between the background and the prediction.
 
     Returns:
         ``out``.
@@ -177,13 +180,19 @@ def plot_scene_quicklook(
     bg = _background(scene, shape, not_clear=(pth == 2) if scene.has_s1 else None)
     if bg is not None:
         panels.append(bg)
+    ref = None
+    if reference is not None:
+        with rasterio.open(reference) as ds:
+            ref = ds.read(1, out_shape=shape, resampling=Resampling.nearest)
+        panels.append(("reference classes", colourise(ref, class_names)))
     panels.append(("predicted classes", colourise(cls, class_names)))
     paths_present = [_PATH_KEYS[c] for c in sorted(_PATH_KEYS) if (pth == c).any()]
     path_panel = len(paths_present) > 1
     if path_panel:
         panels.append(("inference path per pixel", _path_rgb(pth)))
-    present = [int(v) for v in np.unique(cls) if v < len(class_names)]
-    handles = class_legend(class_names, unlabelled=bool((cls == 255).any()), present=present)
+    both = cls if ref is None else np.concatenate([cls.ravel(), ref.ravel()])
+    present = [int(v) for v in np.unique(both) if v < len(class_names)]
+    handles = class_legend(class_names, unlabelled=bool((both == 255).any()), present=present)
     words = _path_words(paths_present, scene)
     title = f"{scene.height} x {scene.width} px scene (shown at 1/{f})"
     return _draw(
