@@ -68,10 +68,8 @@ def test_demo_tiny_run(tmp_path: Path, capsys) -> None:
     wheres = {w for w, _ in claims}
     assert {"clouded test", "S1+S2, linear probe", "scene, clouded pixels"} <= wheres
     assert (
-        "Table II (DFC2020), fine-tuned" in wheres
-        and "[holds]" in printed
-        or "[does not hold]" in printed
-    )
+        "Table II (DFC2020), fine-tuned" in wheres and "[holds]" in printed
+    ) or "[does not hold]" in printed
     assert (tmp_path / "claims.md").is_file() and "## Claims" in (
         tmp_path / "results.md"
     ).read_text()
