@@ -56,7 +56,7 @@ from rsfuse.data.clouds import DEFAULT_MAX_CLOUD_FRACTION, CloudValidity
 from rsfuse.data.sample import Sample, check_same_crs, check_sample, check_unique_ids
 from rsfuse.data.skipping import SkipBadSamples
 from rsfuse.errors import ConfigError, DataError
-from rsfuse.io.geotiff import probe_header, read_band
+from rsfuse.io.geotiff import probe_header, read_band_stack
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +67,6 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 def _as_bytes_array(names: Sequence[str]) -> np.ndarray:
     """Names as a fixed-width byte-string array (fork-friendly: no per-item refcounts)."""
     return np.array([n.encode() for n in names], dtype=np.bytes_)
-
-
-def _grid_10m(profile: dict[str, Any], native: int, size: int) -> tuple[str | None, tuple]:
-    """CRS and the 6 affine coefficients of the ``size`` x ``size`` grid covering a band."""
-    s = native / size
-    a, b, c, d, e, f = profile["transform"]
-    return profile["crs"], (a * s, b * s, c, d * s, e * s, f)
 
 
 def _with_sample(err: DataError, sample_id: str) -> DataError:
@@ -268,21 +261,13 @@ class BigEarthNetBase(SkipBadSamples, Dataset[Sample]):
         ``grid`` was already known.
         """
         size = self.image_size
-        out = np.empty((len(files), size, size), dtype=np.float32)
-        for c, (path, resolution) in enumerate(files):
-            n = layout.native_size(resolution)
-            out[c], profile = read_band(
-                path,
-                expected_shape=(n, n),
-                out_shape=(size, size),
-                resample=self.resampling,
-                check_finite=self.check_finite,
-                dtypes=dtypes,
-            )
-            crs.append((path, profile["crs"]))
-            if grid is None:
-                grid = _grid_10m(profile, n, size)
-        assert grid is not None
+        native = [(path, layout.native_size(resolution)) for path, resolution in files]
+        out, profiles = read_band_stack(
+            native, size, resample=self.resampling, check_finite=self.check_finite, dtypes=dtypes
+        )
+        crs.extend((path, profile["crs"]) for (path, _), profile in zip(files, profiles))
+        if grid is None:
+            grid = (profiles[0]["crs"], profiles[0]["grid_transform"])
         return torch.from_numpy(out), grid
 
     def _read(self, i: int) -> Sample:

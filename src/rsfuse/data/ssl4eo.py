@@ -57,7 +57,7 @@ from rsfuse.data.classes import IGNORE_LABEL, integral_labels
 from rsfuse.data.sample import Sample, check_same_crs, check_sample, check_unique_ids
 from rsfuse.data.skipping import SkipBadSamples
 from rsfuse.errors import ConfigError, DataError
-from rsfuse.io.geotiff import read_band
+from rsfuse.io.geotiff import read_band_stack
 
 log = logging.getLogger(__name__)
 
@@ -481,27 +481,15 @@ class SSL4EOS12(SegmentationDatasetBase):
         crs: list[tuple[Path, str | None]],
     ) -> tuple[np.ndarray, dict[str, Any], list[str]]:
         size = self.patch_size
-        out = np.empty((len(bands), size, size), dtype=np.float32)
-        grid: dict[str, Any] = {}
-        files = []
-        for c, band in enumerate(bands):
-            path = folder / f"{file_band_name(band)}.tif"
-            n = native_size(BANDS[band].resolution, size)
-            out[c], profile = read_band(
-                path,
-                expected_shape=(n, n),
-                out_shape=(size, size),
-                resample=self.resampling,
-                check_finite=self.check_finite,
-                dtypes=dtypes,
-            )
-            crs.append((path, profile["crs"]))
-            files.append(str(path))
-            if not grid:
-                s = n / size
-                a, b, c0, d, e, f = profile["transform"]
-                grid = {"crs": profile["crs"], "transform": (a * s, b * s, c0, d * s, e * s, f)}
-        return out, grid, files
+        paths = [folder / f"{file_band_name(band)}.tif" for band in bands]
+        native = [(p, native_size(BANDS[band].resolution, size)) for p, band in zip(paths, bands)]
+        out, profiles = read_band_stack(
+            native, size, resample=self.resampling, check_finite=self.check_finite, dtypes=dtypes
+        )
+        crs.extend((path, profile["crs"]) for path, profile in zip(paths, profiles))
+        first = profiles[0] if profiles else None
+        grid = {"crs": first["crs"], "transform": first["grid_transform"]} if first else {}
+        return out, grid, [str(p) for p in paths]
 
     def _read_arrays(self, i: int, seasons: list[int]) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -139,6 +139,43 @@ def read_band(
     return arr, profile
 
 
+def read_band_stack(
+    files: Sequence[tuple[Path, int]],
+    size: int,
+    *,
+    resample: str = "bilinear",
+    check_finite: bool = True,
+    dtypes: Sequence[str] | None = None,
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """Single-band GeoTIFFs of different resolutions read onto one grid, as :func:`read_band`.
+
+    Args:
+        files: ``(path, native side n)`` per channel; each file must be n x n.
+        size: side of the common grid (e.g. the 10 m grid of a Sentinel-2 patch).
+        resample, check_finite, dtypes: as :func:`read_band`.
+
+    Returns:
+        ``(array [C, size, size] float32, profiles)``: one :func:`read_band` profile per
+        file, with ``grid_transform`` added: the file's transform scaled to the common grid.
+    """
+    out = np.empty((len(files), size, size), dtype=np.float32)
+    profiles = []
+    for c, (path, n) in enumerate(files):
+        out[c], profile = read_band(
+            path,
+            expected_shape=(n, n),
+            out_shape=(size, size),
+            resample=resample,
+            check_finite=check_finite,
+            dtypes=dtypes,
+        )
+        s = n / size
+        a, b, c0, d, e, f = profile["transform"]
+        profile["grid_transform"] = (a * s, b * s, c0, d * s, e * s, f)
+        profiles.append(profile)
+    return out, profiles
+
+
 def read_multiband(
     path: Path,
     count: int,
