@@ -53,7 +53,13 @@ from rsfuse.bands import s2_bands as resolve_s2_bands
 from rsfuse.data import bigearthnet_layout as layout
 from rsfuse.data.classes import BEN19, ben19_indices, ben43_to_19, multi_hot
 from rsfuse.data.clouds import DEFAULT_MAX_CLOUD_FRACTION, CloudValidity
-from rsfuse.data.sample import Sample, check_same_crs, check_sample, check_unique_ids
+from rsfuse.data.sample import (
+    Sample,
+    SampleIdArray,
+    check_same_crs,
+    check_sample,
+    check_unique_ids,
+)
 from rsfuse.data.skipping import SkipBadSamples
 from rsfuse.errors import ConfigError, DataError
 from rsfuse.io.geotiff import probe_header, read_band_stack
@@ -78,7 +84,7 @@ def _with_sample(err: DataError, sample_id: str) -> DataError:
     return new
 
 
-class BigEarthNetBase(SkipBadSamples, Dataset[Sample]):
+class BigEarthNetBase(SampleIdArray, SkipBadSamples, Dataset[Sample]):
     """Shared reader logic of BigEarthNet v1 and v2; use a subclass.
 
     Args:
@@ -202,15 +208,6 @@ class BigEarthNetBase(SkipBadSamples, Dataset[Sample]):
     def _str(self, arr: np.ndarray, i: int) -> str:
         return arr[i].decode()
 
-    def sample_id(self, index: int) -> str:
-        """The id of sample ``index`` (v1: S2 patch name; v2: ``patch_id``)."""
-        return self._str(self._ids, index)
-
-    @property
-    def sample_ids(self) -> list[str]:
-        """All sample ids of the split, in index order."""
-        return [b.decode() for b in self._ids]
-
     @property
     def cloudy_flags(self) -> np.ndarray:
         """bool [N]: the dataset flags the patch as cloud / shadow (index order)."""
@@ -244,9 +241,6 @@ class BigEarthNetBase(SkipBadSamples, Dataset[Sample]):
             )
 
     # ----------------------------------------------------------------- reading
-    def __len__(self) -> int:
-        return len(self._ids)
-
     def _read_stack(
         self,
         files: list[tuple[Path, int]],

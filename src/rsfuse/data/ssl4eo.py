@@ -54,7 +54,13 @@ from torch.utils.data import Dataset
 from rsfuse.bands import BANDS, S1_ORDER, check_modalities
 from rsfuse.bands import s2_bands as resolve_s2_bands
 from rsfuse.data.classes import IGNORE_LABEL, integral_labels
-from rsfuse.data.sample import Sample, check_same_crs, check_sample, check_unique_ids
+from rsfuse.data.sample import (
+    Sample,
+    SampleIdArray,
+    check_same_crs,
+    check_sample,
+    check_unique_ids,
+)
 from rsfuse.data.skipping import SkipBadSamples
 from rsfuse.errors import ConfigError, DataError
 from rsfuse.io.geotiff import read_band_stack
@@ -138,7 +144,7 @@ def _check_seasonal_sizes(sample: Sample, sid: str) -> None:
     check_sample(first, source=sid, check_finite=False)
 
 
-class SegmentationDatasetBase(SkipBadSamples, Dataset[Sample]):
+class SegmentationDatasetBase(SampleIdArray, SkipBadSamples, Dataset[Sample]):
     """Shared logic of the seasonal and segmentation readers; use a subclass.
 
     Subclasses fill :attr:`_ids` (one entry per sample) and implement :meth:`_read_arrays`.
@@ -207,18 +213,6 @@ class SegmentationDatasetBase(SkipBadSamples, Dataset[Sample]):
         raise NotImplementedError
 
     # ----------------------------------------------------------------- helpers
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    def sample_id(self, index: int) -> str:
-        """Id of sample ``index``."""
-        return self._ids[index].decode()
-
-    @property
-    def sample_ids(self) -> list[str]:
-        """All sample ids in index order."""
-        return [b.decode() for b in self._ids]
-
     @property
     def num_classes(self) -> int:
         """Number of classes of ``mask`` (0 for unlabelled datasets)."""
