@@ -375,21 +375,14 @@ class BigEarthNetBase(SampleIdArray, SkipBadSamples, Dataset[Sample]):
         """
         from matplotlib.patches import Patch
 
-        from rsfuse.data.composites import sample_composites
+        from rsfuse.data.composites import panel_figure, sample_composites
         from rsfuse.data.palettes import class_colours
 
         s2 = np.asarray(sample["s2"], dtype=np.float32) if "s2" in sample else None
         s1 = np.asarray(sample["s1"], dtype=np.float32) if "s1" in sample else None
         panels = sample_composites(s2, list(self.s2_band_names), s1)
         has_labels = "label" in sample
-        n = max(1, len(panels))
-        fig = Figure(figsize=(3.4 * n + (3.6 if has_labels else 0.0), 3.9), layout="constrained")
-        axes = fig.subplots(1, n, squeeze=False)[0]
-        for ax, (title, img) in zip(axes, panels):
-            ax.imshow(img, interpolation="nearest")
-            ax.set_axis_off()
-            if show_titles:
-                ax.set_title(title, fontsize=9, wrap=True)
+        fig = panel_figure(panels, 3.4, 3.6 if has_labels else 0.0, show_titles)
         if has_labels:
             truth = np.asarray(sample["label"], dtype=np.float32).reshape(-1) >= 0.5
             colours = class_colours(BEN19)

@@ -317,7 +317,7 @@ class SegmentationDatasetBase(SampleIdArray, SkipBadSamples, Dataset[Sample]):
         Returns:
             The figure.
         """
-        from rsfuse.data.composites import sample_composites
+        from rsfuse.data.composites import panel_figure, sample_composites
         from rsfuse.data.palettes import class_legend, colourise
 
         def first(x: Any, ndim: int) -> np.ndarray:
@@ -339,15 +339,8 @@ class SegmentationDatasetBase(SampleIdArray, SkipBadSamples, Dataset[Sample]):
             p = np.asarray(prediction)
             masks.append((p.argmax(0) if p.ndim == 3 else p).astype(np.int64))
             panels.append(("prediction", colourise(masks[-1], self.classes)))
-        n = max(1, len(panels))
         legend = bool(self.classes) and bool(masks)
-        fig = Figure(figsize=(3.3 * n + (2.4 if legend else 0.0), 3.9), layout="constrained")
-        axes = fig.subplots(1, n, squeeze=False)[0]
-        for ax, (title, img) in zip(axes, panels):
-            ax.imshow(img, interpolation="nearest")
-            ax.set_axis_off()
-            if show_titles:
-                ax.set_title(title, fontsize=9, wrap=True)
+        fig = panel_figure(panels, 3.3, 2.4 if legend else 0.0, show_titles)
         if legend:
             seen = np.unique(np.concatenate([m.ravel() for m in masks]))
             present = [int(v) for v in seen if 0 <= v < len(self.classes)]
