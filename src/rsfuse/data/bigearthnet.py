@@ -53,13 +53,8 @@ from rsfuse.bands import s2_bands as resolve_s2_bands
 from rsfuse.data import bigearthnet_layout as layout
 from rsfuse.data.classes import BEN19, ben19_indices, ben43_to_19, multi_hot
 from rsfuse.data.clouds import DEFAULT_MAX_CLOUD_FRACTION, CloudValidity
-from rsfuse.data.sample import (
-    Sample,
-    SampleIdArray,
-    check_same_crs,
-    check_sample,
-    check_unique_ids,
-)
+from rsfuse.data.sample import Sample, check_same_crs, check_sample, check_unique_ids
+from rsfuse.data.sample_ids import SampleIdArray
 from rsfuse.data.skipping import SkipBadSamples
 from rsfuse.errors import ConfigError, DataError
 from rsfuse.io.geotiff import probe_header, read_band_stack

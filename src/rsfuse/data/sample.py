@@ -40,7 +40,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, overload
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -166,25 +165,6 @@ def check_unique_ids(ids: Sequence[str], path: str | Path | None, what: str = "s
             n = sum(1 for j in ids if j == i)
             raise DataError(f"{what} {i!r} is listed {n} times", path=path)
         seen.add(i)
-
-
-class SampleIdArray:
-    """Mixin of a reader that keeps its sample ids as one NumPy bytes array ``_ids``
-    (one buffer, not a Python string per sample, to copy into each loader worker)."""
-
-    _ids: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    def sample_id(self, index: int) -> str:
-        """The id of sample ``index``."""
-        return self._ids[index].decode()
-
-    @property
-    def sample_ids(self) -> list[str]:
-        """All sample ids, in index order."""
-        return [b.decode() for b in self._ids]
 
 
 class CollatedBatch(Sequence[Sample]):

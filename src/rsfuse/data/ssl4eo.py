@@ -54,13 +54,8 @@ from torch.utils.data import Dataset
 from rsfuse.bands import BANDS, S1_ORDER, check_modalities
 from rsfuse.bands import s2_bands as resolve_s2_bands
 from rsfuse.data.classes import IGNORE_LABEL, integral_labels
-from rsfuse.data.sample import (
-    Sample,
-    SampleIdArray,
-    check_same_crs,
-    check_sample,
-    check_unique_ids,
-)
+from rsfuse.data.sample import Sample, check_same_crs, check_sample, check_unique_ids
+from rsfuse.data.sample_ids import SampleIdArray
 from rsfuse.data.skipping import SkipBadSamples
 from rsfuse.errors import ConfigError, DataError
 from rsfuse.io.geotiff import read_band_stack

@@ -67,7 +67,8 @@ from torch.utils.data import Dataset, get_worker_info
 from rsfuse.bands import S1_ORDER, check_modalities
 from rsfuse.bands import s2_bands as resolve_s2_bands
 from rsfuse.data.classes import BEN19
-from rsfuse.data.sample import Batch, CollatedBatch, Sample, SampleIdArray
+from rsfuse.data.sample import Batch, CollatedBatch, Sample
+from rsfuse.data.sample_ids import SampleIdArray
 from rsfuse.errors import ConfigError, DataError
 from rsfuse.io.atomic import atomic_output, write_atomic
 from rsfuse.io.shapes import checked_numel
