@@ -545,10 +545,7 @@ def permanent_crops(ctx: Context, idx: np.ndarray) -> Part:
     p.frac[M["dry"]] = inter * (1 - g) * 0.45
     p.frac[M["soil"]] = inter * (1 - g) * 0.55
     _boundaries(ctx, p, edge, idx, 330)
-    off = (hash_uniform(ctx.key, 304, cu, cv) - 0.5) * 3.0
-    p.vv += off
-    p.vh += off
-    _radar_texture(ctx, p, idx, "f3", 0.6)
+    _parcel_radar(ctx, p, idx, hash_uniform(ctx.key, 304, cu, cv), 3.0, 0.6)
     return p
 
 
@@ -573,10 +570,7 @@ def grassland(ctx: Context, idx: np.ndarray) -> Part:
         p.vv[trees] += 2.0
         p.vh[trees] += 3.0
     _boundaries(ctx, p, edge, idx, 430)
-    off = (hash_uniform(ctx.key, 402, cu, cv) - 0.5) * 2.6  # per-parcel roughness / moisture
-    p.vv += off
-    p.vh += off
-    _radar_texture(ctx, p, idx, "f3", 0.5)
+    _parcel_radar(ctx, p, idx, hash_uniform(ctx.key, 402, cu, cv), 2.6, 0.5)
     return p
 
 
@@ -863,6 +857,17 @@ def _radar_texture(ctx: Context, p: Part, idx: np.ndarray, field: str, db: float
     t = db * ctx.field(field, idx)
     p.vv += t
     p.vh += t
+
+
+def _parcel_radar(
+    ctx: Context, p: Part, idx: np.ndarray, u: np.ndarray, spread_db: float, texture_db: float
+) -> None:
+    """Per-parcel roughness / moisture: VV and VH offset by ``(u − 0.5) · spread_db`` dB
+    (``u`` a per-parcel uniform draw per pixel), then the fine radar texture of ``texture_db``."""
+    off = (u - 0.5) * spread_db
+    p.vv += off
+    p.vh += off
+    _radar_texture(ctx, p, idx, "f3", texture_db)
 
 
 def _norm_quantile(q: float) -> float:
