@@ -54,9 +54,10 @@ from rsfuse.data import bigearthnet_layout as layout
 from rsfuse.data.classes import BEN19, ben19_indices, ben43_to_19, multi_hot
 from rsfuse.data.clouds import DEFAULT_MAX_CLOUD_FRACTION, CloudValidity
 from rsfuse.data.sample import Sample, check_same_crs, check_sample, check_unique_ids
+from rsfuse.data.sample_ids import SampleIdArray
 from rsfuse.data.skipping import SkipBadSamples
 from rsfuse.errors import ConfigError, DataError
-from rsfuse.io.geotiff import probe_header, read_band
+from rsfuse.io.geotiff import probe_header, read_band_stack
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +70,6 @@ def _as_bytes_array(names: Sequence[str]) -> np.ndarray:
     return np.array([n.encode() for n in names], dtype=np.bytes_)
 
 
-def _grid_10m(profile: dict[str, Any], native: int, size: int) -> tuple[str | None, tuple]:
-    """CRS and the 6 affine coefficients of the ``size`` x ``size`` grid covering a band."""
-    s = native / size
-    a, b, c, d, e, f = profile["transform"]
-    return profile["crs"], (a * s, b * s, c, d * s, e * s, f)
-
-
 def _with_sample(err: DataError, sample_id: str) -> DataError:
     """A copy of ``err`` whose message also names ``sample_id`` (keeps ``err.path``)."""
     if err.sample is not None:
@@ -85,7 +79,7 @@ def _with_sample(err: DataError, sample_id: str) -> DataError:
     return new
 
 
-class BigEarthNetBase(SkipBadSamples, Dataset[Sample]):
+class BigEarthNetBase(SampleIdArray, SkipBadSamples, Dataset[Sample]):
     """Shared reader logic of BigEarthNet v1 and v2; use a subclass.
 
     Args:
@@ -209,15 +203,6 @@ class BigEarthNetBase(SkipBadSamples, Dataset[Sample]):
     def _str(self, arr: np.ndarray, i: int) -> str:
         return arr[i].decode()
 
-    def sample_id(self, index: int) -> str:
-        """The id of sample ``index`` (v1: S2 patch name; v2: ``patch_id``)."""
-        return self._str(self._ids, index)
-
-    @property
-    def sample_ids(self) -> list[str]:
-        """All sample ids of the split, in index order."""
-        return [b.decode() for b in self._ids]
-
     @property
     def cloudy_flags(self) -> np.ndarray:
         """bool [N]: the dataset flags the patch as cloud / shadow (index order)."""
@@ -251,9 +236,6 @@ class BigEarthNetBase(SkipBadSamples, Dataset[Sample]):
             )
 
     # ----------------------------------------------------------------- reading
-    def __len__(self) -> int:
-        return len(self._ids)
-
     def _read_stack(
         self,
         files: list[tuple[Path, int]],
@@ -268,21 +250,13 @@ class BigEarthNetBase(SkipBadSamples, Dataset[Sample]):
         ``grid`` was already known.
         """
         size = self.image_size
-        out = np.empty((len(files), size, size), dtype=np.float32)
-        for c, (path, resolution) in enumerate(files):
-            n = layout.native_size(resolution)
-            out[c], profile = read_band(
-                path,
-                expected_shape=(n, n),
-                out_shape=(size, size),
-                resample=self.resampling,
-                check_finite=self.check_finite,
-                dtypes=dtypes,
-            )
-            crs.append((path, profile["crs"]))
-            if grid is None:
-                grid = _grid_10m(profile, n, size)
-        assert grid is not None
+        native = [(path, layout.native_size(resolution)) for path, resolution in files]
+        out, profiles = read_band_stack(
+            native, size, resample=self.resampling, check_finite=self.check_finite, dtypes=dtypes
+        )
+        crs.extend((path, profile["crs"]) for (path, _), profile in zip(files, profiles))
+        if grid is None:
+            grid = (profiles[0]["crs"], profiles[0]["grid_transform"])
         return torch.from_numpy(out), grid
 
     def _read(self, i: int) -> Sample:
@@ -396,21 +370,14 @@ class BigEarthNetBase(SkipBadSamples, Dataset[Sample]):
         """
         from matplotlib.patches import Patch
 
-        from rsfuse.data.composites import sample_composites
+        from rsfuse.data.composites import panel_figure, sample_composites
         from rsfuse.data.palettes import class_colours
 
         s2 = np.asarray(sample["s2"], dtype=np.float32) if "s2" in sample else None
         s1 = np.asarray(sample["s1"], dtype=np.float32) if "s1" in sample else None
         panels = sample_composites(s2, list(self.s2_band_names), s1)
         has_labels = "label" in sample
-        n = max(1, len(panels))
-        fig = Figure(figsize=(3.4 * n + (3.6 if has_labels else 0.0), 3.9), layout="constrained")
-        axes = fig.subplots(1, n, squeeze=False)[0]
-        for ax, (title, img) in zip(axes, panels):
-            ax.imshow(img, interpolation="nearest")
-            ax.set_axis_off()
-            if show_titles:
-                ax.set_title(title, fontsize=9, wrap=True)
+        fig = panel_figure(panels, 3.4, 3.6 if has_labels else 0.0, show_titles)
         if has_labels:
             truth = np.asarray(sample["label"], dtype=np.float32).reshape(-1) >= 0.5
             colours = class_colours(BEN19)

@@ -130,16 +130,8 @@ def ben43_to_19(names: Iterable[str], source: str | None = None) -> list[int]:
     Raises:
         DataError: a name that is not one of the 43 classes.
     """
-    out: set[int] = set()
-    for n in names:
-        if not isinstance(n, str):
-            raise DataError(f"label {_short(n)} is a {type(n).__name__}, not a name", path=source)
-        if n not in _BEN43_INDEX:
-            raise DataError(f"unknown BigEarthNet 43-class label {n!r}", path=source)
-        j = BEN43_TO_19.get(_BEN43_INDEX[n])
-        if j is not None:
-            out.add(j)
-    return sorted(out)
+    mapped = (BEN43_TO_19.get(i) for i in _indices(names, _BEN43_INDEX, "43", source))
+    return sorted({j for j in mapped if j is not None})
 
 
 def ben19_indices(names: Iterable[str], source: str | None = None) -> list[int]:
@@ -148,14 +140,21 @@ def ben19_indices(names: Iterable[str], source: str | None = None) -> list[int]:
     Raises:
         DataError: a name that is not one of the 19 classes.
     """
-    out: set[int] = set()
+    return sorted(set(_indices(names, _BEN19_INDEX, "19", source)))
+
+
+def _indices(
+    names: Iterable[str], index: dict[str, int], nomenclature: str, source: str | None
+) -> list[int]:
+    """Index of each name in ``index`` (the BigEarthNet ``nomenclature``-class names)."""
+    out = []
     for n in names:
         if not isinstance(n, str):
             raise DataError(f"label {_short(n)} is a {type(n).__name__}, not a name", path=source)
-        if n not in _BEN19_INDEX:
-            raise DataError(f"unknown BigEarthNet 19-class label {n!r}", path=source)
-        out.add(_BEN19_INDEX[n])
-    return sorted(out)
+        if n not in index:
+            raise DataError(f"unknown BigEarthNet {nomenclature}-class label {n!r}", path=source)
+        out.append(index[n])
+    return out
 
 
 def _short(x: object, limit: int = 60) -> str:

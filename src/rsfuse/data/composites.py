@@ -20,11 +20,17 @@ towns red-magenta (high VV and a large VV − VH ratio).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
     "S1_RANGES_DB",
     "clear_pixels",
+    "panel_figure",
     "s1_false_colour",
     "sample_composites",
     "stretch_joint",
@@ -157,3 +163,24 @@ def sample_composites(
     if s1 is not None:
         panels.append(("Sentinel-1 false colour (R VV, G VH, B VV − VH)", s1_false_colour(s1)))
     return panels
+
+
+def panel_figure(
+    panels: list[tuple[str, np.ndarray]],
+    panel_width: float,
+    legend_width: float,
+    show_titles: bool,
+) -> Figure:
+    """A one-row matplotlib ``Figure`` of ``(title, RGB [H, W, 3])`` panels, each
+    ``panel_width`` inches wide, with ``legend_width`` inches to its right for a legend."""
+    from matplotlib.figure import Figure
+
+    n = max(1, len(panels))
+    fig = Figure(figsize=(panel_width * n + legend_width, 3.9), layout="constrained")
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    for ax, (title, img) in zip(axes, panels):
+        ax.imshow(img, interpolation="nearest")
+        ax.set_axis_off()
+        if show_titles:
+            ax.set_title(title, fontsize=9, wrap=True)
+    return fig

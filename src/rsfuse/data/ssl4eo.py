@@ -55,9 +55,10 @@ from rsfuse.bands import BANDS, S1_ORDER, check_modalities
 from rsfuse.bands import s2_bands as resolve_s2_bands
 from rsfuse.data.classes import IGNORE_LABEL, integral_labels
 from rsfuse.data.sample import Sample, check_same_crs, check_sample, check_unique_ids
+from rsfuse.data.sample_ids import SampleIdArray
 from rsfuse.data.skipping import SkipBadSamples
 from rsfuse.errors import ConfigError, DataError
-from rsfuse.io.geotiff import read_band
+from rsfuse.io.geotiff import read_band_stack
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ def _check_seasonal_sizes(sample: Sample, sid: str) -> None:
     check_sample(first, source=sid, check_finite=False)
 
 
-class SegmentationDatasetBase(SkipBadSamples, Dataset[Sample]):
+class SegmentationDatasetBase(SampleIdArray, SkipBadSamples, Dataset[Sample]):
     """Shared logic of the seasonal and segmentation readers; use a subclass.
 
     Subclasses fill :attr:`_ids` (one entry per sample) and implement :meth:`_read_arrays`.
@@ -207,18 +208,6 @@ class SegmentationDatasetBase(SkipBadSamples, Dataset[Sample]):
         raise NotImplementedError
 
     # ----------------------------------------------------------------- helpers
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    def sample_id(self, index: int) -> str:
-        """Id of sample ``index``."""
-        return self._ids[index].decode()
-
-    @property
-    def sample_ids(self) -> list[str]:
-        """All sample ids in index order."""
-        return [b.decode() for b in self._ids]
-
     @property
     def num_classes(self) -> int:
         """Number of classes of ``mask`` (0 for unlabelled datasets)."""
@@ -323,7 +312,7 @@ class SegmentationDatasetBase(SkipBadSamples, Dataset[Sample]):
         Returns:
             The figure.
         """
-        from rsfuse.data.composites import sample_composites
+        from rsfuse.data.composites import panel_figure, sample_composites
         from rsfuse.data.palettes import class_legend, colourise
 
         def first(x: Any, ndim: int) -> np.ndarray:
@@ -345,15 +334,8 @@ class SegmentationDatasetBase(SkipBadSamples, Dataset[Sample]):
             p = np.asarray(prediction)
             masks.append((p.argmax(0) if p.ndim == 3 else p).astype(np.int64))
             panels.append(("prediction", colourise(masks[-1], self.classes)))
-        n = max(1, len(panels))
         legend = bool(self.classes) and bool(masks)
-        fig = Figure(figsize=(3.3 * n + (2.4 if legend else 0.0), 3.9), layout="constrained")
-        axes = fig.subplots(1, n, squeeze=False)[0]
-        for ax, (title, img) in zip(axes, panels):
-            ax.imshow(img, interpolation="nearest")
-            ax.set_axis_off()
-            if show_titles:
-                ax.set_title(title, fontsize=9, wrap=True)
+        fig = panel_figure(panels, 3.3, 2.4 if legend else 0.0, show_titles)
         if legend:
             seen = np.unique(np.concatenate([m.ravel() for m in masks]))
             present = [int(v) for v in seen if 0 <= v < len(self.classes)]
@@ -481,27 +463,15 @@ class SSL4EOS12(SegmentationDatasetBase):
         crs: list[tuple[Path, str | None]],
     ) -> tuple[np.ndarray, dict[str, Any], list[str]]:
         size = self.patch_size
-        out = np.empty((len(bands), size, size), dtype=np.float32)
-        grid: dict[str, Any] = {}
-        files = []
-        for c, band in enumerate(bands):
-            path = folder / f"{file_band_name(band)}.tif"
-            n = native_size(BANDS[band].resolution, size)
-            out[c], profile = read_band(
-                path,
-                expected_shape=(n, n),
-                out_shape=(size, size),
-                resample=self.resampling,
-                check_finite=self.check_finite,
-                dtypes=dtypes,
-            )
-            crs.append((path, profile["crs"]))
-            files.append(str(path))
-            if not grid:
-                s = n / size
-                a, b, c0, d, e, f = profile["transform"]
-                grid = {"crs": profile["crs"], "transform": (a * s, b * s, c0, d * s, e * s, f)}
-        return out, grid, files
+        paths = [folder / f"{file_band_name(band)}.tif" for band in bands]
+        native = [(p, native_size(BANDS[band].resolution, size)) for p, band in zip(paths, bands)]
+        out, profiles = read_band_stack(
+            native, size, resample=self.resampling, check_finite=self.check_finite, dtypes=dtypes
+        )
+        crs.extend((path, profile["crs"]) for path, profile in zip(paths, profiles))
+        first = profiles[0] if profiles else None
+        grid = {"crs": first["crs"], "transform": first["grid_transform"]} if first else {}
+        return out, grid, [str(p) for p in paths]
 
     def _read_arrays(self, i: int, seasons: list[int]) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -68,6 +68,7 @@ from rsfuse.bands import S1_ORDER, check_modalities
 from rsfuse.bands import s2_bands as resolve_s2_bands
 from rsfuse.data.classes import BEN19
 from rsfuse.data.sample import Batch, CollatedBatch, Sample
+from rsfuse.data.sample_ids import SampleIdArray
 from rsfuse.errors import ConfigError, DataError
 from rsfuse.io.atomic import atomic_output, write_atomic
 from rsfuse.io.shapes import checked_numel
@@ -543,7 +544,7 @@ def read_manifest(root: str) -> dict[str, Any]:
     return manifest
 
 
-class StoreDataset(Dataset[Sample]):
+class StoreDataset(SampleIdArray, Dataset[Sample]):
     """Random-access samples of a converted store, in the GeoTIFF readers' sample contract.
 
     Args:
@@ -664,15 +665,6 @@ class StoreDataset(Dataset[Sample]):
 
     def __len__(self) -> int:
         return len(self._rows)
-
-    def sample_id(self, index: int) -> str:
-        """The id of sample ``index``."""
-        return self._ids[index].decode()
-
-    @property
-    def sample_ids(self) -> list[str]:
-        """All sample ids of the split, in index order."""
-        return [b.decode() for b in self._ids]
 
     def __getitem__(self, index: int) -> Sample:
         """Read sample ``index``.

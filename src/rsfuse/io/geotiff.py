@@ -11,9 +11,10 @@ interrupted run never leaves a half-written file under the final name.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import numpy as np
 import rasterio
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
+from rasterio.io import DatasetReader
 from rasterio.transform import Affine
 
 from rsfuse.errors import ConfigError, DataError
@@ -120,39 +122,58 @@ def read_band(
             another dtype than ``dtypes``, of the wrong size or has NaN/inf.
     """
     p = Path(path)
-    if not p.is_file():
-        raise DataError("file not found", path=p)
-    try:
-        with rasterio.open(p) as src:
-            check_dataset(src, p, count=1, dtypes=dtypes)
-            if expected_shape is not None and (src.height, src.width) != tuple(expected_shape):
-                raise DataError(
-                    f"raster is {src.height}x{src.width}, expected "
-                    f"{expected_shape[0]}x{expected_shape[1]}",
-                    path=p,
-                )
-            if out_shape is not None and tuple(out_shape) != (src.height, src.width):
-                arr = src.read(
-                    1,
-                    out_shape=tuple(out_shape),
-                    resampling=resampling(resample),
-                    out_dtype="float32",
-                )
-            else:
-                arr = src.read(1, out_dtype="float32")
-            profile = {
-                "crs": src.crs.to_string() if src.crs else None,
-                "transform": tuple(src.transform)[:6],
-                "dtype": src.dtypes[0],
-            }
-    except DataError:
-        raise
-    except (RasterioError, OSError, ValueError) as e:
-        raise DataError(f"cannot read GeoTIFF (corrupt or truncated?): {e}", path=p) from e
+    with _open_checked(p, 1, expected_shape, dtypes) as src:
+        if out_shape is not None and tuple(out_shape) != (src.height, src.width):
+            arr = src.read(
+                1,
+                out_shape=tuple(out_shape),
+                resampling=resampling(resample),
+                out_dtype="float32",
+            )
+        else:
+            arr = src.read(1, out_dtype="float32")
+        profile = _profile(src)
     if check_finite and not np.isfinite(arr).all():
         n = int((~np.isfinite(arr)).sum())
         raise DataError(f"{n} NaN/inf pixel values", path=p)
     return arr, profile
+
+
+def read_band_stack(
+    files: Sequence[tuple[Path, int]],
+    size: int,
+    *,
+    resample: str = "bilinear",
+    check_finite: bool = True,
+    dtypes: Sequence[str] | None = None,
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """Single-band GeoTIFFs of different resolutions read onto one grid, as :func:`read_band`.
+
+    Args:
+        files: ``(path, native side n)`` per channel; each file must be n x n.
+        size: side of the common grid (e.g. the 10 m grid of a Sentinel-2 patch).
+        resample, check_finite, dtypes: as :func:`read_band`.
+
+    Returns:
+        ``(array [C, size, size] float32, profiles)``: one :func:`read_band` profile per
+        file, with ``grid_transform`` added: the file's transform scaled to the common grid.
+    """
+    out = np.empty((len(files), size, size), dtype=np.float32)
+    profiles = []
+    for c, (path, n) in enumerate(files):
+        out[c], profile = read_band(
+            path,
+            expected_shape=(n, n),
+            out_shape=(size, size),
+            resample=resample,
+            check_finite=check_finite,
+            dtypes=dtypes,
+        )
+        s = n / size
+        a, b, c0, d, e, f = profile["transform"]
+        profile["grid_transform"] = (a * s, b * s, c0, d * s, e * s, f)
+        profiles.append(profile)
+    return out, profiles
 
 
 def read_multiband(
@@ -176,28 +197,41 @@ def read_multiband(
     Raises:
         DataError: missing/corrupt file, not a GeoTIFF, wrong band count, dtype or size.
     """
-    path = Path(path)
+    with _open_checked(Path(path), count, shape, dtypes) as src:
+        return src.read(out_dtype="float32"), _profile(src)
+
+
+@contextlib.contextmanager
+def _open_checked(
+    path: Path, count: int, shape: Sequence[int] | None, dtypes: Sequence[str] | None
+) -> Iterator[DatasetReader]:
+    """The open GeoTIFF ``path`` once :func:`check_dataset` (``count`` bands, ``dtypes``)
+    passed and its size is ``shape`` (None: any); rasterio's errors, in the block too,
+    become :class:`~rsfuse.errors.DataError` naming the file."""
     if not path.is_file():
         raise DataError("file not found", path=path)
     try:
         with rasterio.open(path) as src:
             check_dataset(src, path, count=count, dtypes=dtypes)
-            if (src.height, src.width) != tuple(shape):
+            if shape is not None and (src.height, src.width) != tuple(shape):
                 raise DataError(
                     f"raster is {src.height}x{src.width}, expected {shape[0]}x{shape[1]}",
                     path=path,
                 )
-            arr = src.read(out_dtype="float32")
-            profile = {
-                "crs": src.crs.to_string() if src.crs else None,
-                "transform": tuple(src.transform)[:6],
-                "dtype": src.dtypes[0],
-            }
+            yield src
     except DataError:
         raise
     except (RasterioError, OSError, ValueError) as e:
         raise DataError(f"cannot read GeoTIFF (corrupt or truncated?): {e}", path=path) from e
-    return arr, profile
+
+
+def _profile(src: DatasetReader) -> dict[str, Any]:
+    """``crs`` (str or None), ``transform`` (6 floats) and stored ``dtype`` of a file."""
+    return {
+        "crs": src.crs.to_string() if src.crs else None,
+        "transform": tuple(src.transform)[:6],
+        "dtype": src.dtypes[0],
+    }
 
 
 def probe_header(

@@ -37,9 +37,9 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from rsfuse.data.transforms import MultiCropAugmentation, RandomSensorDrop
 from rsfuse.inputs import InputSpec
 from rsfuse.losses.dino import DINOLoss
+from rsfuse.methods.views import FusedViews
 from rsfuse.models.fusion import early_fusion_input
 from rsfuse.models.heads import DINOHead
 from rsfuse.models.momentum import ema_update, momentum_copy
@@ -54,7 +54,7 @@ from rsfuse.training.schedules import cosine_momentum, cosine_ramp
 __all__ = ["DINOMM"]
 
 
-class DINOMM(HealthChecked, RsfuseModule):
+class DINOMM(FusedViews, HealthChecked, RsfuseModule):
     """DINO-MM pretraining (DINO with multi-crop and Random Sensor Drop on early-fused input).
 
     With one modality (``["s1"]`` or ``["s2"]``) this is plain single-modality DINO (no
@@ -114,8 +114,6 @@ class DINOMM(HealthChecked, RsfuseModule):
             ``True`` (default), ``False`` or a dict of
             :class:`~rsfuse.training.health.HealthSettings` fields.
     """
-
-    augments_views = True  # multi-crop views are made here, not by the datamodule
 
     def __init__(
         self,
@@ -177,20 +175,12 @@ class DINOMM(HealthChecked, RsfuseModule):
         self.student = MultiCropWrapper(backbone, head)
         self.teacher = momentum_copy(self.student)
         self.teacher.eval()
-        self.augment = MultiCropAugmentation(
+        self.build_views(
             global_crops_size=global_crops_size,
             global_crops_scale=tuple(global_crops_scale),
             local_crops_number=local_crops_number,
             local_crops_size=local_crops_size,
             local_crops_scale=tuple(local_crops_scale),
-            solarize_threshold=solarize_threshold,
-            solarize_upper=solarize_upper,
-            solarize_direction=solarize_direction,
-            color=color,
-            joint_sensors=joint_sensors,
-            sensor_drop=RandomSensorDrop.for_sensors(
-                self.modalities, sensor_drop_p, sensor_drop_s2_prob
-            ),
         )
         self.criterion = DINOLoss(
             out_dim,
@@ -222,8 +212,7 @@ class DINOMM(HealthChecked, RsfuseModule):
 
     def crops(self, batch: dict) -> list[Tensor]:
         """Multi-crop views of a (normalised) batch as early-fused tensors [B, C, h, w]."""
-        views = self.augment(self.sensor_batch(batch))
-        return [early_fusion_input(v, self.modalities) for v in views]
+        return self.fused_views(batch)
 
     def dino_loss(self, crops: Sequence[Tensor], epoch: int, update_center: bool = True) -> Tensor:
         """DINO loss of one list of crops (2 global first); also moves the centre (unless

@@ -30,8 +30,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from rsfuse.data.transforms import MultiCropAugmentation, RandomSensorDrop
 from rsfuse.inputs import InputSpec
+from rsfuse.methods.views import FusedViews
 from rsfuse.models.fusion import early_fusion_input
 from rsfuse.models.moco import MoCoV3
 from rsfuse.models.vit_small import MOCO_VIT_SMALL, build_vit, vit_export_config
@@ -43,7 +43,7 @@ from rsfuse.training.schedules import cosine_momentum
 __all__ = ["MoCoMM"]
 
 
-class MoCoMM(HealthChecked, RsfuseModule):
+class MoCoMM(FusedViews, HealthChecked, RsfuseModule):
     """MoCo v3 with Random Sensor Drop on the early-fused input (MoCo-MM).
 
     Args:
@@ -89,8 +89,6 @@ class MoCoMM(HealthChecked, RsfuseModule):
             probe and spread of the exported encoder's features): ``True`` (default),
             ``False`` or a dict of :class:`~rsfuse.training.health.HealthSettings` fields.
     """
-
-    augments_views = True  # the two views are made here, not by the datamodule
 
     def __init__(
         self,
@@ -138,24 +136,16 @@ class MoCoMM(HealthChecked, RsfuseModule):
             pred_layers=pred_layers,
             temperature=temperature,
         )
-        self.augment = MultiCropAugmentation(
+        self.build_views(
             global_crops_size=crops_size,
             global_crops_scale=tuple(crops_scale),
             local_crops_number=0,
-            solarize_threshold=solarize_threshold,
-            solarize_upper=solarize_upper,
-            solarize_direction=solarize_direction,
-            color=color,
-            joint_sensors=joint_sensors,
-            sensor_drop=RandomSensorDrop.for_sensors(
-                self.modalities, sensor_drop_p, sensor_drop_s2_prob
-            ),
         )
 
     def views(self, batch: dict) -> tuple[Tensor, Tensor]:
         """Two augmented early-fused views [B, C, s, s] of a normalised batch."""
-        v1, v2 = self.augment(self.sensor_batch(batch))
-        return early_fusion_input(v1, self.modalities), early_fusion_input(v2, self.modalities)
+        v1, v2 = self.fused_views(batch)
+        return v1, v2
 
     def momentum(self) -> float:
         """m at the current fractional epoch (MoCo v3's ``adjust_moco_momentum``)."""

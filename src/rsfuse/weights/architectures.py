@@ -135,29 +135,51 @@ def _grid(n_positions: int, what: str) -> int:
     return side
 
 
-def _infer_vit(state: dict[str, Tensor], num_heads: int | None) -> Architecture:
-    notes: list[str] = []
-    w = state["patch_embed.proj.weight"]
-    width, in_chans, patch = int(w.shape[0]), int(w.shape[1]), int(w.shape[-1])
+def _patch_embed(state: dict[str, Tensor]) -> tuple[int, int, int, int]:
+    """``(width, in_chans, patch, depth)`` of a ViT-like (ViT, BEiT) state dict."""
+    w = state["patch_embed.proj.weight"]  # [width, in_chans, patch, patch]
     depth = _count(state, r"blocks\.(\d+)\.")
-    prefix = 1 if "cls_token" in state else 0
-    if "pos_embed" not in state:
-        raise CheckpointError("a ViT without 'pos_embed' is not supported")
-    grid = _grid(int(state["pos_embed"].shape[1]) - prefix, "pos_embed")
-    mlp_ratio = state["blocks.0.mlp.fc1.weight"].shape[0] / width
-    heads = _heads(width, num_heads, notes)
+    return int(w.shape[0]), int(w.shape[1]), int(w.shape[-1]), depth
+
+
+def _transformer_kwargs(
+    state: dict[str, Tensor],
+    width: int,
+    patch: int,
+    depth: int,
+    grid: int,
+    heads: int,
+    **family: Any,
+) -> dict[str, Any]:
+    """timm keyword arguments of a ViT-like model: the shared size, depth, heads, MLP ratio
+    and pooling (``avg`` where the state has ``fc_norm`` instead of ``norm``), with the
+    family's own ``family`` arguments before ``global_pool``."""
     pool = "avg" if "fc_norm.weight" in state and "norm.weight" not in state else "token"
-    kwargs: dict[str, Any] = {
+    return {
         "img_size": grid * patch,
         "patch_size": patch,
         "embed_dim": width,
         "depth": depth,
         "num_heads": heads,
-        "mlp_ratio": float(mlp_ratio),
-        "qkv_bias": "blocks.0.attn.qkv.bias" in state,
-        "class_token": bool(prefix),
+        "mlp_ratio": float(state["blocks.0.mlp.fc1.weight"].shape[0] / width),
+        **family,
         "global_pool": pool,
     }
+
+
+def _infer_vit(state: dict[str, Tensor], num_heads: int | None) -> Architecture:
+    notes: list[str] = []
+    width, in_chans, patch, depth = _patch_embed(state)
+    prefix = 1 if "cls_token" in state else 0
+    if "pos_embed" not in state:
+        raise CheckpointError("a ViT without 'pos_embed' is not supported")
+    grid = _grid(int(state["pos_embed"].shape[1]) - prefix, "pos_embed")
+    heads = _heads(width, num_heads, notes)
+    kwargs = _transformer_kwargs(
+        state, width, patch, depth, grid, heads,
+        qkv_bias="blocks.0.attn.qkv.bias" in state, class_token=bool(prefix),
+    )  # fmt: skip
+    pool = kwargs["global_pool"]
     name = _VIT_NAMES.get((patch, width, depth), "vit_small_patch16_224")
     fill = () if pool == "avg" else ("norm.weight", "norm.bias")
     return Architecture("vit", name, kwargs, in_chans, "patch_embed.proj.weight", None, fill, notes)
@@ -165,9 +187,7 @@ def _infer_vit(state: dict[str, Tensor], num_heads: int | None) -> Architecture:
 
 def _infer_beit(state: dict[str, Tensor], num_heads: int | None) -> Architecture:
     notes: list[str] = []
-    w = state["patch_embed.proj.weight"]
-    width, in_chans, patch = int(w.shape[0]), int(w.shape[1]), int(w.shape[-1])
-    depth = _count(state, r"blocks\.(\d+)\.")
+    width, in_chans, patch, depth = _patch_embed(state)
     shared = "rel_pos_bias.relative_position_bias_table" in state
     per_block = "blocks.0.attn.relative_position_bias_table" in state
     table_key = (
@@ -189,20 +209,13 @@ def _infer_beit(state: dict[str, Tensor], num_heads: int | None) -> Architecture
         raise CheckpointError(
             f"{table_key} has {state[table_key].shape[1]} heads but {heads} were expected"
         )
-    pool = "avg" if "fc_norm.weight" in state and "norm.weight" not in state else "token"
-    kwargs: dict[str, Any] = {
-        "img_size": grid * patch,
-        "patch_size": patch,
-        "embed_dim": width,
-        "depth": depth,
-        "num_heads": heads,
-        "mlp_ratio": state["blocks.0.mlp.fc1.weight"].shape[0] / width,
-        "use_abs_pos_emb": "pos_embed" in state,
-        "use_rel_pos_bias": per_block,
-        "use_shared_rel_pos_bias": shared,
-        "init_values": 0.1 if "blocks.0.gamma_1" in state else None,
-        "global_pool": pool,
-    }
+    kwargs = _transformer_kwargs(
+        state, width, patch, depth, grid, heads,
+        use_abs_pos_emb="pos_embed" in state,
+        use_rel_pos_bias=per_block,
+        use_shared_rel_pos_bias=shared,
+        init_values=0.1 if "blocks.0.gamma_1" in state else None,
+    )  # fmt: skip
     notes.append("init_values only switches layer scale on; gamma_1 / gamma_2 are loaded")
     first = "patch_embed.proj.weight"
     return Architecture("beit", "beit_base_patch16_224", kwargs, in_chans, first, None, (), notes)

@@ -136,23 +136,13 @@ class ChannelPlan:
                 f"{name} has {weight.shape[1] if weight.ndim > 1 else '?'} input channels "
                 f"but the source declares {len(self.source)} bands {list(self.source)}"
             )
-        out = weight.new_zeros((weight.shape[0], len(self.target), *weight.shape[2:]))
-        index = {b: i for i, b in enumerate(self.source)}
-        for j, b in enumerate(self.target):
-            if b in index:
-                out[:, j] = weight[:, index[b]]
-        return out
+        return _by_band(weight, self.source, self.target)
 
     def feed(self, x: Tensor) -> Tensor:
         """What the *source* network sees when the mapped network is fed ``x`` [B, C_t, ...]:
         the source's channels gathered from ``x``, zeros for dropped bands (tests use this
         to compare both networks)."""
-        out = x.new_zeros((x.shape[0], len(self.source), *x.shape[2:]))
-        index = {b: j for j, b in enumerate(self.target)}
-        for i, b in enumerate(self.source):
-            if b in index:
-                out[:, i] = x[:, index[b]]
-        return out
+        return _by_band(x, self.target, self.source)
 
     def describe(self) -> dict[str, object]:
         """JSON record of the mapping (written beside the imported weights)."""
@@ -163,3 +153,14 @@ class ChannelPlan:
             "dropped": list(self.dropped),
             "exact": self.exact,
         }
+
+
+def _by_band(t: Tensor, have: Sequence[str], want: Sequence[str]) -> Tensor:
+    """``t`` [N, len(have), ...] with its dim-1 channels re-ordered by band name to ``want``:
+    [N, len(want), ...], zeros for a band of ``want`` that ``have`` lacks."""
+    out = t.new_zeros((t.shape[0], len(want), *t.shape[2:]))
+    index = {b: i for i, b in enumerate(have)}
+    for j, b in enumerate(want):
+        if b in index:
+            out[:, j] = t[:, index[b]]
+    return out

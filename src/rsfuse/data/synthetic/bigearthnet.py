@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing as mp
 import os
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -38,6 +37,8 @@ import numpy as np
 from rsfuse.bands import BANDS, S1_ORDER, S2_L1C_ORDER, S2_L2A_ORDER
 from rsfuse.data import bigearthnet_layout as layout
 from rsfuse.data.classes import BEN19, BEN43, BEN43_TO_19
+from rsfuse.data.synthetic.driver import check_counts, process_pool, progress_bar
+from rsfuse.data.synthetic.driver import world as synthetic_world
 from rsfuse.data.synthetic.world import GeoInfo, Location, SyntheticWorld
 from rsfuse.errors import ConfigError
 from rsfuse.io.atomic import write_atomic
@@ -280,15 +281,10 @@ _WRITERS: dict[str, Callable[[SyntheticWorld, Path, int], dict[str, Any]]] = {
 }
 
 
-@lru_cache(maxsize=4)
-def _world(seed: int) -> SyntheticWorld:
-    return SyntheticWorld(seed)
-
-
 def _write_chunk(task: tuple[str, str, int, Sequence[int]]) -> list[dict[str, Any]]:
     """Worker: write the locations ``indices`` of one layout (top level, so it pickles)."""
     name, root, seed, indices = task
-    world, writer = _world(seed), _WRITERS[name]
+    world, writer = synthetic_world(seed), _WRITERS[name]
     return [writer(world, Path(root), i) for i in indices]
 
 
@@ -297,15 +293,7 @@ def _write_chunk(task: tuple[str, str, int, Sequence[int]]) -> list[dict[str, An
 
 
 def _check_args(n: int, seed: int, workers: int, splits: Sequence[float]) -> tuple[float, ...]:
-    def is_int(v: Any) -> bool:
-        return isinstance(v, int | np.integer) and not isinstance(v, bool)
-
-    if not is_int(n) or n < 1:
-        raise ConfigError(f"number of locations must be an integer >= 1, got {n!r}", key="n")
-    if not is_int(seed) or seed < 0:
-        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}", key="seed")
-    if not is_int(workers) or workers < 1:
-        raise ConfigError(f"workers must be an integer >= 1, got {workers!r}", key="workers")
+    check_counts(n, seed, workers)
     try:
         fr = tuple(float(x) for x in splits)
     except (TypeError, ValueError):
@@ -341,25 +329,6 @@ def assign_splits(n: int, seed: int, splits: Sequence[float] = DEFAULT_SPLITS) -
     return out
 
 
-def progress_bar(total: int, enabled: bool, desc: str) -> Any:
-    """A tqdm bar over ``total`` patches, or a silent stand-in when ``enabled`` is false."""
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm comes with lightning
-        enabled = False
-    if not enabled:
-
-        class _Null:
-            def update(self, k: int) -> None:
-                pass
-
-            def close(self) -> None:
-                pass
-
-        return _Null()
-    return tqdm(total=total, desc=desc, unit="patch", dynamic_ncols=True)
-
-
 def _generate(
     name: str, root: Path, n: int, seed: int, workers: int, progress: bool
 ) -> list[dict[str, Any]]:
@@ -375,11 +344,7 @@ def _generate(
                 records += _write_chunk(t)
                 bar.update(len(t[3]))
         else:
-            # fork (where available) needs no `if __name__ == "__main__"` guard in the caller's
-            # script; the children only use numpy, scipy and rasterio, never the parent's threads
-            methods = mp.get_all_start_methods()
-            ctx = mp.get_context("fork" if "fork" in methods else "spawn")
-            with ctx.Pool(min(workers, len(tasks))) as pool:
+            with process_pool(workers, len(tasks)) as pool:
                 for recs in pool.imap_unordered(_write_chunk, tasks):
                     records += recs
                     bar.update(len(recs))

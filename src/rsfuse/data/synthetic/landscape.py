@@ -545,10 +545,7 @@ def permanent_crops(ctx: Context, idx: np.ndarray) -> Part:
     p.frac[M["dry"]] = inter * (1 - g) * 0.45
     p.frac[M["soil"]] = inter * (1 - g) * 0.55
     _boundaries(ctx, p, edge, idx, 330)
-    off = (hash_uniform(ctx.key, 304, cu, cv) - 0.5) * 3.0
-    p.vv += off
-    p.vh += off
-    _radar_texture(ctx, p, idx, "f3", 0.6)
+    _parcel_radar(ctx, p, idx, hash_uniform(ctx.key, 304, cu, cv), 3.0, 0.6)
     return p
 
 
@@ -573,10 +570,7 @@ def grassland(ctx: Context, idx: np.ndarray) -> Part:
         p.vv[trees] += 2.0
         p.vh[trees] += 3.0
     _boundaries(ctx, p, edge, idx, 430)
-    off = (hash_uniform(ctx.key, 402, cu, cv) - 0.5) * 2.6  # per-parcel roughness / moisture
-    p.vv += off
-    p.vh += off
-    _radar_texture(ctx, p, idx, "f3", 0.5)
+    _parcel_radar(ctx, p, idx, hash_uniform(ctx.key, 402, cu, cv), 2.6, 0.5)
     return p
 
 
@@ -770,10 +764,7 @@ def inland_wetlands(ctx: Context, idx: np.ndarray) -> Part:
     p.frac[M["dry"]] = 0.3 * (1 - ctx.grass)
     p.frac[:, hummock] = 0
     p.frac[M["shrub"], hummock] = 1.0
-    p.frac[:, pool] = 0
-    p.frac[M["water"], pool] = 1.0
-    p.vv[pool] -= 8.0
-    p.vh[pool] -= 6.0
+    _flood(p, pool, "water", 8.0, 6.0)
     _radar_texture(ctx, p, idx, "f3", 0.8)
     return p
 
@@ -789,10 +780,7 @@ def coastal_wetlands(ctx: Context, idx: np.ndarray) -> Part:
     p.frac[M["dry"]] = marsh * 0.4 * (1 - ctx.grass)
     p.frac[M["turbid"]] = (1 - marsh) * 0.5
     p.frac[M["soil"]] = (1 - marsh) * 0.5
-    p.frac[:, channel] = 0
-    p.frac[M["turbid"], channel] = 1.0
-    p.vv[channel] -= 6.0
-    p.vh[channel] -= 5.0
+    _flood(p, channel, "turbid", 6.0, 5.0)
     _radar_texture(ctx, p, idx, "f3", 0.8)
     return p
 
@@ -863,6 +851,26 @@ def _radar_texture(ctx: Context, p: Part, idx: np.ndarray, field: str, db: float
     t = db * ctx.field(field, idx)
     p.vv += t
     p.vh += t
+
+
+def _flood(p: Part, sel: np.ndarray, material: str, vv_db: float, vh_db: float) -> None:
+    """Pools or channels: the pixels ``sel`` become pure ``material`` (a water) and their
+    VV and VH backscatter drop by ``vv_db`` and ``vh_db`` (smooth surface)."""
+    p.frac[:, sel] = 0
+    p.frac[M[material], sel] = 1.0
+    p.vv[sel] -= vv_db
+    p.vh[sel] -= vh_db
+
+
+def _parcel_radar(
+    ctx: Context, p: Part, idx: np.ndarray, u: np.ndarray, spread_db: float, texture_db: float
+) -> None:
+    """Per-parcel roughness / moisture: VV and VH offset by ``(u − 0.5) · spread_db`` dB
+    (``u`` a per-parcel uniform draw per pixel), then the fine radar texture of ``texture_db``."""
+    off = (u - 0.5) * spread_db
+    p.vv += off
+    p.vh += off
+    _radar_texture(ctx, p, idx, "f3", texture_db)
 
 
 def _norm_quantile(q: float) -> float:

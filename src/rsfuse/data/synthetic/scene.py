@@ -65,7 +65,6 @@ import dataclasses
 import functools
 import json
 import math
-import multiprocessing as mp
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -84,6 +83,8 @@ from rsfuse.data.classes import DFC2020, DFC2020_REMAP, DW9
 from rsfuse.data.palettes import colour_table
 from rsfuse.data.synthetic import acquisition as acq
 from rsfuse.data.synthetic import landscape
+from rsfuse.data.synthetic.driver import check_counts, is_int, process_pool, progress_bar
+from rsfuse.data.synthetic.driver import world as synthetic_world
 from rsfuse.data.synthetic.fields import gauss_norm
 from rsfuse.data.synthetic.segmentation import BEN19_TO_DFC10, BEN19_TO_DW9
 from rsfuse.data.synthetic.world import (
@@ -322,11 +323,6 @@ def _plan(
 # one block
 
 
-@functools.lru_cache(maxsize=4)
-def _world(seed: int) -> SyntheticWorld:
-    return SyntheticWorld(seed)
-
-
 def _native_factor(band: str) -> int:
     return BANDS[band].resolution // 10
 
@@ -339,7 +335,7 @@ def _block(plan: _Plan, y0: int, x0: int, h: int, w: int) -> dict[str, Any]:
         "dw": uint8 [h, w], "dfc": uint8 [h, w], "native": {band: uint16 [h/f, w/f]}}``
         (``native`` holds the 20 / 60 m bands when ``plan.per_band``).
     """
-    world = _world(plan.seed)
+    world = synthetic_world(plan.seed)
     ys, xs = np.arange(y0, y0 + h), np.arange(x0, x0 + w)
     lc = plan.land_cover(ys, xs)  # [h, w]
     key = [plan.seed, plan.index, plan.season, 0x5CE7E, y0 // BLOCK, x0 // BLOCK]
@@ -414,9 +410,7 @@ def _blocks(
         for win in windows:
             yield win, _block(plan, *win)
         return
-    methods = mp.get_all_start_methods()
-    ctx = mp.get_context("fork" if "fork" in methods else "spawn")
-    with ctx.Pool(min(workers, len(windows)), _init_worker, (plan,)) as pool:
+    with process_pool(workers, len(windows), _init_worker, (plan,)) as pool:
         pending: list[Any] = []
         it = iter(windows)
         for win in it:
@@ -610,15 +604,7 @@ def _write_scene(
 def _check(
     n: Any, seed: Any, workers: Any, size: Any, product: Any, per_band: Any, season: Any, cover: Any
 ) -> None:
-    def is_int(v: Any) -> bool:
-        return isinstance(v, int | np.integer) and not isinstance(v, bool)
-
-    if not is_int(n) or n < 1:
-        raise ConfigError(f"number of scenes n must be an integer >= 1, got {n!r}", key="n")
-    if not is_int(seed) or seed < 0:
-        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}", key="seed")
-    if not is_int(workers) or workers < 1:
-        raise ConfigError(f"workers must be an integer >= 1, got {workers!r}", key="workers")
+    check_counts(n, seed, workers, what="number of scenes n")
     if not is_int(size) or size < 64:
         raise ConfigError(f"scene size must be an integer >= 64, got {size!r}", key="size")
     if per_band and size % 6:
@@ -673,11 +659,9 @@ def write_scene(
             ``cloud_cover`` (the error's key names the argument).
     """
     _check(n, seed, workers, size, product, per_band, season, cloud_cover)
-    from rsfuse.data.synthetic.bigearthnet import progress_bar
-
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    world = _world(int(seed))
+    world = synthetic_world(int(seed))
     bar = progress_bar(int(n) * len(_windows(int(size))), progress, "synth scene")
     try:
         with rasterio.Env(GDAL_CACHEMAX=_GDAL_CACHE_MB):

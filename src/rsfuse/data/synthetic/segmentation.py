@@ -35,13 +35,11 @@ Output is a pure function of ``(seed, n, patch_size)``.
 from __future__ import annotations
 
 import math
-import multiprocessing as mp
 import os
 import pickle
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +55,8 @@ from rsfuse.data.noldo import (
     physical_to_uint8,
 )
 from rsfuse.data.ssl4eo import V10_DIRS, V11_DIRS, V11_S2_OFFSET, file_band_name
+from rsfuse.data.synthetic.driver import check_counts, is_int, run_parallel
+from rsfuse.data.synthetic.driver import world as synthetic_world
 from rsfuse.data.synthetic.fields import smooth_fields
 from rsfuse.data.synthetic.noisy_labels import dynamic_world_noise
 from rsfuse.data.synthetic.world import Location, SyntheticWorld
@@ -157,11 +157,6 @@ def s2_native(s2: np.ndarray, bands: Sequence[str]) -> dict[str, np.ndarray]:
     return out
 
 
-@lru_cache(maxsize=4)
-def _world(seed: int) -> SyntheticWorld:
-    return SyntheticWorld(seed)
-
-
 def _write_v10_location(
     world: SyntheticWorld, root: Path, index: int, size: int, products: Sequence[str]
 ) -> list[Location]:
@@ -203,50 +198,12 @@ def _write_v10_location(
 
 
 def _check(n: int, seed: int, workers: int, size: int, multiple: int) -> None:
-    def is_int(v: Any) -> bool:
-        return isinstance(v, int | np.integer) and not isinstance(v, bool)
-
-    if not is_int(n) or n < 1:
-        raise ConfigError(f"number of locations must be an integer >= 1, got {n!r}", key="n")
-    if not is_int(seed) or seed < 0:
-        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}", key="seed")
-    if not is_int(workers) or workers < 1:
-        raise ConfigError(f"workers must be an integer >= 1, got {workers!r}", key="workers")
+    check_counts(n, seed, workers)
     if not is_int(size) or size < multiple or size % multiple:
         raise ConfigError(
             f"patch_size must be a positive multiple of {multiple}, got {size!r}",
             key="patch_size",
         )
-
-
-def _run(
-    fn: Callable[..., Any], args: list[tuple], workers: int, progress: bool, desc: str
-) -> list[Any]:
-    """``[fn(*a) for a in args]`` in ``workers`` processes (fork), results in order."""
-    from rsfuse.data.synthetic.bigearthnet import progress_bar
-
-    bar = progress_bar(len(args), progress, desc)
-    out: list[Any] = []
-    try:
-        if workers == 1 or len(args) < 2:
-            for a in args:
-                out.append(fn(*a))
-                bar.update(1)
-        else:
-            methods = mp.get_all_start_methods()
-            ctx = mp.get_context("fork" if "fork" in methods else "spawn")
-            with ctx.Pool(min(workers, len(args))) as pool:
-                for r in pool.imap(_star, [(fn, a) for a in args], chunksize=4):
-                    out.append(r)
-                    bar.update(1)
-    finally:
-        bar.close()
-    return out
-
-
-def _star(task: tuple[Callable[..., Any], tuple]) -> Any:
-    fn, a = task
-    return fn(*a)
 
 
 class _LMDBWriter:
@@ -292,7 +249,7 @@ def _map_size(n: int, per_item: int) -> int:
 
 
 def _v10_task(seed: int, root: str, index: int, size: int, products: tuple[str, ...]) -> None:
-    _write_v10_location(_world(seed), Path(root), index, size, products)
+    _write_v10_location(synthetic_world(seed), Path(root), index, size, products)
 
 
 def write_ssl4eo_s12(
@@ -325,8 +282,8 @@ def write_ssl4eo_s12(
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     prods = tuple(products)
-    _run(_v10_task, [(seed, str(root), i, patch_size, prods) for i in range(n)], workers,
-         progress, "synth ssl4eo-s12")  # fmt: skip
+    tasks = [(seed, str(root), i, patch_size, prods) for i in range(n)]
+    run_parallel(_v10_task, tasks, workers, progress, "synth ssl4eo-s12")
     return root
 
 
@@ -335,7 +292,7 @@ def write_ssl4eo_s12(
 
 
 def _v11_location(seed: int, index: int, size: int) -> dict[str, Any]:
-    world = _world(seed)
+    world = synthetic_world(seed)
     s1, l1c, cm, times, crs = [], [], [], [], 0
     for s in range(4):
         loc = world.location(index, size=size, season=s)
@@ -413,8 +370,10 @@ def write_ssl4eo_s12_zarr(
     base = root / split
     for f0 in range(0, n, samples_per_file):
         idx = list(range(f0, min(n, f0 + samples_per_file)))
-        locs = _run(_v11_location, [(seed, i, patch_size) for i in idx], workers, progress,
-                    f"synth ssl4eo-s12 v1.1 file {f0 // samples_per_file + 1}")  # fmt: skip
+        desc = f"synth ssl4eo-s12 v1.1 file {f0 // samples_per_file + 1}"
+        locs = run_parallel(
+            _v11_location, [(seed, i, patch_size) for i in idx], workers, progress, desc
+        )
         name = f"ssl4eos12_{split}_seasonal_data_{f0 // samples_per_file + 1:06d}.zarr.zip"
         common = {
             "sample": (np.array([r["id"] for r in locs], dtype="<U7"), ["sample"]),
@@ -456,7 +415,7 @@ def write_ssl4eo_s12_zarr(
 def _nol_task(seed: int, root: str, index: int, size: int, geotiff: bool) -> dict[str, Any]:
     """Render one pretraining location (4 seasons), write its GeoTIFF form when ``geotiff``,
     and return its LMDB arrays."""
-    world = _world(seed)
+    world = synthetic_world(seed)
     r = Path(root)
     if geotiff:
         locs = _write_v10_location(world, r, index, size, ("s1", "s2c"))
@@ -482,7 +441,7 @@ def _nol_task(seed: int, root: str, index: int, size: int, geotiff: bool) -> dic
 
 def _downstream_task(seed: int, root: str, index: int, size: int, split: str) -> str:
     """Write one SSL4EO-S12@DW / @OSM tile (GeoTIFF form); returns its name."""
-    world = _world(seed)
+    world = synthetic_world(seed)
     loc = world.location(index, size=size)
     geo = loc.geo
     t2, _ = acquisition(seed, index, loc.season)
@@ -561,7 +520,7 @@ def write_noldo_s12(
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     tasks = [(seed, str(root), i, patch_size, bool(geotiff)) for i in range(n)]
-    recs = _run(_nol_task, tasks, workers, progress, "synth noldo-s12")
+    recs = run_parallel(_nol_task, tasks, workers, progress, "synth noldo-s12")
     per = 4 * (2 + 13 + 2) * patch_size * patch_size + 4096
     writers = {k: _LMDBWriter(root / NOL_LMDB[k], _map_size(n, per)) for k in NOL_LMDB}
     try:
@@ -578,7 +537,9 @@ def write_noldo_s12(
         n_test = max(1, m // 4)
         splits = ["train"] * (m - n_test) + ["test"] * n_test
         tasks = [(seed, str(root), n + j, patch_size, splits[j]) for j in range(m)]
-        names = _run(_downstream_task, tasks, workers, progress, "synth noldo-s12 downstream")
+        names = run_parallel(
+            _downstream_task, tasks, workers, progress, "synth noldo-s12 downstream"
+        )
         for split in ("train", "test"):
             sel = [nm for nm, sp in zip(names, splits) if sp == split]
             for kind in ("dw", "osm"):
@@ -597,7 +558,7 @@ def write_noldo_s12(
 def _dfc_task(
     seed: int, root: str, index: int, size: int, roi: str, scene: int, patch: int
 ) -> None:
-    loc = _world(seed).location(index, size=size)
+    loc = synthetic_world(seed).location(index, size=size)
     geo = loc.geo
     common = {"crs": geo.crs, "transform": geo.transform(10)}
     base = Path(root) / roi
@@ -636,7 +597,7 @@ def write_dfc2020(
         roi = "ROIs0000_validation" if i < n_val else "ROIs0000_test"
         j = i if i < n_val else i - n_val
         tasks.append((seed, str(root), i, patch_size, roi, j // patches_per_scene, j + 1))
-    _run(_dfc_task, tasks, workers, progress, "synth dfc2020")
+    run_parallel(_dfc_task, tasks, workers, progress, "synth dfc2020")
     return root
 
 
