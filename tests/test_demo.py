@@ -48,10 +48,10 @@ def test_demo_tiny_run(tmp_path: Path, capsys) -> None:
     ]
     assert "CromSS stage" in printed
     assert "DINO-MM stage" in printed and (tmp_path / "dino_mm" / "dino_mm_stage.md").is_file()
-    # the scene stage mapped a whole scene with the better S2-only model and the S1+S2 one
+    # the scene stage mapped a whole scene with both S2-only models and the S1+S2 one
     sc = out["scene_stage"]
     assert sc["model"] == "S1+S2 (cloud-robust)" and "Scene stage" in printed
-    assert len(sc["models"]) == 2 and "routed to the S1-only path" in sc["routing"]
+    assert len(sc["models"]) == 3 and "routed to the S1-only path" in sc["routing"]
     assert (tmp_path / "scene_quicklook.png").stat().st_size > 10_000
     assert (tmp_path / "bundles" / "S1_S2_cloud_robust" / "bundle.json").is_file()
     import rasterio
