@@ -643,6 +643,15 @@ def run_demo(
     workdir = Path(workdir)
     check_output_folder(workdir, key="workdir")  # before anything is synthesised
     t_start = time.time()
+    stage_seconds: dict[str, float] = {}
+    clock = [t_start]
+
+    def lap(stage: str) -> None:
+        """Add the time since the last lap to ``stage``."""
+        now = time.time()
+        stage_seconds[stage] = stage_seconds.get(stage, 0.0) + now - clock[0]
+        clock[0] = now
+
     workdir.mkdir(parents=True, exist_ok=True)
     data_root = ensure_synthetic("bigearthnet-v2", workdir / "data", n, seed, workers)
 
@@ -660,11 +669,15 @@ def run_demo(
     dm.setup("fit")
     dm.setup("test")
     n_train, n_val, n_test = (len(dm.datasets[s]) for s in ("train", "val", "test"))
+    test = dm.datasets["test"]
+    n_clouded = sum(not test[i]["present"]["s2"] for i in range(n_test))
     print(
-        f"[demo] train {n_train}, val {n_val}, test {n_test} samples "
-        "(cloudy patches kept: clouds hide S2 but not S1; snowy patches excluded)"
+        f"[demo] train {n_train}, val {n_val}, test {n_test} samples (cloudy patches kept: "
+        f"clouds hide S2 but not S1; snowy patches excluded); {n_clouded} test patches are "
+        f"clouded above {100 * MAX_CLOUD_FRACTION:.0f} % (S1-only path)"
     )
     dm.datasets["train"].plot(dm.datasets["train"][0]).savefig(workdir / "sample.png")
+    lap("data: synthesis and reading")
 
     both = ("s1", "s2")
     plan: list[tuple[str, list[str], list[str], tuple[str, ...]]] = [
@@ -674,6 +687,7 @@ def run_demo(
     plan.append((GMU_RUN, ["demo/mgsvit_gmu"], [], both))
     if pretrain_epochs > 0:
         encoders = pretrain_mgsvit_encoders(dm, pretrain_epochs, batch_size, lr, seed, workdir)
+        lap("MGSViT pretraining")
         plan.append(
             (SSL_RUN, ["demo/mgsvit_gmu"],
              dotted(model__init_args__mode="finetune",
@@ -713,6 +727,7 @@ def run_demo(
         models = dict(cromss["checkpoints"])
         print(f"[demo] scene stage: mapping a {scene_size}² synthetic scene with {list(models)}")
         scene = scene_stage(workdir, models, scene_size, seed=seed, workers=workers)
+        lap("scene stage")
 
     train_labels = _labels(dm.datasets["train"])
     test_labels = _labels(dm.datasets["test"])
@@ -739,7 +754,9 @@ def run_demo(
     print(
         f"\nS1+S2 micro mAP {100 * best:.1f} vs label-frequency baseline "
         f"{100 * baseline['mAP_micro']:.1f} ({best / max(baseline['mAP_micro'], 1e-9):.2f}x); "
-        f"total {total / 60:.1f} min"
+        f"total {total / 60:.1f} min ("
+        + ", ".join(f"{k} {v:.0f} s" for k, v in stage_seconds.items())
+        + ")"
     )
 
     if dino is not None:
@@ -765,6 +782,8 @@ def run_demo(
         "n_train": n_train,
         "n_val": n_val,
         "n_test": n_test,
+        "n_test_clouded": n_clouded,
+        "stage_seconds": stage_seconds,
         "epochs": epochs,
         "pretrain_epochs": pretrain_epochs,
         "dino_mm_stage": None if dino is None else dino["results"],
