@@ -295,18 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
         "defaults); default both",
     )
     p.add_argument(
-        "--size",
-        choices=["tiny", "full"],
-        default="tiny",
-        help=f"tiny: add the packaged override {TINY} (CPU); full: the configs' sizes",
-    )
-    p.add_argument(
         "--max-cloud-fraction",
         type=float,
         default=None,
         help="S2 is marked absent above this invalid fraction (default: the configs')",
     )
-    add_profile_argument(p, GPU_PROFILE)
+    add_profile_argument(p, GPU_PROFILE, tiny=f"the packaged override {TINY}")
     return p
 
 

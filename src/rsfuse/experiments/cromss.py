@@ -441,9 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=3, help="downstream epochs")
     p.add_argument("--pretrain-epochs", type=int, default=6, help="CromSS pretraining epochs")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--size", choices=["tiny", "full"], default="tiny")
     add_segmentation_data_arguments(p)
-    add_profile_argument(p, GPU_PROFILE)
+    add_profile_argument(p, GPU_PROFILE, tiny=f"the packaged override {TINY}")
     return p
 
 

@@ -453,14 +453,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--finetune-lr", type=float, default=1e-3, help="fine-tune AdamW lr")
     p.add_argument("--supervised-lr", type=float, default=2e-3, help="supervised AdamW lr")
     p.add_argument(
-        "--size",
-        choices=["tiny", "full"],
-        default="tiny",
-        help="tiny: the CPU sizes of dino_mm/overrides/experiment_cpu_* (ViT depth 4, width "
-        "48, patch 8, 2 x 48 + 2 x 24 px crops); full: the packaged configs as they are "
-        "(ViT-S/16, 112/48 px crops, out_dim 65536; GPU)",
-    )
-    p.add_argument(
         "--normalization",
         choices=["standardize", "dino-mm"],
         default="standardize",
@@ -474,7 +466,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="keep cloudy patches (default: yes; clouds hide S2 but not S1)",
     )
-    add_profile_argument(p, GPU_PROFILE)
+    add_profile_argument(
+        p,
+        GPU_PROFILE,
+        tiny="the CPU sizes of dino_mm/overrides/experiment_cpu_* (ViT depth 4, width 48, patch 8, "
+        "2 x 48 + 2 x 24 px crops; full: ViT-S/16, 112/48 px crops, out_dim 65536)",
+    )
     return p
 
 

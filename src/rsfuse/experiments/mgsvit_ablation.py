@@ -223,12 +223,6 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"variants to run (default: all: {' '.join(DEFAULT_VARIANTS)})",
     )
     p.add_argument(
-        "--size",
-        choices=["tiny", "full"],
-        default="tiny",
-        help=f"tiny: add the packaged override {TINY} (CPU); full: paper sizes",
-    )
-    p.add_argument(
         "--train-cloudy",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -249,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder the SSL configs' relative encoder checkpoint paths start from: the one "
         "the mgsvit/pretrain runs were started from (default: the working directory)",
     )
-    add_profile_argument(p, GPU_PROFILE)
+    add_profile_argument(p, GPU_PROFILE, tiny=f"the packaged override {TINY}")
     return p
 
 

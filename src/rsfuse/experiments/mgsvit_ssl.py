@@ -251,19 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--pretrain-epochs", type=int, default=8, help="pretraining epochs per encoder (8)"
     )
     p.add_argument(
-        "--size",
-        choices=["tiny", "full"],
-        default="tiny",
-        help=f"tiny: the packaged overrides {TINY_PRETRAIN} and {TINY} (CPU); full: paper sizes",
-    )
-    p.add_argument(
         "--cloudy-splits",
         nargs="+",
         default=["val", "test"],
         choices=["train", "val", "test"],
         help="splits whose cloudy patches form the cloud-heavy test set (default: val test)",
     )
-    add_profile_argument(p, GPU_PROFILE)
+    add_profile_argument(p, GPU_PROFILE, tiny=f"the packaged overrides {TINY_PRETRAIN} and {TINY}")
     return p
 
 

@@ -77,10 +77,23 @@ def experiment_parser(
     return p
 
 
-def add_profile_argument(p: argparse.ArgumentParser, gpu: Mapping[str, Any]) -> None:
+def add_profile_argument(
+    p: argparse.ArgumentParser, gpu: Mapping[str, Any], tiny: str | None = None
+) -> None:
     """``--profile cpu|gpu``: ``gpu`` puts ``gpu``'s values (option dests → values) in place
     of the CPU defaults — the full-size configs (bf16 on one GPU), a larger world and
-    budget; options given on the command line still win (:func:`run_experiment`)."""
+    budget; options given on the command line still win (:func:`run_experiment`).
+
+    With ``tiny`` (what ``--size tiny`` adds, for its help) also ``--size tiny|full``.
+    """
+    if tiny is not None:
+        p.add_argument(
+            "--size",
+            choices=["tiny", "full"],
+            default="tiny",
+            help=f"tiny (default): {tiny} (CPU); full: the packaged configs as they are "
+            "(the papers' sizes; GPU)",
+        )
     shown = ", ".join(
         f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
         for k, v in gpu.items()
