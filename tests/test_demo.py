@@ -75,5 +75,7 @@ def test_demo_tiny_run(tmp_path: Path, capsys) -> None:
     ).read_text()
     saved = json.loads((tmp_path / "results.json").read_text())
     assert set(saved["baseline"]) == {"mAP_micro", "mAP_macro", "F1_micro", "F1_macro"}
-    for name in ("results.md", "per_class_ap.png", "sample.png"):
+    assert set(saved["stage_seconds"]) >= {"classification runs", "scene stage"}
+    assert set(saved["last_epochs_gain"]) == set()  # one epoch: no curve to judge
+    for name in ("results.md", "per_class_ap.png", "sample.png", "learning_curves.png"):
         assert (tmp_path / name).stat().st_size > 0

@@ -219,6 +219,42 @@ def _plot_per_class(results: list[RunResult], baseline_ap: list[float], out: Pat
     save_figure(fig, out)
 
 
+def learning_curves(run_dirs: dict[str, Path], out: Path, last: int = 3) -> dict[str, float]:
+    """Validation micro mAP per epoch of each classification run (its ``metrics.csv``),
+    plotted into ``out``; returns each run's gain over its last ``last`` epochs (a run that
+    converged gains little: the demo's budget check).
+
+    Returns:
+        ``{run: val micro mAP at the last epoch − ``last`` epochs before}`` (runs without
+        enough epochs are left out).
+    """
+    import csv
+
+    from rsfuse.plots.common import pyplot
+
+    curves: dict[str, list[tuple[int, float]]] = {}
+    for name, folder in run_dirs.items():
+        path = Path(folder) / "metrics.csv"
+        if not path.is_file():
+            continue
+        with open(path, newline="") as f:
+            pts = [(int(r["epoch"]), float(r["val/mAP_micro"]))
+                   for r in csv.DictReader(f) if r.get("val/mAP_micro")]  # fmt: skip
+        if pts:
+            curves[name] = pts
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.6), layout="constrained")
+    for name, pts in curves.items():
+        ax.plot([e + 1 for e, _ in pts], [100 * v for _, v in pts], "o-", ms=3, label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation micro mAP (%)")
+    ax.grid(alpha=0.3)
+    ax.set_title("Learning curves of the demo's classifiers (validation split)", fontsize=10)
+    fig.legend(loc="outside right upper", fontsize=8, frameon=False)
+    save_figure(fig, out)
+    return {n: p[-1][1] - p[-1 - last][1] for n, p in curves.items() if len(p) > last}
+
+
 def _classification_overrides(dm: Any, epochs: int, lr: float, batch_size: int) -> list[str]:
     return dotted(
         data__init_args__root=str(dm.root),
@@ -710,16 +746,21 @@ def run_demo(
         seconds = time.time() - t0
         m = {k.removeprefix("test/"): float(v) for k, v in metrics.items()}
         results.append(RunResult(name, m, run.model.last_test_per_class_ap or [], seconds))
+    run_dirs = {name: workdir / "logs" / re.sub(r"\W+", "_", name).strip("_") for name, *_ in plan}
+    gains = learning_curves(run_dirs, workdir / "learning_curves.png")
+    lap("classification runs")
 
     dino = None
     if dino_epochs > 0:
         dino = dino_mm_stage(dm, workdir / "dino_mm", epochs=dino_epochs, seed=seed)
+        lap("DINO-MM stage")
     cromss = None
     if cromss_epochs > 0:
         print(f"[demo] CromSS stage: noisy-label pretraining for {cromss_epochs} epochs")
         cromss = cromss_stage(
             workdir / "cromss", pretrain_epochs=cromss_epochs, seed=seed, workers=workers
         )
+        lap("CromSS stage")
 
     scene = None
     if cromss is not None and scene_size > 0:
@@ -759,6 +800,11 @@ def run_demo(
         + ")"
     )
 
+    if gains:
+        print(
+            "Budget check (learning_curves.png): validation micro mAP gained over the last 3 "
+            "epochs: " + ", ".join(f"{k} {100 * v:+.1f}" for k, v in gains.items())
+        )
     if dino is not None:
         print(
             "\nDINO-MM stage: one model pretrained on S1+S2 with RandomSensorDrop, linear "
@@ -783,6 +829,7 @@ def run_demo(
         "n_val": n_val,
         "n_test": n_test,
         "n_test_clouded": n_clouded,
+        "last_epochs_gain": gains,
         "stage_seconds": stage_seconds,
         "epochs": epochs,
         "pretrain_epochs": pretrain_epochs,
