@@ -830,9 +830,7 @@ def measure(name: str, args: argparse.Namespace, device: torch.device) -> dict[s
             out["fixed_ratio"] = out["fixed"]["step_s"] / bare["step_s"]
             out["fixed_cpu_ratio"] = out["fixed"]["main_thread_cpu_s"] / bare["main_thread_cpu_s"]
         if "loaded" in out:  # ... plus the loader running beside it, its batches unused
-            out["loaded_cpu_ratio"] = (
-                out["loaded"]["main_thread_cpu_s"] / bare["main_thread_cpu_s"]
-            )
+            out["loaded_cpu_ratio"] = out["loaded"]["main_thread_cpu_s"] / bare["main_thread_cpu_s"]
         peak = args.peak_tflops or peak_tflops(device)
         f = out["bare"]["flops_per_step"]
         out["achieved_tflops"] = f / out["rsfuse"]["step_s"] / 1e12
