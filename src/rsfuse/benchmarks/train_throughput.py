@@ -789,6 +789,26 @@ def build(
     return build_run(configs, [*ov, *extra], run_dir=run_dir, seed=0)
 
 
+#: Per-step figures of a phase that :func:`median_of_rounds` takes the median of.
+ROUND_KEYS = (
+    "step_s", "main_thread_cpu_s", "between_steps_s", "between_steps_cpu_s", "samples_per_s",
+)  # fmt: skip
+
+
+def median_of_rounds(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One phase over ``--rounds`` rounds: the first round's result with each of
+    :data:`ROUND_KEYS` replaced by its median over the rounds (all values kept under
+    ``rounds``)."""
+    import statistics
+
+    out = dict(results[0])
+    if len(results) > 1:
+        out["rounds"] = {k: [r[k] for r in results] for k in ROUND_KEYS if k in results[0]}
+        for k, values in out["rounds"].items():
+            out[k] = statistics.median(values)
+    return out
+
+
 def measure(name: str, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     """All phases of one workload; errors are reported, not raised."""
     w = WORKLOADS[name]
@@ -799,25 +819,37 @@ def measure(name: str, args: argparse.Namespace, device: torch.device) -> dict[s
     try:
         data = prepare_data(w.data, size, cache, args.prepare_workers)
         with tempfile.TemporaryDirectory(prefix=f"rsfuse-bench-{name}-") as tmp:
-            bare_run = build(w, size, device, data, args, Path(tmp) / "bare")
-            out["bare"] = run_bare(bare_run, w, device, args.warmup, args.steps)
-            out["config"] = {k: bare_run.config.get(k) for k in ("trainer", "speed")}
-            del bare_run
-            _free(device)
+            rounds: dict[str, list[dict[str, Any]]] = {}
             phases = [("fixed", True)] if args.fixed else []
             if args.loaded and int(args.workers) > 0:
                 phases.append(("loaded", True))
-            for phase, fixed in [*phases, ("rsfuse", False)]:
-                busy, audit = (0, 0) if fixed else (args.gpu_busy, args.audit_syncs)
-                steps = StepTimer(device, args.warmup, args.steps, busy, audit).total_steps
-                run = build(
-                    w, size, device, data, args, Path(tmp) / phase, [f"--trainer.max_steps={steps}"]
-                )
-                out[phase] = run_rsfuse(
-                    run, device, args.warmup, args.steps, busy, audit, fixed, phase == "loaded"
-                )
-                del run
+            # --rounds: the phases in turn, again and again, so that a drift in a shared
+            # machine's load reaches all of them; each phase's median is reported
+            for r in range(max(1, int(args.rounds))):
+                bare_run = build(w, size, device, data, args, Path(tmp) / f"bare{r}")
+                res = run_bare(bare_run, w, device, args.warmup, args.steps)
+                rounds.setdefault("bare", []).append(res)
+                out["config"] = {k: bare_run.config.get(k) for k in ("trainer", "speed")}
+                del bare_run
                 _free(device)
+                for phase, fixed in [*phases, ("rsfuse", False)]:
+                    first = r == 0  # GPU busy fraction and the sync audit: once
+                    busy, audit = (
+                        (args.gpu_busy, args.audit_syncs) if first and not fixed else (0, 0)
+                    )
+                    steps = StepTimer(device, args.warmup, args.steps, busy, audit).total_steps
+                    run = build(
+                        w, size, device, data, args, Path(tmp) / f"{phase}{r}",
+                        [f"--trainer.max_steps={steps}"],
+                    )  # fmt: skip
+                    res = run_rsfuse(
+                        run, device, args.warmup, args.steps, busy, audit, fixed, phase == "loaded"
+                    )
+                    rounds.setdefault(phase, []).append(res)
+                    del run
+                    _free(device)
+            for phase, results in rounds.items():
+                out[phase] = median_of_rounds(results)
             if args.data_batches:
                 alone = build(w, size, device, data, args, Path(tmp) / "data")
                 out["data_alone"] = run_data_alone(alone, device, args.data_batches)
@@ -897,7 +929,12 @@ def table(res: dict[str, Any]) -> str:
         f"machine: {dev}, torch {m['torch']}, {m['torch_threads']} torch thread(s), "
         f"load average (1 min) {m['loadavg_1min_before']} before, "
         f"{m.get('loadavg_1min_after', '?')} after; {m['date']}; size {res['size']}, "
-        f"{res['workers']} loader worker(s), {res['steps']} timed steps after {res['warmup']}",
+        f"{res['workers']} loader worker(s), {res['steps']} timed steps after {res['warmup']}"
+        + (
+            f", median of {res['args']['rounds']} rounds"
+            if res["args"].get("rounds", 1) > 1
+            else ""
+        ),
         "",
         "wall time per step (ms) and samples/s:",
         f"{'workload':18s} {'batch':>5s} {'samples/s':>10s} {'rsfuse':>8s} {'fixed':>8s} "
@@ -1007,6 +1044,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--loaded", action=argparse.BooleanOptionalAction, default=None,
         help="also time the fixed-batch fit with the real loader running beside it, its "
         "batches dropped (the loader's cost to the main thread; default: on a CPU)",
+    )  # fmt: skip
+    p.add_argument(
+        "--rounds", type=int, default=1,
+        help="time every phase this many times, in turn, and report medians (a shared "
+        "machine's load drifts between phases)",
     )  # fmt: skip
     p.add_argument("--data-batches", type=int, default=None, help="data-alone batches (0: off)")
     p.add_argument("--gpu-busy", type=int, default=5, help="profiled steps (CUDA; 0: off)")
