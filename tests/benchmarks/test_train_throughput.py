@@ -13,6 +13,7 @@ from rsfuse.benchmarks.train_throughput import (
     HostSyncAudit,
     busy_fraction,
     main,
+    median_of_rounds,
     repeat,
     summarize_syncs,
 )
@@ -36,8 +37,11 @@ def test_tiny_run_reports_every_phase(tmp_path: Path, capsys: pytest.CaptureFixt
     assert res["size"] == "tiny" and res["machine"]["device"] == "cpu"
     for r in res["results"]:
         assert "error" not in r, r.get("traceback")
-        for phase in ("bare", "fixed", "rsfuse"):
+        for phase in ("bare", "fixed", "loaded", "rsfuse"):  # "loaded": on a CPU by default
             assert r[phase]["step_s"] > 0 and r[phase]["main_thread_cpu_s"] > 0
+        assert r["loaded_cpu_ratio"] == pytest.approx(
+            r["loaded"]["main_thread_cpu_s"] / r["bare"]["main_thread_cpu_s"]
+        )
         assert r["ratio"] == pytest.approx(r["rsfuse"]["step_s"] / r["bare"]["step_s"])
         assert r["bare"]["flops_per_step"] > 0 and r["achieved_tflops"] > 0
         assert r["rsfuse"]["batch"] == r["bare"]["batch"] == 8
@@ -91,3 +95,18 @@ def test_repeat_keeps_the_batch_read() -> None:
     assert len(r) == 7 and r[5] == 2 and r.__getitems__([4, 5, 6]) == [11, 12, 10]
     plain = repeat(torch.utils.data.TensorDataset(torch.arange(3)), 2)
     assert len(plain) == 3 and not hasattr(plain, "__getitems__")
+
+
+def test_rounds_report_the_median_of_each_figure() -> None:
+    runs = [
+        {"step_s": 3.0, "main_thread_cpu_s": 1.0, "batch": 8, "syncs": {"per_step": 0}},
+        {"step_s": 1.0, "main_thread_cpu_s": 5.0, "batch": 8, "syncs": None},
+        {"step_s": 2.0, "main_thread_cpu_s": 2.0, "batch": 8, "syncs": None},
+    ]
+    m = median_of_rounds(runs)
+    assert m["step_s"] == 2.0 and m["main_thread_cpu_s"] == 2.0  # each figure its own median
+    assert m["rounds"]["step_s"] == [3.0, 1.0, 2.0]
+    assert m["syncs"] == {"per_step": 0} and m["batch"] == 8  # the rest: the first round's
+    assert (
+        "rounds" not in median_of_rounds(runs[:1]) and median_of_rounds(runs[:1])["step_s"] == 3.0
+    )

@@ -32,6 +32,13 @@ What is measured, per workload:
   hooks after the step).
 * **fixed** — the same fit with the loader replaced by the bare loop's device batch (no
   data path): Lightning and rsfuse's step alone (``--no-fixed`` skips it).
+* **loaded** (CPU by default, ``--loaded``) — the fixed fit again, while the real loader
+  runs beside it: every step takes a batch from the loader workers (read, normalised and
+  augmented there, handed over to the main process) and drops it, then trains on the fixed
+  batch. **loaded − fixed** is what the loader costs the main thread without its batch
+  being used: the handover and the workers' work running at the same time as the step
+  (on a small machine they share the memory system); **rsfuse − loaded** is what training
+  on the loader's batch instead of the fixed one adds.
 * **bare** — the same model (a second build of the same config) and one fixed batch,
   already on the device and normalised, in a plain loop: ``zero_grad``, forward and loss,
   ``backward``, ``step`` (the self-supervised methods make their views from the batch in
@@ -631,6 +638,24 @@ def run_bare(
     }  # fmt: skip
 
 
+class _LoadedFixedBatches:
+    """The real loader's batches fetched (and dropped) while the fixed batch is yielded:
+    the loader workers and the handover run as in the real fit, the step sees the fixed
+    batch."""
+
+    def __init__(self, loader: Any, batch: dict, n: int) -> None:
+        self.loader, self.batch, self.n = loader, batch, n
+
+    def __iter__(self) -> Any:
+        for i, _ in enumerate(self.loader):
+            if i >= self.n:
+                return
+            yield self.batch
+
+    def __len__(self) -> int:
+        return min(self.n, len(self.loader))
+
+
 class _FixedBatches:
     """``n`` times the same (device, normalised) batch: a loader with no data path."""
 
@@ -646,13 +671,14 @@ class _FixedBatches:
 
 def run_rsfuse(
     built: Any, device: torch.device, warmup: int, steps: int, busy: int, audit: int,
-    fixed: bool = False,
+    fixed: bool = False, loaded: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """``trainer.fit`` of the built run, timed by :class:`StepTimer`.
 
     ``fixed``: the bare loop's fixed device batch instead of the data path (the loader
     yields it again and again; no batch transforms), so the time is the model's and
-    Lightning's only.
+    Lightning's only. ``loaded`` (with ``fixed``): the real loader still runs and hands
+    over its batches, which are dropped (:class:`_LoadedFixedBatches`).
     """
     dm, trainer = built.datamodule, built.trainer
     timer = StepTimer(device, warmup, steps, busy, audit)
@@ -660,7 +686,15 @@ def run_rsfuse(
         raise RuntimeError(f"built with max_steps {trainer.max_steps}, not {timer.total_steps}")
     if fixed:
         batch = _device_batch(dm, device)
-        dm.train_dataloader = lambda: _FixedBatches(batch, timer.total_steps + 2)
+        n = timer.total_steps + 2
+        if loaded:
+            real = dm.train_dataloader  # bound before the override below
+            train = dm.split_dataset("train")
+            train = train.dataset if isinstance(train, RepeatDataset) else train
+            dm.datasets["train"] = repeat(train, int(dm.batch_size) * n)
+            dm.train_dataloader = lambda: _LoadedFixedBatches(real(), batch, n)
+        else:
+            dm.train_dataloader = lambda: _FixedBatches(batch, n)
         dm.on_after_batch_transfer = lambda b, i: b
     else:
         bs = int(dm.batch_size)
@@ -755,6 +789,26 @@ def build(
     return build_run(configs, [*ov, *extra], run_dir=run_dir, seed=0)
 
 
+#: Per-step figures of a phase that :func:`median_of_rounds` takes the median of.
+ROUND_KEYS = (
+    "step_s", "main_thread_cpu_s", "between_steps_s", "between_steps_cpu_s", "samples_per_s",
+)  # fmt: skip
+
+
+def median_of_rounds(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One phase over ``--rounds`` rounds: the first round's result with each of
+    :data:`ROUND_KEYS` replaced by its median over the rounds (all values kept under
+    ``rounds``)."""
+    import statistics
+
+    out = dict(results[0])
+    if len(results) > 1:
+        out["rounds"] = {k: [r[k] for r in results] for k in ROUND_KEYS if k in results[0]}
+        for k, values in out["rounds"].items():
+            out[k] = statistics.median(values)
+    return out
+
+
 def measure(name: str, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     """All phases of one workload; errors are reported, not raised."""
     w = WORKLOADS[name]
@@ -765,21 +819,37 @@ def measure(name: str, args: argparse.Namespace, device: torch.device) -> dict[s
     try:
         data = prepare_data(w.data, size, cache, args.prepare_workers)
         with tempfile.TemporaryDirectory(prefix=f"rsfuse-bench-{name}-") as tmp:
-            bare_run = build(w, size, device, data, args, Path(tmp) / "bare")
-            out["bare"] = run_bare(bare_run, w, device, args.warmup, args.steps)
-            out["config"] = {k: bare_run.config.get(k) for k in ("trainer", "speed")}
-            del bare_run
-            _free(device)
+            rounds: dict[str, list[dict[str, Any]]] = {}
             phases = [("fixed", True)] if args.fixed else []
-            for phase, fixed in [*phases, ("rsfuse", False)]:
-                busy, audit = (0, 0) if fixed else (args.gpu_busy, args.audit_syncs)
-                steps = StepTimer(device, args.warmup, args.steps, busy, audit).total_steps
-                run = build(
-                    w, size, device, data, args, Path(tmp) / phase, [f"--trainer.max_steps={steps}"]
-                )
-                out[phase] = run_rsfuse(run, device, args.warmup, args.steps, busy, audit, fixed)
-                del run
+            if args.loaded and int(args.workers) > 0:
+                phases.append(("loaded", True))
+            # --rounds: the phases in turn, again and again, so that a drift in a shared
+            # machine's load reaches all of them; each phase's median is reported
+            for r in range(max(1, int(args.rounds))):
+                bare_run = build(w, size, device, data, args, Path(tmp) / f"bare{r}")
+                res = run_bare(bare_run, w, device, args.warmup, args.steps)
+                rounds.setdefault("bare", []).append(res)
+                out["config"] = {k: bare_run.config.get(k) for k in ("trainer", "speed")}
+                del bare_run
                 _free(device)
+                for phase, fixed in [*phases, ("rsfuse", False)]:
+                    first = r == 0  # GPU busy fraction and the sync audit: once
+                    busy, audit = (
+                        (args.gpu_busy, args.audit_syncs) if first and not fixed else (0, 0)
+                    )
+                    steps = StepTimer(device, args.warmup, args.steps, busy, audit).total_steps
+                    run = build(
+                        w, size, device, data, args, Path(tmp) / f"{phase}{r}",
+                        [f"--trainer.max_steps={steps}"],
+                    )  # fmt: skip
+                    res = run_rsfuse(
+                        run, device, args.warmup, args.steps, busy, audit, fixed, phase == "loaded"
+                    )
+                    rounds.setdefault(phase, []).append(res)
+                    del run
+                    _free(device)
+            for phase, results in rounds.items():
+                out[phase] = median_of_rounds(results)
             if args.data_batches:
                 alone = build(w, size, device, data, args, Path(tmp) / "data")
                 out["data_alone"] = run_data_alone(alone, device, args.data_batches)
@@ -791,6 +861,8 @@ def measure(name: str, args: argparse.Namespace, device: torch.device) -> dict[s
         if "fixed" in out:  # Lightning and rsfuse's step alone, without the data path
             out["fixed_ratio"] = out["fixed"]["step_s"] / bare["step_s"]
             out["fixed_cpu_ratio"] = out["fixed"]["main_thread_cpu_s"] / bare["main_thread_cpu_s"]
+        if "loaded" in out:  # ... plus the loader running beside it, its batches unused
+            out["loaded_cpu_ratio"] = out["loaded"]["main_thread_cpu_s"] / bare["main_thread_cpu_s"]
         peak = args.peak_tflops or peak_tflops(device)
         f = out["bare"]["flops_per_step"]
         out["achieved_tflops"] = f / out["rsfuse"]["step_s"] / 1e12
@@ -857,7 +929,12 @@ def table(res: dict[str, Any]) -> str:
         f"machine: {dev}, torch {m['torch']}, {m['torch_threads']} torch thread(s), "
         f"load average (1 min) {m['loadavg_1min_before']} before, "
         f"{m.get('loadavg_1min_after', '?')} after; {m['date']}; size {res['size']}, "
-        f"{res['workers']} loader worker(s), {res['steps']} timed steps after {res['warmup']}",
+        f"{res['workers']} loader worker(s), {res['steps']} timed steps after {res['warmup']}"
+        + (
+            f", median of {res['args']['rounds']} rounds"
+            if res["args"].get("rounds", 1) > 1
+            else ""
+        ),
         "",
         "wall time per step (ms) and samples/s:",
         f"{'workload':18s} {'batch':>5s} {'samples/s':>10s} {'rsfuse':>8s} {'fixed':>8s} "
@@ -893,14 +970,15 @@ def table(res: dict[str, Any]) -> str:
     lines += [
         "",
         "main-thread CPU time per step (ms; loader workers not counted):",
-        f"{'workload':18s} {'rsfuse':>8s} {'fixed':>8s} {'bare':>8s} {'ratio':>6s} "
-        f"{'fixed':>6s} {'between':>8s}",
+        f"{'workload':18s} {'rsfuse':>8s} {'fixed':>8s} {'loaded':>8s} {'bare':>8s} "
+        f"{'ratio':>6s} {'fixed':>6s} {'loaded':>6s} {'between':>8s}",
     ]
     for r in ok:
         lines.append(
             f"{r['workload']:18s} {ms(r, 'rsfuse', 'main_thread_cpu_s')} "
-            f"{ms(r, 'fixed', 'main_thread_cpu_s')} {ms(r, 'bare', 'main_thread_cpu_s')} "
-            f"{ratio(r, 'cpu_ratio')} {ratio(r, 'fixed_cpu_ratio')} "
+            f"{ms(r, 'fixed', 'main_thread_cpu_s')} {ms(r, 'loaded', 'main_thread_cpu_s')} "
+            f"{ms(r, 'bare', 'main_thread_cpu_s')} {ratio(r, 'cpu_ratio')} "
+            f"{ratio(r, 'fixed_cpu_ratio')} {ratio(r, 'loaded_cpu_ratio')} "
             f"{ms(r, 'rsfuse', 'between_steps_cpu_s')}"
         )
     if any(r["rsfuse"].get("gpu_busy") is not None for r in ok):
@@ -924,8 +1002,10 @@ def table(res: dict[str, Any]) -> str:
     lines.append(
         "rsfuse: Lightning with the real data path; fixed: Lightning on the bare loop's fixed "
         "device batch (no loader, no batch transforms); bare: plain PyTorch loop, same model, "
-        "batch, optimiser, precision, switches; ratio = rsfuse / bare, fixed = fixed / bare; "
-        "between: host time between two steps; data/s: the data path alone"
+        "batch, optimiser, precision, switches; loaded: fixed, with the real loader running "
+        "and handing over batches that are dropped; ratio = rsfuse / bare, fixed = fixed / "
+        "bare, loaded = loaded / bare; between: host time between two steps; data/s: the data "
+        "path alone"
     )
     return "\n".join(lines)
 
@@ -959,6 +1039,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-fixed", dest="fixed", action="store_false",
         help="skip the rsfuse run on the bare loop's fixed batch (framework cost alone)",
+    )  # fmt: skip
+    p.add_argument(
+        "--loaded", action=argparse.BooleanOptionalAction, default=None,
+        help="also time the fixed-batch fit with the real loader running beside it, its "
+        "batches dropped (the loader's cost to the main thread; default: on a CPU)",
+    )  # fmt: skip
+    p.add_argument(
+        "--rounds", type=int, default=1,
+        help="time every phase this many times, in turn, and report medians (a shared "
+        "machine's load drifts between phases)",
     )  # fmt: skip
     p.add_argument("--data-batches", type=int, default=None, help="data-alone batches (0: off)")
     p.add_argument("--gpu-busy", type=int, default=5, help="profiled steps (CUDA; 0: off)")
@@ -1009,6 +1099,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         args.workers = min(8, cores) if cuda else 1
     if args.data_batches is None:
         args.data_batches = 20 if cuda else 10
+    if args.loaded is None:
+        args.loaded = not cuda
     if not cuda:
         torch.set_num_threads(args.threads or max(1, cores - args.workers))
     elif args.threads:
