@@ -44,6 +44,7 @@ def test_demo_tiny_run(tmp_path: Path, capsys) -> None:
     assert [r[0] for r in out["cromss_stage"]] == [
         "random init",
         "CromSS-midF S2",
+        "S1 only",
         "S1+S2 (cloud-robust)",
     ]
     assert "CromSS stage" in printed
@@ -51,7 +52,7 @@ def test_demo_tiny_run(tmp_path: Path, capsys) -> None:
     # the scene stage mapped a whole scene with both S2-only models and the S1+S2 one
     sc = out["scene_stage"]
     assert sc["model"] == "S1+S2 (cloud-robust)" and "Scene stage" in printed
-    assert len(sc["models"]) == 3 and "routed to the S1-only path" in sc["routing"]
+    assert len(sc["models"]) == 4 and "routed to the S1-only path" in sc["routing"]
     assert (tmp_path / "scene_quicklook.png").stat().st_size > 10_000
     assert (tmp_path / "bundles" / "S1_S2_cloud_robust" / "bundle.json").is_file()
     import rasterio

@@ -14,6 +14,7 @@ from rsfuse.experiments.claims import (
     judge,
     ordering,
     per_seed,
+    t95,
     verdict_table,
     write_verdicts,
 )
@@ -21,15 +22,21 @@ from rsfuse.experiments.claims import (
 CLAIM = Claim(MGSVIT, "Table 1", "S1 GMU S2", "S1+S2")
 
 
-def test_paired_difference_must_exceed_one_standard_error() -> None:
+def test_paired_difference_must_be_significant() -> None:
     clear = judge(CLAIM, {0: 0.70, 1: 0.72, 2: 0.71}, {0: 0.60, 1: 0.62, 2: 0.65})
     assert clear.holds and clear.paired and clear.seeds == 3
     assert clear.diff_mean == pytest.approx((0.10 + 0.10 + 0.06) / 3)
-    # +1.3 on average but -6 / +4 / +6 per seed: inside the spread
+    # +1.3 on average but -6 / +4 / +6 per seed: not significant
     noisy = judge(CLAIM, {0: 0.62, 1: 0.70, 2: 0.71}, {0: 0.68, 1: 0.66, 2: 0.65})
-    assert not noisy.holds and "within the spread" in noisy.reason
+    assert not noisy.holds and "not significant" in noisy.reason
+    # +1.5 ± 1.8 (se 1.04): beyond one standard error, not beyond t(0.95, 2) = 2.92 of them
+    mid = judge(CLAIM, {0: 0.645, 1: 0.615, 2: 0.63}, {0: 0.615, 1: 0.615, 2: 0.615})
+    assert mid.diff_mean == pytest.approx(0.015) and not mid.holds
+    assert t95(2) == pytest.approx(2.920) and t95(100) == pytest.approx(1.645)
     assert judge(CLAIM, {0: 0.5}, {0: 0.6}).word == "does not hold"
-    assert "1 seed" in judge(CLAIM, {0: 0.7}, {0: 0.6}).line()
+    assert "1 seed, no spread" in judge(CLAIM, {0: 0.7}, {0: 0.6}).line()
+    noted = Claim(MGSVIT, "x", "a", "b", note="one pretraining run")
+    assert judge(noted, {0: 0.7}, {0: 0.6}).reason.endswith("; one pretraining run")
 
 
 def test_margin_unpaired_missing_and_at_least() -> None:
@@ -43,7 +50,10 @@ def test_margin_unpaired_missing_and_at_least() -> None:
     nan = judge(CLAIM, {0: float("nan")}, {0: 0.6})
     assert nan.word == "not run"
     at_least = Claim(MGSVIT, "x", "a", "b", relation=">=")
-    assert judge(at_least, {0: 0.60, 1: 0.62, 2: 0.58}, {0: 0.61, 1: 0.60, 2: 0.60}).holds
+    assert judge(at_least, {0: 0.61, 1: 0.62, 2: 0.60}, {0: 0.61, 1: 0.60, 2: 0.60}).holds
+    # a mean shortfall inside the spread is still a shortfall: it does not hold, and says so
+    short = judge(at_least, {0: 0.60, 1: 0.62, 2: 0.58}, {0: 0.61, 1: 0.60, 2: 0.60})
+    assert not short.holds and "short by 0.3, within one standard error" in short.reason
     assert not judge(at_least, {0: 0.50, 1: 0.51, 2: 0.49}, {0: 0.61, 1: 0.60, 2: 0.60}).holds
     assert "≥" in at_least.statement
     with pytest.raises(ValueError):

@@ -86,7 +86,12 @@ def test_demo_stage(noldo_root: Path, dfc2020_root: Path, tmp_path: Path) -> Non
         tmp_path, noldo_root=noldo_root, dfc2020_root=dfc2020_root, dfc2020_patch_size=32,
         pretrain_epochs=2, epochs=1, batch_size=4,
     )  # fmt: skip
-    assert [r[0] for r in res["rows"]] == ["random init", "CromSS-midF S2", "S1+S2 (cloud-robust)"]
+    assert [r[0] for r in res["rows"]] == [
+        "random init",
+        "CromSS-midF S2",
+        "S1 only",
+        "S1+S2 (cloud-robust)",
+    ]
     assert res["best"] in ("random init", "CromSS-midF S2")  # the better S2-only model
     for _, m in res["rows"]:
         assert set(m) == {"OA", "AA", "mIoU", "mF1"} and 0.0 <= m["OA"] <= 1.0

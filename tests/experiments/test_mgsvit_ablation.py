@@ -30,8 +30,8 @@ def test_summary_mean_std_and_verdict() -> None:
 
 
 def test_claims_follow_the_seeds() -> None:
-    """Table 1's order is judged per seed on each model's own input; a gap inside the
-    spread over seeds does not hold."""
+    """Table 1's order is judged per seed on each model's own input; a gap that is not
+    significant over the seeds does not hold."""
 
     def rows(variant: str, on: str, values: tuple[float, ...]) -> list[Row]:
         return [Row(variant, s, "clear", on, m, m, 1.0) for s, m in enumerate(values)]
@@ -41,12 +41,12 @@ def test_claims_follow_the_seeds() -> None:
         + rows("S2", "S2", (0.60, 0.61, 0.62))
         + rows("C4", "S1+S2", (0.70, 0.55, 0.72))  # noisy: +0.047 ± 0.087 over S2
         + rows("C4", "S1 only", (0.99, 0.99, 0.99))  # other inputs are not the claim's
-        + rows("C4-GMU", "S1+S2", (0.80, 0.81, 0.82))
+        + rows("C4-GMU", "S1+S2", (0.80, 0.65, 0.81))
     )
     verdicts = {(v.claim.better, v.claim.worse): v for v in claims(data)}
     assert verdicts[("S2", "S1")].holds and verdicts[("S2", "S1")].seeds == 3
     noisy = verdicts[("C4", "S2")]
-    assert not noisy.holds and "within the spread" in noisy.reason
+    assert not noisy.holds and "not significant" in noisy.reason
     assert noisy.better_mean == pytest.approx((0.70 + 0.55 + 0.72) / 3)
     assert verdicts[("C4-GMU", "C4")].holds
     assert verdicts[("C4", "NO")].word == "not run"

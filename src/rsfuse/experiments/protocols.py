@@ -604,7 +604,8 @@ def transfer_claims(runs: Sequence[SegRun], pretrained: Sequence[str]) -> list[V
                 if not b and not w:
                     continue
                 where = f"{setting.title.split(' (')[0]}, {MODE_TITLES[mode].lower()}"
-                c = Claim(CROMSS, where, enc, rand, metric="mIoU")
+                c = Claim(CROMSS, where, enc, rand, metric="mIoU",
+                          note="one pretraining run; the seeds vary the transfer")  # fmt: skip
                 out.append(judge(c, b, w))
     return out
 

@@ -104,7 +104,8 @@ def add_profile_argument(
         choices=["cpu", "gpu"],
         default="cpu",
         help="cpu (default): the sizes below, for 2 CPU cores; gpu: one GPU, bf16, full-size "
-        f"models, sized for about 8 minutes on an H100/H200 ({shown})",
+        f"models, a first estimate for about 8 minutes on an H100/H200, not yet timed on one "
+        f"({shown})",
     )
 
 
